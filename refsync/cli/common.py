@@ -1,0 +1,141 @@
+"""Shared plumbing of the CLI commands: options, config loading, output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from refsync.config import LoadedConfig, config_path_from, load_config
+from refsync.errors import ConfigError, RefsyncError, StateError
+from refsync.logging import configure_logging
+from refsync.state import StateStore
+
+__all__ = [
+    "EXIT_CHECK_FAILED",
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "CliContext",
+    "config_option",
+    "echo_json",
+    "fail",
+    "json_option",
+    "pass_cli",
+    "report_config_error",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_CHECK_FAILED = 3
+EXIT_PARTIAL = 4
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class CliContext:
+    """What the top-level options decided, shared with every command."""
+
+    config_option: str | None = None
+    log_level: str | None = None
+    log_format: str | None = None
+    _loaded: LoadedConfig | None = field(default=None, repr=False)
+
+    def load(self, config_option: str | None = None) -> LoadedConfig:
+        """Load and validate the configuration, or print every problem and exit 2."""
+        if self._loaded is None:
+            path = config_path_from(config_option or self.config_option)
+            try:
+                self._loaded = load_config(path)
+            except ConfigError as exc:
+                report_config_error(exc)
+            settings = self._loaded.config.logging
+            configure_logging(
+                level=self.log_level or settings.level,
+                fmt=self.log_format or settings.format,  # type: ignore[arg-type]
+                secrets=self._loaded.secrets,
+            )
+        return self._loaded
+
+    @contextmanager
+    def store(self, config_option: str | None = None, *, migrate: bool = True) -> Iterator[StateStore]:
+        """Open the configured state store, turning StateError into a clean exit."""
+        loaded = self.load(config_option)
+        try:
+            with StateStore(loaded.config.state.url, migrate=migrate) as store:
+                yield store
+        except StateError as exc:
+            fail(exc.message)
+
+
+pass_cli = click.make_pass_decorator(CliContext, ensure=True)
+
+
+def config_option(function: F) -> F:
+    """The ``-c/--config`` option, accepted on every command as well as on the group."""
+    return click.option(
+        "-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+        help="Config file (default: $REFSYNC_CONFIG, else ./refsync.yaml).",
+    )(function)
+
+
+def json_option(function: F) -> F:
+    """The ``--json`` option: machine-readable output on standard output."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(function)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return str(value)
+
+
+def echo_json(value: Any) -> None:
+    """Print ``value`` as JSON (datetimes ISO-8601, decimals as strings)."""
+    click.echo(json.dumps(value, default=_default, indent=2, ensure_ascii=False))
+
+
+def report_config_error(error: ConfigError, *, as_json: bool = False) -> NoReturn:
+    """Print every configuration problem and exit with code 2."""
+    if as_json:
+        echo_json({"ok": False, "problems": [p.as_dict() for p in error.problems]})
+    else:
+        for problem in error.problems:
+            click.echo(str(problem), err=True)
+        count = len(error.problems)
+        click.echo(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed.", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    """Print an actionable error message and exit."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_refsync_errors(function: F) -> F:
+    """Turn RefsyncError into a one-line message and exit code instead of a traceback."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except ConfigError as exc:
+            report_config_error(exc)
+        except RefsyncError as exc:
+            fail(exc.message)
+
+    return wrapper  # type: ignore[return-value]

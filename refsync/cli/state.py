@@ -1,0 +1,142 @@
+"""``refsync state``, ``refsync runs`` and ``refsync errors``: read and maintain the state store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from refsync.cli.common import CliContext, config_option, echo_json, json_option, pass_cli
+
+__all__ = ["errors", "runs", "state"]
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "—"
+
+
+def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=240)  # a pipe gets whole rows, not columns folded to 80
+    console.print(table)
+
+
+@click.group()
+def state() -> None:
+    """Inspect and maintain the state database."""
+
+
+@state.command("migrate")
+@config_option
+@pass_cli
+def state_migrate(cli_context: CliContext, config_path: str | None) -> None:
+    """Create or upgrade the state database schema (also done automatically on start)."""
+    with cli_context.store(config_path, migrate=False) as store:
+        applied = store.migrate()
+        revision = store.schema_revision()
+    if applied:
+        click.echo(f"applied migrations {', '.join(applied)}; schema is at {revision}")
+    else:
+        click.echo(f"schema is up to date at {revision}")
+
+
+@state.command("show")
+@config_option
+@json_option
+@pass_cli
+def state_show(cli_context: CliContext, config_path: str | None, as_json: bool) -> None:
+    """Show each stream's cursor (how far it has been read) and table counts."""
+    with cli_context.store(config_path) as store:
+        cursors = store.list_cursors()
+        counts = store.counts()
+        revision = store.schema_revision()
+    if as_json:
+        echo_json({"schema_revision": revision, "counts": counts, "cursors": cursors})
+        return
+    click.echo(f"schema {revision}; " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if not cursors:
+        click.echo("No cursors yet: no stream has been read. Run `refsync sync` first.")
+        return
+    _print_table(
+        "Cursors",
+        ["system", "stream", "cursor", "updated", "run"],
+        [
+            [c["system"], c["stream"], _compact(c["value"]), _when(c["updated_at"]),
+             (c["run_id"] or "—")[:8]]
+            for c in cursors
+        ],
+    )
+
+
+def _compact(value: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in value.items()) or "—"
+
+
+@click.command()
+@config_option
+@json_option
+@click.option("--limit", default=20, show_default=True, help="How many runs, newest first.")
+@pass_cli
+def runs(cli_context: CliContext, config_path: str | None, as_json: bool, limit: int) -> None:
+    """List recent sync runs: trigger, status, counts, which daemon ran them."""
+    with cli_context.store(config_path) as store:
+        rows = store.list_runs(limit)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No runs yet. Start one with `refsync sync`, or the daemon with `refsync run`.")
+        return
+    _print_table(
+        "Runs (newest first)",
+        ["run", "job", "trigger", "status", "started", "finished", "counts", "instance"],
+        [
+            [r["id"][:8], r["job"], r["trigger"], r["status"], _when(r["started_at"]),
+             _when(r["finished_at"]), _compact(r["counts"]), r["instance"]]
+            for r in rows
+        ],
+    )
+
+
+@click.command()
+@config_option
+@json_option
+@click.option("--run", "run_id", default=None, help="Only records quarantined by this run (id prefix).")
+@click.option("--all", "include_resolved", is_flag=True, help="Include resolved records.")
+@click.option("--limit", default=100, show_default=True)
+@pass_cli
+def errors(
+    cli_context: CliContext,
+    config_path: str | None,
+    as_json: bool,
+    run_id: str | None,
+    include_resolved: bool,
+    limit: int,
+) -> None:
+    """List quarantined records with the reason each could not be synced."""
+    with cli_context.store(config_path) as store:
+        rows = store.list_quarantine(run_id=run_id, include_resolved=include_resolved, limit=limit)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No quarantined records: every record read or written was accepted.")
+        return
+    _print_table(
+        "Quarantined records",
+        ["id", "system", "stream", "dir", "referral", "code", "message", "attempts", "since"],
+        [
+            [str(r["id"]), r["system"], r["stream"], r["direction"], (r["referral_id"] or "—")[:8],
+             r["error_code"], r["message"], str(r["attempts"]), _when(r["created_at"])]
+            for r in rows
+        ],
+    )

@@ -1,0 +1,267 @@
+"""The top-level YAML configuration: systems and their streams, schedules, state, rules.
+
+Load it with :func:`load_config`, which validates everything at once and raises
+:class:`~refsync.errors.ConfigError` listing every problem as ``FILE:LINE:COLUMN: what — fix``
+before any system or database is touched. Secrets never live in the YAML: a secret setting must
+be a ``${VAR}``, ``${VAR:-default}`` or ``file:/path`` reference, resolved at load time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from refsync.errors import ConfigError, Problem
+from refsync.yamlsource import LoadedYaml, SourceMap, load_yaml, validate_model
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "LoggingConfig",
+    "MatchingConfig",
+    "RefsyncConfig",
+    "RulesConfig",
+    "ScheduleConfig",
+    "StateConfig",
+    "StreamConfig",
+    "SystemConfig",
+    "config_path_from",
+    "LoadedConfig",
+    "load_config",
+]
+
+DEFAULT_CONFIG_PATH = Path("refsync.yaml")
+
+SECRET_SETTING = re.compile(r"(secret|password|token|private_key|api_key|client_key)", re.I)
+"""Setting names that hold credentials and so must come from ``${VAR}`` or ``file:`` references."""
+
+_IDENTIFIER = r"^[a-z][a-z0-9_\-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StreamConfig(_Strict):
+    """One object synced with one system, in one direction, through one mapping file."""
+
+    object: str = Field(description="the remote object, e.g. Lead, contacts, leads")
+    direction: Literal["in", "out", "both"] = "both"
+    mapping: str = Field(
+        description="a mapping file (relative to the config file) or builtin:NAME"
+    )
+    batch_size: int | None = Field(default=None, ge=1, le=10_000)
+    page_size: int | None = Field(default=None, ge=1, le=10_000)
+    enabled: bool = True
+
+
+class SystemConfig(_Strict):
+    """A connected system: which connector talks to it, its settings and its streams."""
+
+    connector: str | None = Field(
+        default=None, description="connector name; defaults to the system's key"
+    )
+    role: Literal["prm", "crm", "marketing", "file"] = "crm"
+    settings: dict[str, Any] = Field(default_factory=dict)
+    streams: dict[str, StreamConfig] = Field(min_length=1)
+
+
+class ScheduleConfig(_Strict):
+    """When the daemon runs a sync: every interval, or on a cron expression."""
+
+    name: str = Field(pattern=_IDENTIFIER)
+    every: str | None = Field(
+        default=None, pattern=r"^\d+(ms|s|m|h|d)$", description="e.g. 30s, 5m, 1h"
+    )
+    cron: str | None = Field(default=None, description="five-field crontab, e.g. */5 * * * *")
+    timezone: str = "UTC"
+    systems: list[str] | None = Field(
+        default=None, description="only these systems; all when omitted"
+    )
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> ScheduleConfig:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("give exactly one of 'every' (e.g. 5m) or 'cron' (e.g. */5 * * * *)")
+        if self.cron is not None and len(self.cron.split()) != 5:
+            raise ValueError(f"cron '{self.cron}' must have five fields: minute hour day month weekday")
+        return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone '{value}': use an IANA name such as Europe/Paris")
+        return value
+
+
+class StateConfig(_Strict):
+    """Where refsync keeps its state."""
+
+    url: str = Field(default="sqlite:///refsync.db", description="sqlite:///PATH or postgresql://...")
+
+    @field_validator("url")
+    @classmethod
+    def _supported_backend(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgresql|postgres)(\+\w+)?://", value):
+            raise ValueError("use sqlite:///PATH or postgresql://USER@HOST/DB")
+        return value
+
+
+class LoggingConfig(_Strict):
+    """How refsync logs (command-line flags override these)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+MatchKey = Literal["email", "email_domain", "website_domain", "phone", "company_name"]
+
+
+class MatchingConfig(_Strict):
+    """How an incoming record is matched to an existing referral when no link identifies it."""
+
+    keys: list[MatchKey] = Field(default_factory=lambda: ["email"])
+    ignore_free_email_domains: bool = True
+
+
+class RulesConfig(_Strict):
+    """Rules of engagement: duplicate and channel-conflict handling."""
+
+    protection_window_days: int = Field(default=90, ge=0, le=3650)
+    reject_existing_customers: bool = True
+    reject_open_opportunities: bool = True
+    customer_account_types: list[str] = Field(
+        default_factory=lambda: ["Customer - Direct", "Customer - Channel"]
+    )
+
+
+class RefsyncConfig(_Strict):
+    """The whole ``refsync.yaml``."""
+
+    version: Literal[1] = 1
+    instance: str | None = Field(default=None, description="name of this daemon in run history")
+    state: StateConfig = Field(default_factory=StateConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    systems: dict[str, SystemConfig] = Field(min_length=1)
+    schedules: list[ScheduleConfig] = Field(default_factory=list)
+    matching: MatchingConfig = Field(default_factory=MatchingConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+
+    def connector_name(self, system: str) -> str:
+        """The connector a system uses (its ``connector:`` or, by default, its key)."""
+        return self.systems[system].connector or system
+
+
+class LoadedConfig:
+    """A validated configuration plus where it came from and the secrets it resolved."""
+
+    def __init__(
+        self, config: RefsyncConfig, path: Path, secrets: list[str], source: SourceMap
+    ) -> None:
+        self.config = config
+        self.path = path
+        self.source = source
+        self.base_dir = path.parent
+        self.secrets = secrets
+
+    def resolve_path(self, reference: str) -> str:
+        """A file named in the config, relative to the config file; ``builtin:`` left as is."""
+        if reference.startswith("builtin:"):
+            return reference
+        candidate = Path(reference).expanduser()
+        return str(candidate if candidate.is_absolute() else self.base_dir / candidate)
+
+
+def config_path_from(option: str | None, environ: Mapping[str, str] | None = None) -> Path:
+    """The config file to use: ``-c/--config``, else ``$REFSYNC_CONFIG``, else ``./refsync.yaml``."""
+    env = os.environ if environ is None else environ
+    return Path(option or env.get("REFSYNC_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Load and validate a configuration file, reporting every problem at once.
+
+    Raises:
+        ConfigError: with every problem found, each located in the file.
+    """
+    config_path = Path(path)
+    loaded = load_yaml(config_path, environ=environ, resolve_references=True)
+    problems = _literal_secrets(config_path, loaded) + _unknown_schedule_systems(loaded)
+    try:
+        config = validate_model(RefsyncConfig, loaded)
+    except ConfigError as exc:
+        raise ConfigError(sorted([*exc.problems, *problems], key=lambda p: (p.line, p.column)))
+    if problems:
+        raise ConfigError(problems)
+    return LoadedConfig(config, config_path, _resolved_secrets(loaded), loaded.source)
+
+
+def _unknown_schedule_systems(loaded: LoadedYaml) -> list[Problem]:
+    data = loaded.data if isinstance(loaded.data, dict) else {}
+    systems = data.get("systems") if isinstance(data.get("systems"), dict) else {}
+    schedules = data.get("schedules") if isinstance(data.get("schedules"), list) else []
+    problems = []
+    for index, schedule in enumerate(schedules):
+        named = schedule.get("systems") if isinstance(schedule, dict) else None
+        for position, system in enumerate(named if isinstance(named, list) else []):
+            if system not in systems:
+                problems.append(loaded.source.problem(
+                    ("schedules", index, "systems", position),
+                    f"schedule names system '{system}', which is not configured",
+                    f"use one of: {', '.join(sorted(map(str, systems)))}",
+                ))
+    return problems
+
+
+def _secret_paths(data: Any) -> list[tuple[str | int, ...]]:
+    paths: list[tuple[str | int, ...]] = []
+    systems = data.get("systems") if isinstance(data, dict) else None
+    if not isinstance(systems, dict):
+        return paths
+    for name, system in systems.items():
+        settings = system.get("settings") if isinstance(system, dict) else None
+        if isinstance(settings, dict):
+            for key in settings:
+                if isinstance(key, str) and SECRET_SETTING.search(key):
+                    paths.append(("systems", name, "settings", key))
+    return paths
+
+
+def _literal_secrets(path: Path, loaded: LoadedYaml) -> list[Problem]:
+    text = path.read_text(encoding="utf-8").splitlines()
+    problems = []
+    for secret_path in _secret_paths(loaded.data):
+        line, column = loaded.source.position(secret_path)
+        raw = text[line - 1][column - 1:] if 0 < line <= len(text) else ""
+        if not (raw.lstrip("'\"").startswith("${") or raw.lstrip("'\"").startswith("file:")):
+            problems.append(Problem(
+                str(path), line, column,
+                f"secret setting '{secret_path[-1]}' is written in the YAML",
+                f"move it to an environment variable and write ${{{_env_name(secret_path)}}}, "
+                "or to a file and write file:/path/to/it",
+            ))
+    return problems
+
+
+def _env_name(path: tuple[str | int, ...]) -> str:
+    return re.sub(r"[^A-Z0-9]+", "_", f"{path[1]}_{path[-1]}".upper())
+
+
+def _resolved_secrets(loaded: LoadedYaml) -> list[str]:
+    values = []
+    for secret_path in _secret_paths(loaded.data):
+        node: Any = loaded.data
+        for part in secret_path:
+            node = node[part]
+        if isinstance(node, str) and node:
+            values.append(node)
+    return values

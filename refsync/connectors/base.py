@@ -1,0 +1,337 @@
+"""What the engine consumes from a connector, and the values that cross that boundary.
+
+The engine owns the loop; a connector only talks to its API through four calls::
+
+    check()                                   -> CheckReport
+    discover(object)                          -> ObjectSchema
+    read(object, fields, cursor)              -> Iterator[Page]
+    write(object, key_field, records)         -> list[WriteResult]
+
+:class:`Connector` is a :class:`typing.Protocol`: test fakes need no inheritance.
+:class:`ConnectorClass` is what the registry hands out: a class with a pydantic ``Settings``
+model and a ``from_settings`` constructor. :class:`ConnectorContext` carries every injected
+dependency (HTTP session factory, clock, sleep, call counter, rate limiters, logger), so a
+connector never reaches for the wall clock or a global session.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+
+from refsync.connectors.cursor import Cursor, CursorPolicy, IncrementalWindow
+from refsync.connectors.errors import WriteError
+from refsync.connectors.http import ApiSession, RetryPolicy, Timeout, call_with_retry
+from refsync.connectors.schema import ObjectSchema
+from refsync.connectors.usage import ApiCallCounter, DailyBudget, RateLimiters, TokenBucket
+
+__all__ = [
+    "CheckReport",
+    "Connector",
+    "ConnectorBase",
+    "ConnectorClass",
+    "ConnectorContext",
+    "ConnectorSettings",
+    "EventLogger",
+    "Finding",
+    "HttpConnectorSettings",
+    "Page",
+    "ReadRecord",
+    "WriteResult",
+    "utc_now",
+]
+
+T = TypeVar("T")
+
+
+def utc_now() -> datetime:
+    """Return the current time as an aware UTC datetime (the default injected clock)."""
+    return datetime.now(UTC)
+
+
+class EventLogger(Protocol):
+    """The logging calls connectors make (structlog bound loggers satisfy it)."""
+
+    def debug(self, event: str, **kw: Any) -> Any:
+        """Log a debug event."""
+
+    def info(self, event: str, **kw: Any) -> Any:
+        """Log an informational event."""
+
+    def warning(self, event: str, **kw: Any) -> Any:
+        """Log a warning event."""
+
+
+@dataclass(frozen=True)
+class ReadRecord:
+    """One record read from a remote system, in the remote system's field names.
+
+    Attributes:
+        id: the remote id (Salesforce Id, HubSpot object id, a file's id column).
+        modstamp: when the remote system last changed it (``None`` when the source keeps no
+            change time, such as an append-only file).
+        data: field name → value, remote names, as read.
+        deleted: True when the remote system reports the record deleted or archived.
+    """
+
+    id: str
+    modstamp: datetime | None
+    data: dict[str, Any]
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class Page:
+    """A batch of records and the cursor to persist once they are committed."""
+
+    records: list[ReadRecord]
+    cursor: Cursor
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome of writing one record; results come back in input order.
+
+    Attributes:
+        key: the record's value of the key field (the refsync id), to match results to inputs.
+        ok: True when the remote system accepted the record.
+        created: True when the write created the record, False when it updated one.
+        remote_id: the remote id of the written record.
+        error: the classified failure when ``ok`` is False.
+    """
+
+    key: str | None
+    ok: bool
+    created: bool = False
+    remote_id: str | None = None
+    error: WriteError | None = None
+
+    @classmethod
+    def success(cls, key: str | None, *, remote_id: str | None, created: bool) -> WriteResult:
+        """Build the result of an accepted record."""
+        return cls(key=key, ok=True, created=created, remote_id=remote_id)
+
+    @classmethod
+    def failure(cls, key: str | None, error: WriteError) -> WriteResult:
+        """Build the result of a refused record."""
+        return cls(key=key, ok=False, error=error)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing ``check()`` found, with what to do about it."""
+
+    severity: Literal["error", "warning", "info"]
+    message: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Whether a connector can work: credentials, permissions, API budget.
+
+    Attributes:
+        system: the configured system name.
+        auth_ok: the credentials were accepted.
+        permissions_ok: the integration user can read and write what refsync needs.
+        api_budget: the daily allowance the remote system reported, when it did.
+        findings: problems and notes, each with a fix.
+    """
+
+    system: str
+    auth_ok: bool
+    permissions_ok: bool
+    api_budget: DailyBudget | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the connector can be used (no ``error`` finding)."""
+        return (
+            self.auth_ok
+            and self.permissions_ok
+            and all(f.severity != "error" for f in self.findings)
+        )
+
+
+class ConnectorSettings(BaseModel):
+    """Settings every connector accepts in its system's ``settings:`` block.
+
+    Connector classes subclass this (``extra="forbid"`` so a misspelt key is reported with
+    its position instead of ignored).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    page_size: int | None = Field(default=None, ge=1, description="records per page read")
+    settle_lag_seconds: float = Field(
+        default=5.0, ge=0, description="changes younger than this are left for the next run"
+    )
+    lookback_seconds: float = Field(
+        default=0.0, ge=0, description="re-read this far behind the cursor (late indexing)"
+    )
+
+    def cursor_policy(self) -> CursorPolicy:
+        """Return the incremental-read policy these settings describe."""
+        return CursorPolicy(
+            settle_lag=timedelta(seconds=self.settle_lag_seconds),
+            lookback=timedelta(seconds=self.lookback_seconds),
+        )
+
+
+class HttpConnectorSettings(ConnectorSettings):
+    """Settings shared by connectors that speak HTTP."""
+
+    base_url: str | None = Field(
+        default=None, description="override the API host (sandbox, proxy, regional host)"
+    )
+    ca_bundle: Path | None = Field(default=None, description="CA bundle to verify TLS with")
+    connect_timeout: float = Field(default=10.0, gt=0)
+    read_timeout: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, description="attempts per call, retries included")
+    backoff_seconds: float = Field(default=1.0, ge=0, description="first retry wait; doubles")
+    daily_reserve: int = Field(
+        default=0, ge=0, description="daily API calls left unused for other integrations"
+    )
+
+    @property
+    def timeout(self) -> Timeout:
+        """``(connect, read)`` timeout for every call."""
+        return (self.connect_timeout, self.read_timeout)
+
+    def retry_policy(self) -> RetryPolicy:
+        """Return the retry policy these settings describe."""
+        return RetryPolicy(max_attempts=self.max_attempts, base_delay=self.backoff_seconds)
+
+
+@dataclass
+class ConnectorContext:
+    """Dependencies injected into a connector.
+
+    Attributes:
+        system: the configured system name (``crm``, ``prm``...), used in messages and metrics.
+        clock: current time, aware UTC.
+        sleep: waits a number of seconds (tests pass a recorder).
+        api_calls: the shared API call counter.
+        rate_limiters: token buckets per credential, shared by connectors using one credential.
+        logger: structured logger bound to this system.
+        configure_session: called on every new HTTP session (mount adapters, set proxies).
+    """
+
+    system: str
+    clock: Callable[[], datetime] = utc_now
+    sleep: Callable[[float], None] = time.sleep
+    api_calls: ApiCallCounter = field(default_factory=ApiCallCounter)
+    rate_limiters: RateLimiters | None = None
+    logger: EventLogger = field(default_factory=lambda: structlog.get_logger("refsync.connectors"))
+    configure_session: Callable[[ApiSession], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.rate_limiters is None:
+            self.rate_limiters = RateLimiters(self.clock, self.sleep)
+
+    def new_session(self, *, timeout: Timeout, bucket: TokenBucket | None = None) -> ApiSession:
+        """Return an HTTP session with timeouts, call counting and pacing for this system."""
+        session = ApiSession(
+            system=self.system, timeout=timeout, counter=self.api_calls, bucket=bucket
+        )
+        if self.configure_session is not None:
+            self.configure_session(session)
+        return session
+
+    def bucket(
+        self, credential_key: str, *, capacity: float, interval_seconds: float, reserve: int = 0
+    ) -> TokenBucket:
+        """Return the token bucket shared by every connector using ``credential_key``."""
+        assert self.rate_limiters is not None  # set in __post_init__
+        return self.rate_limiters.for_credential(
+            credential_key,
+            capacity=capacity,
+            interval_seconds=interval_seconds,
+            daily_reserve=reserve,
+            system=self.system,
+        )
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """The four calls the engine makes on a connector."""
+
+    def check(self) -> CheckReport:
+        """Verify credentials, permissions and the API budget left."""
+        ...
+
+    def discover(self, object_name: str) -> ObjectSchema:
+        """Describe an object: fields, types, required, writable, unique, picklist values."""
+        ...
+
+    def read(
+        self, object_name: str, fields: Sequence[str], cursor: Cursor | None
+    ) -> Iterator[Page]:
+        """Yield pages of records changed since ``cursor`` (all records when ``None``).
+
+        Records come in ascending ``(modstamp, id)`` order; each page's cursor may be
+        persisted once the page is committed.
+        """
+        ...
+
+    def write(
+        self, object_name: str, key_field: str, records: Sequence[Mapping[str, Any]]
+    ) -> list[WriteResult]:
+        """Upsert ``records`` by ``key_field``; one result per record, in input order."""
+        ...
+
+
+class ConnectorClass(Protocol):
+    """A connector class as registered under the ``refsync.connectors`` entry-point group."""
+
+    Settings: ClassVar[type[ConnectorSettings]]
+
+    def from_settings(self, settings: Any, context: ConnectorContext) -> Connector:
+        """Build a connector from validated settings and injected dependencies."""
+        ...
+
+
+class ConnectorBase:
+    """Optional base class with behaviour shared by connectors (not required by the engine).
+
+    Provides the settings, context, the incremental window of a read and retried calls.
+    """
+
+    Settings: ClassVar[type[ConnectorSettings]] = ConnectorSettings
+
+    def __init__(self, settings: ConnectorSettings, context: ConnectorContext) -> None:
+        self.settings = settings
+        self.context = context
+
+    @property
+    def system(self) -> str:
+        """The configured system name."""
+        return self.context.system
+
+    def incremental_window(self, cursor: Cursor | None) -> IncrementalWindow:
+        """Open the read window of one run, capped at now minus the settle lag."""
+        return IncrementalWindow(cursor, self.settings.cursor_policy(), self.context.clock())
+
+    def retried(
+        self,
+        call: Callable[[], T],
+        *,
+        policy: RetryPolicy | None = None,
+        refresh_auth: Callable[[], None] | None = None,
+    ) -> T:
+        """Run ``call`` under the retry policy, sleeping through the injected sleep."""
+        return call_with_retry(
+            call,
+            policy=policy or RetryPolicy(),
+            sleep=self.context.sleep,
+            refresh_auth=refresh_auth,
+            system=self.system,
+        )

@@ -1,0 +1,334 @@
+"""Shared HTTP plumbing for connectors: timeouts, call counting, pacing, classification, retries.
+
+* :class:`ApiSession` is a ``requests.Session`` that puts a timeout on every call (client
+  libraries such as simple-salesforce set none), counts each call by outcome, paces calls
+  through the credential's :class:`~refsync.connectors.usage.TokenBucket` and feeds the
+  bucket the usage headers of every response.
+* :func:`facts_from_response` / :func:`raise_for_response` turn a failed response into the
+  exception the :mod:`~refsync.connectors.errors` table says.
+* :func:`call_with_retry` retries what the type says is retryable (tenacity), honours
+  ``Retry-After``, refreshes credentials once on an expired session, and sleeps through an
+  injected ``sleep`` so tests assert the waits instead of waiting.
+* :class:`HttpClient` bundles all of it for connectors speaking plain ``requests``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from refsync.connectors.errors import DEFAULT_TABLE, ErrorFacts, ErrorTable, to_exception
+from refsync.connectors.usage import ApiCallCounter, TokenBucket
+from refsync.errors import (
+    AuthExpiredError,
+    FatalConnectorError,
+    RateLimitedError,
+    RetryableError,
+)
+
+__all__ = [
+    "ApiSession",
+    "HttpClient",
+    "RetryPolicy",
+    "call_with_retry",
+    "facts_from_exception",
+    "facts_from_response",
+    "parse_retry_after",
+    "raise_for_response",
+]
+
+T = TypeVar("T")
+
+Timeout = float | tuple[float, float]
+
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status == 429:
+        return "rate_limited"
+    if status < 500:
+        return "client_error"
+    return "server_error"
+
+
+class ApiSession(requests.Session):
+    """A session with a default timeout, per-system call counting and rate pacing.
+
+    Args:
+        system: the configured system name, used as the counter label.
+        timeout: ``(connect, read)`` seconds applied when a call gives no timeout.
+        counter: where calls are counted (shared with the metrics exporter).
+        bucket: the credential's token bucket; ``None`` disables pacing.
+    """
+
+    def __init__(
+        self,
+        *,
+        system: str,
+        timeout: Timeout = (10.0, 60.0),
+        counter: ApiCallCounter | None = None,
+        bucket: TokenBucket | None = None,
+    ) -> None:
+        super().__init__()
+        self.system = system
+        self.default_timeout = timeout
+        self.counter = counter if counter is not None else ApiCallCounter()
+        self.bucket = bucket
+
+    def request(  # type: ignore[override]  # same call shape, keyword arguments passed through
+        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        """Send one request with a timeout, after taking a token; count its outcome."""
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        if self.bucket is not None:
+            self.bucket.acquire()
+        try:
+            response = super().request(method, url, *args, **kwargs)
+        except requests.Timeout:
+            self.counter.record(self.system, "timeout")
+            raise
+        except requests.ConnectionError:
+            self.counter.record(self.system, "connection_error")
+            raise
+        self.counter.record(self.system, _outcome(response.status_code))
+        if self.bucket is not None:
+            self.bucket.update_from_headers(response.headers)
+        return response
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Return the seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date).
+
+    Returns ``None`` for a missing or unreadable header, and never a negative number.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def facts_from_response(response: requests.Response, now: datetime) -> ErrorFacts:
+    """Extract status, vendor code, message, fields and ``Retry-After`` from a failed response.
+
+    Understands the Salesforce error array (``[{errorCode, message, fields}]``), the HubSpot
+    error object (``{category, message, errors[{code}], policyName}``) and plain
+    ``{message, code}`` envelopes; anything else keeps the raw text as the message.
+    """
+    retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
+    try:
+        body: Any = response.json()
+    except (ValueError, json.JSONDecodeError):
+        body = None
+    code: str | None = None
+    message = ""
+    fields: tuple[str, ...] = ()
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        first = body[0]
+        code = first.get("errorCode") or first.get("statusCode")
+        message = str(first.get("message", ""))
+        fields = tuple(str(f) for f in first.get("fields") or ())
+    elif isinstance(body, dict):
+        nested = body.get("errors") if isinstance(body.get("errors"), list) else []
+        nested_first = nested[0] if nested and isinstance(nested[0], dict) else {}
+        code = (
+            body.get("policyName")
+            or nested_first.get("code")
+            or body.get("category")
+            or body.get("errorCode")
+            or body.get("code")
+            or body.get("error")
+        )
+        message = str(body.get("message") or nested_first.get("message") or "")
+        in_field = nested_first.get("in")
+        fields = (str(in_field),) if in_field else ()
+    else:
+        message = response.text[:500]
+    return ErrorFacts(
+        status=response.status_code,
+        code=str(code) if code is not None else None,
+        message=message,
+        fields=fields,
+        retry_after=retry_after,
+    )
+
+
+def facts_from_exception(error: requests.RequestException) -> ErrorFacts:
+    """Describe a transport failure (timeout, refused connection) as error facts."""
+    code = "timeout" if isinstance(error, requests.Timeout) else "connection_error"
+    return ErrorFacts(status=None, code=code, message=str(error))
+
+
+def raise_for_response(
+    response: requests.Response,
+    *,
+    system: str,
+    now: datetime,
+    table: ErrorTable = DEFAULT_TABLE,
+) -> None:
+    """Raise the classified exception for a non-2xx response; return for a success."""
+    if response.ok:
+        return
+    found = table.classify(facts_from_response(response, now), system=system)
+    raise to_exception(found, system=system)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff.
+
+    Args:
+        max_attempts: attempts in all, the first one included.
+        base_delay: the wait before the second attempt; doubled for each further one.
+        max_delay: the longest backoff wait.
+        max_retry_after: the longest ``Retry-After`` honoured; a longer request is capped here
+            (the next attempt will be refused again and the run ends as partial).
+    """
+
+    max_attempts: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    max_retry_after: float = 300.0
+
+    def wait_seconds(self, attempt: int, error: BaseException | None) -> float:
+        """Return how long to wait after failed attempt number ``attempt`` (1-based)."""
+        if isinstance(error, AuthExpiredError):
+            return 0.0
+        if isinstance(error, RateLimitedError) and error.retry_after is not None:
+            return min(error.retry_after, self.max_retry_after)
+        return float(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+def call_with_retry(
+    call: Callable[[], T],
+    *,
+    policy: RetryPolicy,
+    sleep: Callable[[float], None],
+    refresh_auth: Callable[[], None] | None = None,
+    system: str = "",
+) -> T:
+    """Run ``call``, retrying :class:`RetryableError` as ``policy`` allows.
+
+    An :class:`AuthExpiredError` triggers ``refresh_auth`` once and an immediate retry; a
+    second expiry (or no way to refresh) becomes a :class:`FatalConnectorError` telling the
+    user to fix the credentials. Other errors propagate unchanged.
+    """
+    refreshed = False
+
+    def attempt() -> T:
+        nonlocal refreshed
+        try:
+            return call()
+        except AuthExpiredError as error:
+            if refreshed or refresh_auth is None:
+                raise FatalConnectorError(
+                    f"{system or 'the system'} rejected the credentials"
+                    f"{' even after signing in again' if refreshed else ''}: check the "
+                    "client id, secret or key in the settings and that the integration user "
+                    "is active",
+                    system=system,
+                    status=error.status,
+                    code=error.code,
+                    detail=error.detail,
+                ) from error
+            refresh_auth()
+            refreshed = True
+            raise
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        return policy.wait_seconds(state.attempt_number, error)
+
+    retrying = Retrying(
+        stop=stop_after_attempt(policy.max_attempts),
+        wait=wait,
+        retry=retry_if_exception(lambda error: isinstance(error, RetryableError)),
+        sleep=sleep,
+        reraise=True,
+    )
+    return retrying(attempt)
+
+
+class HttpClient:
+    """Classified, retried, paced HTTP calls to one system's API.
+
+    Args:
+        session: the (usually :class:`ApiSession`) session to send through.
+        base_url: prefix joined to relative paths (the override that points at a sandbox or proxy).
+        system: the configured system name for messages and counters.
+        clock: injected clock (reading ``Retry-After`` dates).
+        sleep: injected sleep for retry waits.
+        policy: the retry policy.
+        table: the error classification table.
+        refresh_auth: re-authenticates the session; called at most once per call.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: requests.Session,
+        base_url: str,
+        system: str,
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], None],
+        policy: RetryPolicy | None = None,
+        table: ErrorTable = DEFAULT_TABLE,
+        refresh_auth: Callable[[], None] | None = None,
+    ) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.system = system
+        self.clock = clock
+        self.sleep = sleep
+        self.policy = policy or RetryPolicy()
+        self.table = table
+        self.refresh_auth = refresh_auth
+
+    def url(self, path: str) -> str:
+        """Return the absolute URL of ``path`` (absolute URLs pass through)."""
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send a request, raising the classified exception once retries are spent."""
+
+        def once() -> requests.Response:
+            try:
+                response = self.session.request(method, self.url(path), **kwargs)
+            except requests.RequestException as error:
+                found = self.table.classify(facts_from_exception(error), system=self.system)
+                raise to_exception(found, system=self.system) from error
+            raise_for_response(response, system=self.system, now=self.clock(), table=self.table)
+            return response
+
+        return call_with_retry(
+            once,
+            policy=self.policy,
+            sleep=self.sleep,
+            refresh_auth=self.refresh_auth,
+            system=self.system,
+        )
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a request and return its decoded JSON body (``None`` for an empty body)."""
+        response = self.request(method, path, **kwargs)
+        return response.json() if response.content else None

@@ -1,0 +1,48 @@
+"""The mapping file's shape as pydantic models (``extra="forbid"``, so typos are reported).
+
+These models check structure only (keys, types, enums). Meaning (known canonical fields,
+transform names and arguments, lifecycle statuses, duplicate targets) is checked by
+:mod:`refsync.mapping.checks`, which reports every problem with its position.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from refsync.mapping.rules import Direction, Rule
+
+__all__ = ["FieldSpec", "MappingSpec", "TransformSpec", "ValueMapSpec"]
+
+_REMOTE_PATH = r"^[^.\s]+(\.[^.\s]+)*$"
+
+TransformSpec = str | dict[str, Any]
+"""One transform step as written: a name (``strip``) or a one-key mapping (``{truncate: 255}``)."""
+
+ValueMapSpec = dict[str | int | bool, Any]
+"""``remote value: canonical value`` pairs plus an optional ``out: {canonical: remote}`` entry."""
+
+
+class FieldSpec(BaseModel):
+    """How one canonical field maps to one remote field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    remote: str = Field(pattern=_REMOTE_PATH, description="remote field name or dotted path")
+    transform: list[TransformSpec] = Field(default_factory=list)
+    default: Any = None
+    values: ValueMapSpec | None = None
+    rule: Rule = Rule.TWO_WAY
+    direction: Direction = Direction.BOTH
+
+
+class MappingSpec(BaseModel):
+    """One mapping file: one (system, object) pair and its fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system: str = Field(min_length=1)
+    object: str = Field(min_length=1)
+    key_field: str = Field(pattern=_REMOTE_PATH)
+    fields: dict[str, FieldSpec] = Field(min_length=1)

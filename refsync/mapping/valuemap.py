@@ -1,0 +1,140 @@
+"""Value maps: translate picklist values between a remote system and the hub, both ways."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from refsync.errors import RecordError
+from refsync.mapping.transforms import is_blank
+
+__all__ = ["UnmappedValueError", "ValueMap", "many_to_one", "value_key"]
+
+
+class UnmappedValueError(RecordError):
+    """A value is missing from a value map; ``value`` and ``allowed`` say what came and what fits."""
+
+    def __init__(self, message: str, *, value: Any, allowed: list[str], field: str | None) -> None:
+        super().__init__(
+            message,
+            code="unmapped_value",
+            field=field,
+            detail=f"value={value!r}; allowed={allowed!r}"[:2000],
+        )
+        self.value = value
+        self.allowed = allowed
+
+
+def value_key(value: Any) -> str:
+    """The text form used to look a value up: YAML ``yes`` and a remote ``"true"`` are the same key."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def many_to_one(pairs: Mapping[str, Any]) -> dict[Any, list[str]]:
+    """Canonical values that several remote values map to, with those remote values."""
+    by_canonical: dict[Any, list[str]] = {}
+    for remote, canonical in pairs.items():
+        by_canonical.setdefault(canonical, []).append(remote)
+    return {canonical: remotes for canonical, remotes in by_canonical.items() if len(remotes) > 1}
+
+
+class ValueMap:
+    """A two-way value map built from ``remote → canonical`` pairs.
+
+    The ``canonical → remote`` direction is the inverse of the pairs. When several remote values
+    map to one canonical value, ``out_choice`` must say which remote value to write for it (the
+    loader reports a missing choice as a validation error; here it raises ``ValueError``).
+
+    Reading is forgiving about case and surrounding spaces (``" working - contacted"`` finds
+    ``"Working - Contacted"``); writing produces the exact remote value. A value missing from the
+    map is a :class:`~refsync.errors.RecordError` with code ``unmapped_value`` naming the value
+    and the allowed ones. Blank values pass through as ``None``.
+
+    Args:
+        pairs: remote value → canonical value.
+        out_choice: canonical value → remote value, for many-to-one maps.
+        field: the canonical field, used in error messages.
+    """
+
+    __slots__ = ("_exact", "_field", "_folded", "_out", "pairs")
+
+    def __init__(
+        self,
+        pairs: Mapping[Any, Any],
+        out_choice: Mapping[Any, Any] | None = None,
+        *,
+        field: str | None = None,
+    ) -> None:
+        self.pairs: dict[str, Any] = {value_key(k): v for k, v in pairs.items()}
+        self._field = field
+        self._exact = dict(self.pairs)
+        self._folded = {k.strip().casefold(): v for k, v in self.pairs.items()}
+        choice = {value_key(k): value_key(v) for k, v in (out_choice or {}).items()}
+        out: dict[str, str] = {}
+        for canonical, remotes in _group(self.pairs.items()).items():
+            if len(remotes) == 1:
+                out[canonical] = remotes[0]
+            elif canonical in choice:
+                out[canonical] = choice[canonical]
+            else:
+                raise ValueError(
+                    f"{', '.join(map(repr, remotes))} all map to {canonical!r}; "
+                    f"add out: {{{canonical}: ...}} to say which one to write"
+                )
+        self._out = out
+
+    @property
+    def remote_values(self) -> list[str]:
+        """The remote values the map knows, in file order."""
+        return list(self.pairs)
+
+    @property
+    def canonical_values(self) -> list[str]:
+        """The canonical values the map can produce, without repeats."""
+        return list(self._out)
+
+    def to_canonical(self, value: Any) -> Any:
+        """Translate a remote value into the hub's value."""
+        if is_blank(value):
+            return None
+        key = value_key(value)
+        try:
+            return self._exact[key]
+        except KeyError:
+            pass
+        found = self._folded.get(key.strip().casefold(), _MISSING)
+        if found is _MISSING:
+            raise self._unmapped(value, self.remote_values, "incoming")
+        return found
+
+    def to_remote(self, value: Any) -> Any:
+        """Translate a hub value into the remote's value."""
+        if is_blank(value):
+            return None
+        found = self._out.get(value_key(value), _MISSING)
+        if found is _MISSING:
+            raise self._unmapped(value, self.canonical_values, "outgoing")
+        return found
+
+    def _unmapped(self, value: Any, allowed: Iterable[str], which: str) -> UnmappedValueError:
+        allowed_list = list(allowed)
+        where = f" for {self._field}" if self._field else ""
+        return UnmappedValueError(
+            f"{which} value {str(value)[:80]!r}{where} is not in the value map; "
+            f"allowed: {', '.join(repr(item) for item in allowed_list)}",
+            value=value,
+            allowed=allowed_list,
+            field=self._field,
+        )
+
+
+_MISSING: Any = object()
+
+
+def _group(pairs: Iterable[tuple[str, Any]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for remote, canonical in pairs:
+        grouped.setdefault(value_key(canonical), []).append(remote)
+    return grouped

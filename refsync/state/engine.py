@@ -1,0 +1,145 @@
+"""Engine factory for the state store: SQLite (one daemon per file) or PostgreSQL (many daemons)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.engine.url import URL
+
+from refsync.errors import StateError, StoreLockedError
+
+__all__ = ["DaemonLock", "create_state_engine", "normalise_url", "sqlite_path"]
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalise_url(url: str) -> URL:
+    """Parse a state-store URL; plain ``postgresql://`` URLs use the psycopg 3 driver."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # SQLAlchemy raises ArgumentError with little context
+        raise StateError(
+            f"state database URL is not valid: {exc}",
+        ) from exc
+    if parsed.drivername in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise StateError(
+            f"unsupported state database '{parsed.get_backend_name()}': use sqlite:///PATH "
+            "or postgresql://USER@HOST/DB"
+        )
+    return parsed
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The database file of a SQLite URL, or None for in-memory databases and other backends."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).expanduser()
+
+
+def create_state_engine(url: str, **engine_options: Any) -> Engine:
+    """Create the SQLAlchemy engine for a state-store URL, tuned for refsync's write pattern.
+
+    SQLite: the file is created with owner-only permissions (it holds prospect PII), in WAL mode
+    with ``synchronous=NORMAL`` and a busy timeout; write transactions start with
+    ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing with "database is locked".
+    A connection with the execution option ``refsync_readonly=True`` begins a deferred
+    transaction instead. PostgreSQL: psycopg 3 with pre-ping.
+    """
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = sqlite_path(parsed)
+        if path is not None:
+            _create_private_file(path)
+        engine = create_engine(
+            parsed,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            **engine_options,
+        )
+        _tune_sqlite(engine)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True, **engine_options)
+
+
+def _create_private_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        descriptor = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(descriptor)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below decide how each transaction starts.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        readonly = connection.get_execution_options().get("refsync_readonly", False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+@dataclass
+class DaemonLock:
+    """An exclusive lock that keeps a second daemon off one SQLite database file.
+
+    SQLite serialises writers but cannot share sync work safely between daemons (there is no
+    ``SKIP LOCKED``), so refsync allows one daemon per file. The lock is an ``flock`` on
+    ``<database>.lock``, released by the kernel when the process dies (even on ``kill -9``).
+    """
+
+    path: Path
+    _handle: Any = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise StoreLockedError naming the process that holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the process lifetime)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            database = self.path.with_suffix("") if self.path.suffix == ".lock" else self.path
+            raise StoreLockedError(
+                f"another refsync daemon is already using {database}"
+                + (f" ({_describe_holder(holder)})" if holder else "")
+                + ": stop it first, or use PostgreSQL to run several daemons on one state store"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        """Release the lock (idempotent)."""
+        if self._handle is not None:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+def _describe_holder(text: str) -> str:
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        return text
+    return f"pid {holder.get('pid')} on {holder.get('host')}"

@@ -1,0 +1,548 @@
+"""The StateStore: the only way refsync reads and writes its state database.
+
+A :class:`StateStore` wraps one SQLAlchemy engine. Reads go through its query methods; writes
+go through a :class:`StateTransaction` so that everything one page of a sync changes (referrals,
+links, events, outbox rows, quarantine rows and the cursor advance) commits together or not at
+all. When a transaction is opened with a :class:`LeaseToken`, its commit is fenced: if another
+daemon has taken the lease over in the meantime, the transaction fails with LeaseLostError and
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, Table, and_, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from refsync.errors import LeaseLostError, StateError
+from refsync.state.engine import DaemonLock, create_state_engine, normalise_url, sqlite_path
+from refsync.state.tables import (
+    CursorRow,
+    EventRow,
+    LeaseRow,
+    LinkRow,
+    OutboxRow,
+    PartnerRow,
+    QuarantineRow,
+    ReferralRow,
+    RunRow,
+    utcnow,
+)
+
+__all__ = ["LeaseToken", "StateStore", "StateTransaction"]
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+referral_table: Table = ReferralRow.__table__  # type: ignore[attr-defined]
+partner_table: Table = PartnerRow.__table__  # type: ignore[attr-defined]
+link_table: Table = LinkRow.__table__  # type: ignore[attr-defined]
+cursor_table: Table = CursorRow.__table__  # type: ignore[attr-defined]
+event_table: Table = EventRow.__table__  # type: ignore[attr-defined]
+outbox_table: Table = OutboxRow.__table__  # type: ignore[attr-defined]
+quarantine_table: Table = QuarantineRow.__table__  # type: ignore[attr-defined]
+run_table: Table = RunRow.__table__  # type: ignore[attr-defined]
+lease_table: Table = LeaseRow.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class LeaseToken:
+    """Proof of holding a lease: its name, holder and the epoch it was taken at."""
+
+    name: str
+    holder: str
+    epoch: int
+    expires_at: datetime
+
+
+class StateStore:
+    """refsync's state database (SQLite or PostgreSQL).
+
+    Args:
+        url: SQLAlchemy URL (``sqlite:///refsync.db``, ``postgresql://user@host/db``).
+        migrate: apply pending Alembic migrations on open (the default, as on every start).
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True, engine: Engine | None = None) -> None:
+        self.url = normalise_url(url)
+        self.engine = engine or create_state_engine(url)
+        self._daemon_lock: DaemonLock | None = None
+        if migrate:
+            self.migrate()
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.url.get_backend_name()
+
+    def close(self) -> None:
+        """Release the daemon lock, if held, and dispose of the connection pool."""
+        if self._daemon_lock is not None:
+            self._daemon_lock.release()
+            self._daemon_lock = None
+        self.engine.dispose()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        """Upgrade the schema to the newest revision; return the revisions applied."""
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        before = self.schema_revision()
+        try:
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except SQLAlchemyError as exc:
+            raise StateError(
+                f"could not migrate the state database {self._display_url()}: {exc.__class__.__name__}",
+                detail=str(exc),
+            ) from exc
+        script = ScriptDirectory.from_config(config)
+        applied = [
+            rev.revision
+            for rev in script.iterate_revisions("head", before or "base")
+            if rev.revision != before
+        ]
+        return list(reversed(applied))
+
+    def schema_revision(self) -> str | None:
+        """The schema revision the database is at, or None when it is empty."""
+        try:
+            with self.engine.connect() as connection:
+                return MigrationContext.configure(connection).get_current_revision()
+        except OperationalError as exc:
+            raise StateError(
+                f"cannot open the state database {self._display_url()}: {exc.orig}",
+                detail=str(exc),
+            ) from exc
+
+    def acquire_daemon_lock(self) -> None:
+        """Refuse to share a SQLite file with another daemon (no-op on PostgreSQL)."""
+        path = sqlite_path(self.url)
+        if path is None or self._daemon_lock is not None:
+            return
+        lock = DaemonLock(path.with_name(path.name + ".lock"))
+        lock.acquire()
+        self._daemon_lock = lock
+
+    def _display_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    # -- transactions -----------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, lease: LeaseToken | None = None) -> Iterator[StateTransaction]:
+        """A write transaction; with ``lease``, it commits only if the lease is still ours."""
+        with self.engine.begin() as connection:
+            tx = StateTransaction(connection)
+            if lease is not None:
+                tx.check_lease(lease)
+            yield tx
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(refsync_readonly=True) as connection, \
+                connection.begin():
+            yield connection
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get_cursor(self, system: str, stream: str) -> dict[str, Any] | None:
+        """The committed cursor of one stream, or None before its first read."""
+        with self._reading() as connection:
+            row = connection.execute(
+                select(cursor_table.c.value).where(
+                    cursor_table.c.system == system, cursor_table.c.stream == stream
+                )
+            ).first()
+        return dict(row.value) if row else None
+
+    def list_cursors(self) -> list[dict[str, Any]]:
+        """Every stream's cursor, ordered by system and stream."""
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(cursor_table).order_by(cursor_table.c.system, cursor_table.c.stream)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest runs first."""
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(run_table).order_by(run_table.c.started_at.desc()).limit(limit)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """One run by id (a unique prefix is accepted)."""
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(run_table).where(run_table.c.id.startswith(run_id)).limit(2)
+            ).mappings().all()
+        return dict(rows[0]) if len(rows) == 1 else None
+
+    def list_quarantine(
+        self, *, run_id: str | None = None, include_resolved: bool = False, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Quarantined records, newest first; unresolved only unless asked."""
+        query = select(quarantine_table).order_by(quarantine_table.c.id.desc()).limit(limit)
+        if run_id:
+            query = query.where(quarantine_table.c.run_id.startswith(run_id))
+        if not include_resolved:
+            query = query.where(quarantine_table.c.resolved_at.is_(None))
+        with self._reading() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def get_referral(self, referral_id: str) -> dict[str, Any] | None:
+        """One canonical referral by id."""
+        with self._reading() as connection:
+            row = connection.execute(
+                select(referral_table).where(referral_table.c.id == referral_id)
+            ).mappings().first()
+        return dict(row) if row else None
+
+    def get_referrals(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Canonical referrals by id, in one query."""
+        if not ids:
+            return {}
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(referral_table).where(referral_table.c.id.in_(list(ids)))
+            ).mappings()
+            return {row["id"]: dict(row) for row in rows}
+
+    def find_links(
+        self, system: str, object_name: str, external_ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Links of one system object by external id, in one query."""
+        if not external_ids:
+            return {}
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(link_table).where(
+                    link_table.c.system == system,
+                    link_table.c.object == object_name,
+                    link_table.c.external_id.in_(list(external_ids)),
+                )
+            ).mappings()
+            return {row["external_id"]: dict(row) for row in rows}
+
+    def links_of(self, canonical_id: str) -> list[dict[str, Any]]:
+        """Every system record linked to one canonical referral or partner."""
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(link_table)
+                .where(link_table.c.canonical_id == canonical_id)
+                .order_by(link_table.c.system)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def events_of(self, referral_id: str) -> list[dict[str, Any]]:
+        """The event history of one referral, oldest first."""
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(event_table)
+                .where(event_table.c.referral_id == referral_id)
+                .order_by(event_table.c.id)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def due_outbox(
+        self, system: str, stream: str, *, limit: int, now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Pending writes to one stream whose next attempt is due, oldest first."""
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(outbox_table)
+                .where(
+                    outbox_table.c.system == system,
+                    outbox_table.c.stream == stream,
+                    outbox_table.c.state == "pending",
+                    outbox_table.c.next_attempt_at <= (now or utcnow()),
+                )
+                .order_by(outbox_table.c.id)
+                .limit(limit)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Row counts of the main tables, for status output and metrics."""
+        tables = {
+            "referrals": referral_table,
+            "partners": partner_table,
+            "links": link_table,
+            "events": event_table,
+            "runs": run_table,
+        }
+        with self._reading() as connection:
+            result = {
+                name: int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+                for name, table in tables.items()
+            }
+            result["outbox_pending"] = int(connection.execute(
+                select(func.count()).select_from(outbox_table)
+                .where(outbox_table.c.state == "pending")
+            ).scalar_one())
+            result["quarantine_open"] = int(connection.execute(
+                select(func.count()).select_from(quarantine_table)
+                .where(quarantine_table.c.resolved_at.is_(None))
+            ).scalar_one())
+        return result
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def start_run(self, *, trigger: str, instance: str, job: str = "sync") -> str:
+        """Record the start of a sync cycle and return its id."""
+        run_id = str(uuid.uuid4())
+        with self.transaction() as tx:
+            tx.connection.execute(run_table.insert().values(
+                id=run_id, job=job, trigger=trigger, status="running", instance=instance,
+                started_at=utcnow(), counts={},
+            ))
+        return run_id
+
+    def finish_run(
+        self, run_id: str, *, status: str, counts: Mapping[str, Any], error: str | None = None
+    ) -> None:
+        """Record how a sync cycle ended."""
+        with self.transaction() as tx:
+            tx.connection.execute(
+                update(run_table).where(run_table.c.id == run_id).values(
+                    status=status, counts=dict(counts), error=error, finished_at=utcnow()
+                )
+            )
+
+    # -- leases -----------------------------------------------------------------------------
+
+    def acquire_lease(
+        self, name: str, holder: str, ttl: timedelta, *, now: datetime | None = None
+    ) -> LeaseToken | None:
+        """Take (or renew) the lease ``name`` for ``holder``; None when someone else holds it.
+
+        On PostgreSQL the lease row is locked with ``FOR UPDATE SKIP LOCKED``, so daemons racing
+        for it never block each other: the loser simply gets None. Taking over an expired lease
+        increments its epoch, which fences the previous holder's writes.
+        """
+        moment = now or utcnow()
+        with self.transaction() as tx:
+            connection = tx.connection
+            _insert_ignore(connection, lease_table, [{"name": name, "epoch": 0}], ["name"])
+            query = select(lease_table).where(lease_table.c.name == name)
+            if self.backend == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            row = connection.execute(query).mappings().first()
+            if row is None:
+                return None
+            expires_at = moment + ttl
+            if row["holder"] == holder and row["expires_at"] is not None \
+                    and row["expires_at"] > moment:
+                epoch = row["epoch"]
+            elif row["holder"] is None or row["expires_at"] is None or row["expires_at"] <= moment:
+                epoch = row["epoch"] + 1
+            else:
+                return None
+            connection.execute(
+                update(lease_table).where(lease_table.c.name == name).values(
+                    holder=holder, epoch=epoch, expires_at=expires_at, heartbeat_at=moment
+                )
+            )
+        return LeaseToken(name, holder, epoch, expires_at)
+
+    def renew_lease(
+        self, token: LeaseToken, ttl: timedelta, *, now: datetime | None = None
+    ) -> LeaseToken:
+        """Extend a held lease (the heartbeat); raise LeaseLostError if it was taken over."""
+        moment = now or utcnow()
+        with self.transaction() as tx:
+            result = tx.connection.execute(
+                update(lease_table)
+                .where(_lease_matches(token))
+                .values(expires_at=moment + ttl, heartbeat_at=moment)
+            )
+            if result.rowcount != 1:
+                raise LeaseLostError(
+                    f"lease {token.name} was taken over by another daemon; stopping this run"
+                )
+        return LeaseToken(token.name, token.holder, token.epoch, moment + ttl)
+
+    def release_lease(self, token: LeaseToken) -> None:
+        """Give a lease up so another daemon can take it at once (idempotent)."""
+        with self.transaction() as tx:
+            tx.connection.execute(
+                update(lease_table).where(_lease_matches(token)).values(
+                    holder=None, expires_at=None
+                )
+            )
+
+
+def _lease_matches(token: LeaseToken) -> Any:
+    return and_(
+        lease_table.c.name == token.name,
+        lease_table.c.holder == token.holder,
+        lease_table.c.epoch == token.epoch,
+    )
+
+
+class StateTransaction:
+    """The writes of one unit of work (typically one page of a sync), committed together."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def check_lease(self, token: LeaseToken) -> None:
+        """Fail unless ``token`` still holds its lease (the epoch fence)."""
+        query = select(lease_table.c.epoch, lease_table.c.holder).where(
+            lease_table.c.name == token.name
+        )
+        if self.connection.dialect.name == "postgresql":
+            # FOR SHARE keeps a concurrent take-over from committing until this page has.
+            query = query.with_for_update(read=True)
+        row = self.connection.execute(query).first()
+        if row is None or row.epoch != token.epoch or row.holder != token.holder:
+            raise LeaseLostError(
+                f"lease {token.name} is no longer held by {token.holder} "
+                f"(epoch {token.epoch}); nothing was written"
+            )
+
+    def upsert_referrals(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert or replace canonical referrals by id."""
+        _upsert(self.connection, referral_table, _with_defaults(ReferralRow, rows), ["id"])
+
+    def upsert_partners(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert or replace partners by id."""
+        _upsert(self.connection, partner_table, _with_defaults(PartnerRow, rows), ["id"])
+
+    def upsert_links(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert or update links by (system, object, external_id)."""
+        _upsert(
+            self.connection, link_table, _with_defaults(LinkRow, rows),
+            ["system", "object", "external_id"],
+        )
+
+    def append_events(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Append ledger events."""
+        if rows:
+            self.connection.execute(event_table.insert(), _with_defaults(EventRow, rows))
+
+    def enqueue(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Queue writes; a newer write of the same referral to the same stream replaces the old."""
+        _upsert(
+            self.connection, outbox_table, _with_defaults(OutboxRow, rows),
+            ["system", "stream", "referral_id"],
+            keep=["id", "created_at"],
+        )
+
+    def finish_outbox(self, outbox_ids: Sequence[int], *, state: str = "sent") -> None:
+        """Mark outbox rows done (``sent``) or ``quarantined``."""
+        if outbox_ids:
+            self.connection.execute(
+                update(outbox_table).where(outbox_table.c.id.in_(list(outbox_ids)))
+                .values(state=state, updated_at=utcnow())
+            )
+
+    def delay_outbox(self, outbox_id: int, *, error: str, next_attempt_at: datetime) -> None:
+        """Keep a failed write pending for a later attempt."""
+        self.connection.execute(
+            update(outbox_table).where(outbox_table.c.id == outbox_id).values(
+                attempts=outbox_table.c.attempts + 1, last_error=error,
+                next_attempt_at=next_attempt_at, updated_at=utcnow(),
+            )
+        )
+
+    def quarantine(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Record records that could not be read or written, with their reasons."""
+        if rows:
+            self.connection.execute(quarantine_table.insert(), _with_defaults(QuarantineRow, rows))
+
+    def resolve_quarantine(self, quarantine_ids: Sequence[int]) -> None:
+        """Mark quarantined records as dealt with."""
+        if quarantine_ids:
+            self.connection.execute(
+                update(quarantine_table).where(quarantine_table.c.id.in_(list(quarantine_ids)))
+                .values(resolved_at=utcnow())
+            )
+
+    def set_cursor(
+        self, system: str, stream: str, value: Mapping[str, Any], run_id: str | None = None
+    ) -> None:
+        """Advance one stream's cursor (commits with the data it covers)."""
+        _upsert(
+            self.connection, cursor_table,
+            [{"system": system, "stream": stream, "value": dict(value), "run_id": run_id,
+              "updated_at": utcnow()}],
+            ["system", "stream"],
+        )
+
+
+def _with_defaults(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Fill the Python-side defaults SQLModel would apply, without a pydantic model per row."""
+    defaults: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if info.default_factory is not None:
+            defaults[name] = info.default_factory()
+        elif not info.is_required() and info.default is not None:
+            defaults[name] = info.default
+    if "id" in defaults and defaults["id"] is None:
+        del defaults["id"]
+    filled = []
+    for row in rows:
+        merged = dict(defaults)
+        merged.update(row)
+        for key, value in merged.items():
+            if isinstance(value, (dict, list)) and value is defaults.get(key):
+                merged[key] = type(value)(value)
+        filled.append(merged)
+    return filled
+
+
+def _dialect_insert(connection: Connection, table: Table) -> Any:
+    if connection.dialect.name == "postgresql":
+        return postgresql_insert(table)
+    return sqlite_insert(table)
+
+
+def _upsert(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    *,
+    keep: Sequence[str] = (),
+) -> None:
+    if not rows:
+        return
+    statement = _dialect_insert(connection, table)
+    columns = set().union(*(row.keys() for row in rows))
+    updated = {
+        name: statement.excluded[name]
+        for name in columns
+        if name not in keys and name not in keep and name != "id"
+    }
+    statement = statement.on_conflict_do_update(index_elements=list(keys), set_=updated)
+    connection.execute(statement, list(rows))
+
+
+def _insert_ignore(
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
+) -> None:
+    statement = _dialect_insert(connection, table).on_conflict_do_nothing(index_elements=list(keys))
+    connection.execute(statement, list(rows))

@@ -1,0 +1,125 @@
+"""Configuration loading: validation with positions, references, secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from refsync.config import config_path_from, load_config
+from refsync.errors import ConfigError
+
+EXAMPLE = Path(__file__).parents[2] / "config.example.yaml"
+
+MINIMAL = """\
+version: 1
+state:
+  url: sqlite:///state.db
+systems:
+  partnerstack:
+    settings:
+      secret_key: ${PS_SECRET}
+    streams:
+      leads: {object: leads, mapping: builtin:partnerstack-leads}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "refsync.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_example_config_is_valid() -> None:
+    loaded = load_config(EXAMPLE, environ={})
+    assert set(loaded.config.systems) == {"partnerstack", "salesforce", "hubspot"}
+    assert loaded.config.systems["salesforce"].streams["leads"].object == "Lead"
+    assert loaded.config.state.url == "sqlite:///refsync.db"
+    assert "refsync-sandbox-secret" in loaded.secrets
+
+
+def test_references_resolve_from_environment_defaults_and_files(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text("from-a-file\n")
+    text = MINIMAL.replace("${PS_SECRET}", f"file:{secret_file}").replace(
+        "sqlite:///state.db", "${DB_URL:-sqlite:///default.db}"
+    )
+    loaded = load_config(write(tmp_path, text), environ={})
+    assert loaded.config.systems["partnerstack"].settings["secret_key"] == "from-a-file"
+    assert loaded.config.state.url == "sqlite:///default.db"
+    assert loaded.secrets == ["from-a-file"]
+    loaded = load_config(write(tmp_path, MINIMAL), environ={"PS_SECRET": "s3"})
+    assert loaded.config.systems["partnerstack"].settings["secret_key"] == "s3"
+
+
+def test_three_unrelated_mistakes_are_reported_at_once_with_lines(tmp_path: Path) -> None:
+    text = """\
+version: 1
+state:
+  url: sqlite:///state.db
+systems:
+  partnerstack:
+    settings:
+      secret_key: ${PS_SECRET}
+    streams:
+      leads:
+        object: leads
+        mapping: builtin:partnerstack-leads
+        batch_size: lots
+schedules:
+  - name: often
+    every: 5m
+    timezon: UTC
+"""
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), environ={})
+    problems = error.value.problems
+    assert [(p.line, p.column) for p in problems] == [(7, 19), (12, 21), (16, 5)]
+    assert "PS_SECRET is not set" in problems[0].message
+    assert "batch_size" in problems[1].message and "integer" in problems[1].message
+    assert "unknown key 'timezon'" in problems[2].message
+    assert problems[2].fix == "did you mean 'timezone'?"
+    assert str(problems[2]).startswith(f"{tmp_path / 'refsync.yaml'}:16:5: unknown key")
+
+
+def test_secret_written_in_yaml_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL.replace("${PS_SECRET}", "hunter2-literal")
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), environ={})
+    (problem,) = error.value.problems
+    assert (problem.line, problem.column) == (7, 19)
+    assert "secret setting 'secret_key' is written in the YAML" in problem.message
+    assert "${PARTNERSTACK_SECRET_KEY}" in problem.fix
+
+
+def test_schedule_needs_exactly_one_trigger_and_known_systems(tmp_path: Path) -> None:
+    text = MINIMAL + """\
+schedules:
+  - name: both
+    every: 5m
+    cron: "* * * * *"
+  - name: ghost
+    every: 1h
+    systems: [salesforce]
+"""
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), environ={"PS_SECRET": "x"})
+    messages = " | ".join(p.message for p in error.value.problems)
+    assert "exactly one of 'every'" in messages
+    assert "names system 'salesforce', which is not configured" in messages
+    assert [p.line for p in error.value.problems] == [11, 16]
+
+
+def test_invalid_yaml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, "systems: [unclosed\n"), environ={})
+    assert "not valid YAML" in error.value.problems[0].message
+    with pytest.raises(ConfigError) as missing:
+        load_config(tmp_path / "nope.yaml", environ={})
+    assert "cannot read the file" in missing.value.problems[0].message
+
+
+def test_config_path_precedence() -> None:
+    assert config_path_from("a.yaml", {"REFSYNC_CONFIG": "b.yaml"}) == Path("a.yaml")
+    assert config_path_from(None, {"REFSYNC_CONFIG": "b.yaml"}) == Path("b.yaml")
+    assert config_path_from(None, {}) == Path("refsync.yaml")
