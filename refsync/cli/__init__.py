@@ -44,3 +44,8 @@ cli.add_command(check)
 cli.add_command(state)
 cli.add_command(runs)
 cli.add_command(errors)
+from refsync.cli.sandbox import sandbox  # noqa: E402
+cli.add_command(sandbox)
+from refsync.cli.mapping import mapping  # noqa: E402
+
+cli.add_command(mapping)

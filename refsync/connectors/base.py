@@ -33,6 +33,7 @@ from refsync.connectors.schema import ObjectSchema
 from refsync.connectors.usage import ApiCallCounter, DailyBudget, RateLimiters, TokenBucket
 
 __all__ = [
+    "REMOTE_ID_FIELD",
     "CheckReport",
     "Connector",
     "ConnectorBase",
@@ -49,6 +50,11 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+REMOTE_ID_FIELD = "_remote_id"
+"""Set by the engine in a record passed to ``write()`` when it already knows the record's id in
+that system. Connectors with upsert by external id (Salesforce, HubSpot) ignore it; those
+without (PRMs, files) update that record instead of creating one. Never sent as a field."""
 
 
 def utc_now() -> datetime:

@@ -125,7 +125,9 @@ class Cursor:
             for rid, ts in dict(data.get("seen") or {}).items()
         }
         position = data.get("position")
-        return cls(modstamp=modstamp, seen=seen, position=None if position is None else str(position))
+        return cls(
+            modstamp=modstamp, seen=seen, position=None if position is None else str(position)
+        )
 
 
 class IncrementalWindow:

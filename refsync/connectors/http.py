@@ -83,7 +83,7 @@ class ApiSession(requests.Session):
         self.counter = counter if counter is not None else ApiCallCounter()
         self.bucket = bucket
 
-    def request(  # type: ignore[override]  # same call shape, keyword arguments passed through
+    def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
     ) -> requests.Response:
         """Send one request with a timeout, after taking a token; count its outcome."""

@@ -9,7 +9,7 @@ __all__ = ["path_getter", "path_setter", "split_path"]
 
 
 def split_path(path: str) -> tuple[str, ...]:
-    """Split a dotted remote path into its parts: ``"fields.refsync_id"`` → ``("fields", "refsync_id")``."""
+    """Split a dotted remote path: ``"fields.refsync_id"`` → ``("fields", "refsync_id")``."""
     return tuple(path.split("."))
 
 

@@ -58,7 +58,9 @@ __all__ = [
 _MAX_EXPONENT = 30
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62}$")
+_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62}$"
+)
 _PHONE_EXTENSION = re.compile(r"\s*(?:ext\.?|extension|x|#)\s*\d{1,6}\s*$", re.IGNORECASE)
 _PHONE_PUNCTUATION = re.compile(r"[\s\-.()/]")
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "on", "checked"})
@@ -99,7 +101,7 @@ def upper(value: Any) -> Any:
 
 
 def title(value: Any) -> Any:
-    """Capitalise each word (after spaces and hyphens): ``"jean-luc PICARD"`` → ``"Jean-Luc Picard"``.
+    """Capitalise each word (after spaces and hyphens): ``"jean-luc PICARD"`` → "Jean-Luc Picard".
 
     Unlike ``str.title`` it leaves the letter after an apostrophe alone (``"they're"``).
     """
@@ -174,7 +176,7 @@ def split_name(part: str) -> Callable[[Any], Any]:
 def join(
     fields: Sequence[str], separator: str = " "
 ) -> Callable[[Any, Callable[[str], Any]], Any]:
-    """Join the non-blank values of canonical ``fields`` (read through ``get``) with ``separator``."""
+    """Join the non-blank values of canonical ``fields`` (read via ``get``) with ``separator``."""
     names = tuple(fields)
 
     def apply(value: Any, get: Callable[[str], Any]) -> Any:
@@ -281,7 +283,8 @@ def to_decimal(value: Any) -> Any:
         try:
             number = Decimal(text)
         except InvalidOperation:
-            raise _error("invalid_number", f"expected a number, got {value[:60]!r}", value) from None
+            message = f"expected a number, got {value[:60]!r}"
+            raise _error("invalid_number", message, value) from None
     else:
         raise _error("invalid_number", f"expected a number, got {type(value).__name__}", value)
     if not number.is_finite() or not -_MAX_EXPONENT <= number.adjusted() <= _MAX_EXPONENT:
@@ -319,7 +322,8 @@ def to_bool(value: Any) -> Any:
             return True
         if text in _FALSE:
             return False
-    raise _error("invalid_boolean", f"expected yes/no or true/false, got {str(value)[:60]!r}", value)
+    message = f"expected yes/no or true/false, got {str(value)[:60]!r}"
+    raise _error("invalid_boolean", message, value)
 
 
 # --- dates ----------------------------------------------------------------------------------
@@ -373,7 +377,7 @@ def datetime_reader(value: Any) -> Any:
 
 
 def datetime_writer(style: str) -> Callable[[Any], Any]:
-    """Write a datetime as ISO 8601 UTC (``"iso"``, ``...Z``) or epoch milliseconds (``"epoch_ms"``)."""
+    """Write a datetime as ISO 8601 UTC (``"iso"``, ``...Z``) or epoch milliseconds."""
 
     def apply(value: Any) -> Any:
         moment = datetime_reader(value)
@@ -399,7 +403,8 @@ def date_reader(value: Any) -> Any:
             try:
                 return date.fromisoformat(text)
             except ValueError:
-                raise _error("invalid_date", f"expected a date, got {value[:60]!r}", value) from None
+                message = f"expected a date, got {value[:60]!r}"
+                raise _error("invalid_date", message, value) from None
     try:
         moment = datetime_reader(value)
     except RecordError as exc:

@@ -12,7 +12,7 @@ __all__ = ["UnmappedValueError", "ValueMap", "many_to_one", "value_key"]
 
 
 class UnmappedValueError(RecordError):
-    """A value is missing from a value map; ``value`` and ``allowed`` say what came and what fits."""
+    """A value is missing from a value map; ``value`` and ``allowed`` say what came and fits."""
 
     def __init__(self, message: str, *, value: Any, allowed: list[str], field: str | None) -> None:
         super().__init__(
@@ -26,7 +26,7 @@ class UnmappedValueError(RecordError):
 
 
 def value_key(value: Any) -> str:
-    """The text form used to look a value up: YAML ``yes`` and a remote ``"true"`` are the same key."""
+    """The text form used for look-ups: YAML ``yes`` and a remote ``"true"`` are one key."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -46,6 +46,8 @@ class ValueMap:
     The ``canonical → remote`` direction is the inverse of the pairs. When several remote values
     map to one canonical value, ``out_choice`` must say which remote value to write for it (the
     loader reports a missing choice as a validation error; here it raises ``ValueError``).
+    ``out_choice`` may also name what to write for canonical values the pairs never produce
+    (hub statuses the remote has no value of its own for); those are written only.
 
     Reading is forgiving about case and surrounding spaces (``" working - contacted"`` finds
     ``"Working - Contacted"``); writing produces the exact remote value. A value missing from the
@@ -83,6 +85,9 @@ class ValueMap:
                     f"{', '.join(map(repr, remotes))} all map to {canonical!r}; "
                     f"add out: {{{canonical}: ...}} to say which one to write"
                 )
+        for canonical, remote in choice.items():
+            # extra out-only entries: hub values the remote has no value of its own for
+            out.setdefault(canonical, remote)
         self._out = out
 
     @property

@@ -137,7 +137,8 @@ def _date_style(name: str, arg: Any) -> str:
     if arg in ("iso", "epoch_ms"):
         return str(arg)
     raise TransformArgumentError(
-        f"{name} takes an optional format: iso or epoch_ms", f"write '{name}' or {{{name}: epoch_ms}}"
+        f"{name} takes an optional format: iso or epoch_ms",
+        f"write '{name}' or {{{name}: epoch_ms}}",
     )
 
 

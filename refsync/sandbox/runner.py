@@ -102,7 +102,7 @@ class RunningSandbox:
             self.credentials[system] = creds
 
     def as_json(self) -> dict[str, Any]:
-        """Return what a client needs per system, JSON-ready (printed by ``refsync sandbox --json``)."""
+        """Return URLs, credentials and the CA bundle, JSON-ready (``refsync sandbox --json``)."""
         return {
             "systems": {
                 system: {"url": self.urls[system], "credentials": self.credentials[system]}

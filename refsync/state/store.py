@@ -159,6 +159,16 @@ class StateStore:
             yield tx
 
     @contextmanager
+    def rehearsal(self) -> Iterator[StateTransaction]:
+        """A transaction that is always rolled back: for plans, which must write nothing."""
+        with self.engine.connect() as connection:
+            transaction = connection.begin()
+            try:
+                yield StateTransaction(connection)
+            finally:
+                transaction.rollback()
+
+    @contextmanager
     def _reading(self) -> Iterator[Connection]:
         with self.engine.connect().execution_options(refsync_readonly=True) as connection, \
                 connection.begin():
@@ -265,6 +275,18 @@ class StateStore:
                 .order_by(event_table.c.id)
             ).mappings()
             return [dict(row) for row in rows]
+
+    def list_referrals(
+        self, *, status: str | None = None, partner_id: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """Referrals, newest first, optionally by status and partner."""
+        query = select(referral_table).order_by(referral_table.c.created_at.desc()).limit(limit)
+        if status:
+            query = query.where(referral_table.c.status == status)
+        if partner_id:
+            query = query.where(referral_table.c.partner_id == partner_id)
+        with self._reading() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
 
     def due_outbox(
         self, system: str, stream: str, *, limit: int, now: datetime | None = None
@@ -422,6 +444,95 @@ class StateTransaction:
                 f"lease {token.name} is no longer held by {token.holder} "
                 f"(epoch {token.epoch}); nothing was written"
             )
+
+    # reads inside the transaction (they see its own uncommitted writes) ------------------
+
+    def referrals(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Canonical referrals by id."""
+        if not ids:
+            return {}
+        rows = self.connection.execute(
+            select(referral_table).where(referral_table.c.id.in_(list(ids)))
+        ).mappings()
+        return {row["id"]: dict(row) for row in rows}
+
+    def referrals_by(self, column: str, values: Sequence[str]) -> list[dict[str, Any]]:
+        """Referrals whose match column (``email_norm``, ``domain``, ``company_norm``,
+        ``phone_norm``) is one of ``values``, oldest submission first."""
+        if not values:
+            return []
+        rows = self.connection.execute(
+            select(referral_table)
+            .where(referral_table.c[column].in_(list(values)))
+            .order_by(referral_table.c.created_at, referral_table.c.id)
+        ).mappings()
+        return [dict(row) for row in rows]
+
+    def links_by_external(
+        self, system: str, object_name: str, external_ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Links of one system object by external id."""
+        if not external_ids:
+            return {}
+        rows = self.connection.execute(
+            select(link_table).where(
+                link_table.c.system == system,
+                link_table.c.object == object_name,
+                link_table.c.external_id.in_(list(external_ids)),
+            )
+        ).mappings()
+        return {row["external_id"]: dict(row) for row in rows}
+
+    def links_by_canonical(
+        self, system: str, object_name: str, canonical_ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Links of one system object by canonical id (the newest link wins if several)."""
+        if not canonical_ids:
+            return {}
+        rows = self.connection.execute(
+            select(link_table).where(
+                link_table.c.system == system,
+                link_table.c.object == object_name,
+                link_table.c.canonical_id.in_(list(canonical_ids)),
+            ).order_by(link_table.c.id)
+        ).mappings()
+        return {row["canonical_id"]: dict(row) for row in rows}
+
+    def cursor(self, system: str, stream: str) -> dict[str, Any] | None:
+        """One stream's cursor as this transaction sees it."""
+        row = self.connection.execute(
+            select(cursor_table.c.value).where(
+                cursor_table.c.system == system, cursor_table.c.stream == stream
+            )
+        ).first()
+        return dict(row.value) if row else None
+
+    def pending_outbox(self, system: str, stream: str) -> list[dict[str, Any]]:
+        """Every pending write to one stream, due or not, oldest first."""
+        rows = self.connection.execute(
+            select(outbox_table).where(
+                outbox_table.c.system == system, outbox_table.c.stream == stream,
+                outbox_table.c.state == "pending",
+            ).order_by(outbox_table.c.id)
+        ).mappings()
+        return [dict(row) for row in rows]
+
+    def outbox_rows(self, outbox_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Outbox rows by id."""
+        if not outbox_ids:
+            return []
+        rows = self.connection.execute(
+            select(outbox_table).where(outbox_table.c.id.in_(list(outbox_ids)))
+        ).mappings()
+        return [dict(row) for row in rows]
+
+    def open_quarantine(self, ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """Unresolved quarantine rows (all, or those with the given ids), oldest first."""
+        query = select(quarantine_table).where(quarantine_table.c.resolved_at.is_(None))
+        if ids is not None:
+            query = query.where(quarantine_table.c.id.in_(list(ids)))
+        rows = self.connection.execute(query.order_by(quarantine_table.c.id)).mappings()
+        return [dict(row) for row in rows]
 
     def upsert_referrals(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert or replace canonical referrals by id."""

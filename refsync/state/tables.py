@@ -74,6 +74,8 @@ class ReferralRow(SQLModel, table=True):
     first_name: str | None = None
     last_name: str | None = None
     company: str | None = None
+    company_norm: str | None = Field(default=None, index=True, description="for matching")
+    phone_norm: str | None = Field(default=None, index=True, description="E.164, for matching")
     domain: str | None = Field(default=None, index=True)
     phone: str | None = None
     title: str | None = None

@@ -140,7 +140,9 @@ def test_every_change_is_returned_exactly_once(
 
     Holds whenever the index lag stays within ``settle_lag + lookback``.
     """
-    policy = CursorPolicy(settle_lag=timedelta(seconds=settle), lookback=timedelta(seconds=lookback))
+    policy = CursorPolicy(
+        settle_lag=timedelta(seconds=settle), lookback=timedelta(seconds=lookback)
+    )
     remote = _Remote()
     committed: Cursor | None = None
     returned: Counter[tuple[str, int]] = Counter()

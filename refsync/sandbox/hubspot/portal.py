@@ -12,7 +12,12 @@ from typing import Any
 
 from refsync.sandbox.hubspot.associations import AssociationStore, default_type_id
 from refsync.sandbox.hubspot.clock import WriteClock, iso_ms
-from refsync.sandbox.hubspot.errors import HubSpotApiError, error_body, property_values_error
+from refsync.sandbox.hubspot.errors import (
+    HubSpotApiError,
+    batch_error,
+    error_body,
+    property_values_error,
+)
 from refsync.sandbox.hubspot.schema import (
     DEFAULT_ASSOCIATION_TYPES,
     ObjectSchema,
@@ -114,7 +119,7 @@ class Portal:
         taken = store.conflict(clean, None)
         if taken is not None:
             raise store.conflict_error(taken[0], taken[1], clean[taken[0]])
-        links = self._association_inputs(store, body.get("associations"))
+        links = self.association_inputs(store, body.get("associations"))
         record = self.create_record(store, clean, self.clock.tick())
         for to_type, to_id, types in links:
             self.associations.add(store.schema.name, record.id, to_type, to_id, types)
@@ -242,7 +247,7 @@ class Portal:
         return definition.to_api()
 
     # ----------------------------------------------------------- associations
-    def _association_inputs(
+    def association_inputs(
         self, store: ObjectStore, inputs: Any
     ) -> list[tuple[str, str, list[tuple[str, int]]]]:
         """Resolve the ``associations`` of a create input to (type, id, types) triples."""
@@ -295,6 +300,74 @@ class Portal:
         source, target = self.store(from_type), self.store(to_type)
         return {"results": self.associations.of(
             source.schema.name, from_id, target.schema.name)[:limit]}
+
+    def batch_associate(
+        self, from_type: str, to_type: str, body: Any, *, default_only: bool
+    ) -> tuple[int, dict[str, Any]]:
+        """``POST /crm/v4/associations/{from}/{to}/batch/create`` (or ``associate/default``)."""
+        source, target = self.store(from_type), self.store(to_type)
+        inputs = body.get("inputs") if isinstance(body, dict) else None
+        if not isinstance(inputs, list):
+            raise HubSpotApiError.validation("Invalid input JSON: 'inputs' must be a list")
+        if len(inputs) > 2000:
+            raise HubSpotApiError.validation("Too many inputs; the maximum is 2000")
+        started = iso_ms(self.clock.now_ms())
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for item in inputs:
+            from_id = str((item.get("from") or {}).get("id", ""))
+            to_id = str((item.get("to") or {}).get("id", ""))
+            if source.get(from_id) is None or target.get(to_id) is None:
+                errors.append(batch_error(
+                    f"No {source.schema.singular.lower()} with id {from_id} or "
+                    f"{target.schema.singular.lower()} with id {to_id} exists",
+                    "OBJECT_NOT_FOUND", context={"fromObjectId": [from_id],
+                                                 "toObjectId": [to_id]}))
+                continue
+            types = None if default_only else [
+                (t.get("associationCategory", "HUBSPOT_DEFINED"),
+                 int(t.get("associationTypeId", 0)))
+                for t in item.get("types") or []]
+            self.associations.add(source.schema.name, from_id, target.schema.name, to_id, types)
+            if default_only:
+                results.append({
+                    "from": {"id": from_id}, "to": {"id": to_id},
+                    "associationSpec": {
+                        "associationCategory": "HUBSPOT_DEFINED",
+                        "associationTypeId": default_type_id(source.schema.name,
+                                                             target.schema.name)},
+                })
+            else:
+                results.append({
+                    "fromObjectTypeId": source.schema.type_id, "fromObjectId": int(from_id),
+                    "toObjectTypeId": target.schema.type_id, "toObjectId": int(to_id),
+                    "labels": [],
+                })
+        body_out: dict[str, Any] = {"status": "COMPLETE", "results": results,
+                                    "startedAt": started,
+                                    "completedAt": iso_ms(self.clock.now_ms())}
+        if errors:
+            body_out.update(numErrors=len(errors), errors=errors)
+            return 207, body_out
+        return (200 if default_only else 201), body_out
+
+    def batch_read_associations(
+        self, from_type: str, to_type: str, body: Any
+    ) -> tuple[int, dict[str, Any]]:
+        """``POST /crm/v4/associations/{from}/{to}/batch/read``."""
+        source, target = self.store(from_type), self.store(to_type)
+        inputs = body.get("inputs") if isinstance(body, dict) else None
+        if not isinstance(inputs, list):
+            raise HubSpotApiError.validation("Invalid input JSON: 'inputs' must be a list")
+        started = iso_ms(self.clock.now_ms())
+        results = []
+        for item in inputs:
+            from_id = str(item.get("id", ""))
+            links = self.associations.of(source.schema.name, from_id, target.schema.name)
+            if links:
+                results.append({"from": {"id": from_id}, "to": links})
+        return 200, {"status": "COMPLETE", "results": results, "startedAt": started,
+                     "completedAt": iso_ms(self.clock.now_ms())}
 
     def _require(self, store: ObjectStore, record_id: str) -> None:
         if store.get(record_id) is None:

@@ -121,7 +121,8 @@ class RateLimiter:
         limits = self.limits
         headers = {
             "X-HubSpot-RateLimit-Max": str(limits.ten_secondly_max),
-            "X-HubSpot-RateLimit-Remaining": str(max(0, limits.ten_secondly_max - len(self._window))),
+            "X-HubSpot-RateLimit-Remaining": str(
+                max(0, limits.ten_secondly_max - len(self._window))),
             "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
         }
         if daily_headers:

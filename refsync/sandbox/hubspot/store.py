@@ -286,7 +286,8 @@ def _normalize(definition: PropertyDef, text: str) -> tuple[str, PropertyProblem
         if kind == "date":
             if parsed % 86_400_000:
                 return text, PropertyProblem(
-                    name, "INVALID_DATE", f"{text} is at {iso_ms(parsed)[11:23]} UTC, not midnight!")
+                    name, "INVALID_DATE",
+                    f"{text} is at {iso_ms(parsed)[11:23]} UTC, not midnight!")
             return iso_ms(parsed)[:10], None
         return iso_ms(parsed), None
     if kind == "bool":

@@ -122,14 +122,16 @@ class ObjectDef:
         }
 
 
+_RO: dict[str, Any] = {"createable": False, "updateable": False}
+
+
 def _system_fields() -> list[FieldDef]:
-    ro = {"createable": False, "updateable": False}
     return [
-        FieldDef("Id", "id", "Record ID", 18, nillable=False, **ro),
-        FieldDef("IsDeleted", "boolean", "Deleted", nillable=False, default=False, **ro),
-        FieldDef("CreatedDate", "datetime", "Created Date", nillable=False, **ro),
-        FieldDef("LastModifiedDate", "datetime", "Last Modified Date", nillable=False, **ro),
-        FieldDef("SystemModstamp", "datetime", "System Modstamp", nillable=False, **ro),
+        FieldDef("Id", "id", "Record ID", 18, nillable=False, **_RO),
+        FieldDef("IsDeleted", "boolean", "Deleted", nillable=False, default=False, **_RO),
+        FieldDef("CreatedDate", "datetime", "Created Date", nillable=False, **_RO),
+        FieldDef("LastModifiedDate", "datetime", "Last Modified Date", nillable=False, **_RO),
+        FieldDef("SystemModstamp", "datetime", "System Modstamp", nillable=False, **_RO),
     ]
 
 
@@ -157,7 +159,6 @@ ACCOUNT_TYPES = (
 
 def standard_objects() -> dict[str, ObjectDef]:
     """Return fresh definitions of Lead, Contact, Account and Opportunity."""
-    ro = {"createable": False, "updateable": False}
     lead = ObjectDef("Lead", "Lead", "00Q")
     for f in [
         *_system_fields(),
@@ -175,14 +176,14 @@ def standard_objects() -> dict[str, ObjectDef]:
         FieldDef("LeadSource", "picklist", "Lead Source", 255, picklist=LEAD_SOURCES),
         FieldDef("NumberOfEmployees", "int", "Employees"),
         FieldDef("Description", "textarea", "Description", 32000),
-        FieldDef("IsConverted", "boolean", "Converted", nillable=False, default=False, **ro),
-        FieldDef("ConvertedDate", "date", "Converted Date", **ro),
+        FieldDef("IsConverted", "boolean", "Converted", nillable=False, default=False, **_RO),
+        FieldDef("ConvertedDate", "date", "Converted Date", **_RO),
         FieldDef("ConvertedAccountId", "reference", "Converted Account ID", 18,
-                 reference_to=("Account",), **ro),
+                 reference_to=("Account",), **_RO),
         FieldDef("ConvertedContactId", "reference", "Converted Contact ID", 18,
-                 reference_to=("Contact",), **ro),
+                 reference_to=("Contact",), **_RO),
         FieldDef("ConvertedOpportunityId", "reference", "Converted Opportunity ID", 18,
-                 reference_to=("Opportunity",), **ro),
+                 reference_to=("Opportunity",), **_RO),
         *_refsync_fields(),
     ]:
         lead.add(f)
@@ -234,8 +235,8 @@ def standard_objects() -> dict[str, ObjectDef]:
                            "Existing Customer - Replacement")),
         FieldDef("LeadSource", "picklist", "Lead Source", 255, picklist=LEAD_SOURCES),
         FieldDef("Description", "textarea", "Description", 32000),
-        FieldDef("IsClosed", "boolean", "Closed", nillable=False, default=False, **ro),
-        FieldDef("IsWon", "boolean", "Won", nillable=False, default=False, **ro),
+        FieldDef("IsClosed", "boolean", "Closed", nillable=False, default=False, **_RO),
+        FieldDef("IsWon", "boolean", "Won", nillable=False, default=False, **_RO),
         *_refsync_fields(),
     ]:
         opportunity.add(f)

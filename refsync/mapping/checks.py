@@ -1,0 +1,212 @@
+"""Meaning checks on a mapping file, each reported with its file, line and column.
+
+Structure (keys, types) is checked by the pydantic models in :mod:`refsync.mapping.spec`; the
+checks here work on the raw loaded data so they still run when some of the structure is wrong,
+and every problem in the file is reported in one go.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from refsync.domain import CANONICAL_FIELDS, ReferralStatus
+from refsync.errors import Problem
+from refsync.mapping.rules import Direction
+from refsync.mapping.valuemap import value_key
+from refsync.mapping.vocabulary import TRANSFORM_NAMES, TransformArgumentError, build_step
+from refsync.yamlsource import SourceMap, did_you_mean
+
+__all__ = ["check_mapping_data", "is_canonical_name", "split_value_map"]
+
+_CUSTOM = re.compile(r"^custom\.[A-Za-z_][A-Za-z0-9_]*$")
+_STATUSES = [status.value for status in ReferralStatus]
+
+
+def is_canonical_name(name: str) -> bool:
+    """Whether ``name`` is a canonical Referral field or a ``custom.<name>`` extra."""
+    return name in CANONICAL_FIELDS or bool(_CUSTOM.match(name))
+
+
+def split_value_map(values: Mapping[Any, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Split a ``values:`` mapping into its ``remote → canonical`` pairs and its ``out:`` choice."""
+    pairs: dict[str, Any] = {}
+    choice: dict[str, str] = {}
+    for remote, canonical in values.items():
+        if remote == "out" and isinstance(canonical, Mapping):
+            choice = {value_key(k): value_key(v) for k, v in canonical.items()}
+        else:
+            pairs[value_key(remote)] = canonical
+    return pairs, choice
+
+
+def check_mapping_data(data: Any, source: SourceMap) -> list[Problem]:
+    """Every meaning problem in a loaded mapping file (structure problems are left to pydantic)."""
+    if not isinstance(data, Mapping):
+        return []
+    fields = data.get("fields")
+    if not isinstance(fields, Mapping):
+        return []
+    problems: list[Problem] = []
+    written: dict[str, str] = {}
+    key_field = data.get("key_field")
+    if isinstance(key_field, str):
+        written[key_field] = "key_field"
+    for name, spec in fields.items():
+        name = str(name)
+        path: tuple[str | int, ...] = ("fields", name)
+        problems.extend(_check_name(name, source))
+        if not isinstance(spec, Mapping):
+            continue
+        direction = spec.get("direction", Direction.BOTH.value)
+        problems.extend(_check_transforms(name, spec.get("transform"), direction, source))
+        values = spec.get("values")
+        if isinstance(values, Mapping):
+            problems.extend(_check_values(name, values, source))
+        if name == "status" and "default" in spec and spec["default"] is not None and \
+                value_key(spec["default"]) not in _STATUSES:
+            problems.append(source.problem(
+                (*path, "default"),
+                f"status default {spec['default']!r} is not a lifecycle status",
+                f"use one of: {', '.join(_STATUSES)}",
+            ))
+        remote = spec.get("remote")
+        if isinstance(remote, str) and direction in (Direction.OUT.value, Direction.BOTH.value):
+            problems.extend(_check_target(name, remote, written, source))
+    return problems
+
+
+def _check_name(name: str, source: SourceMap) -> list[Problem]:
+    path = ("fields", name)
+    if name == "id":
+        return [source.problem(path, "'id' is carried by key_field and cannot be mapped here",
+                               "remove this entry; key_field names the remote field for the id",
+                               key=True)]
+    if is_canonical_name(name):
+        return []
+    if name.startswith("custom."):
+        return [source.problem(path, f"'{name}' is not a valid custom field name",
+                               "use custom.<letters, digits, _>, e.g. custom.lead_source",
+                               key=True)]
+    guess = did_you_mean(name, CANONICAL_FIELDS)
+    fix = f"did you mean '{guess}'?" if guess else \
+        f"use a canonical field ({', '.join(sorted(CANONICAL_FIELDS))}) or custom.{name}"
+    return [source.problem(path, f"unknown canonical field '{name}'", fix, key=True)]
+
+
+def _check_transforms(name: str, steps: Any, direction: Any, source: SourceMap) -> list[Problem]:
+    if not isinstance(steps, list):
+        return []
+    problems: list[Problem] = []
+    for index, step_spec in enumerate(steps):
+        path: tuple[str | int, ...] = ("fields", name, "transform", index)
+        step_name = step_spec if isinstance(step_spec, str) else (
+            str(next(iter(step_spec))) if isinstance(step_spec, dict) and len(step_spec) == 1
+            else None)
+        try:
+            step = build_step(step_spec)
+        except KeyError:
+            where = path if isinstance(step_spec, str) else (*path, str(step_name))
+            problems.append(source.problem(
+                where, f"unknown transform '{step_name}'", _transform_fix(str(step_name)),
+                key=not isinstance(step_spec, str)))
+            continue
+        except TransformArgumentError as exc:
+            where = path if isinstance(step_spec, str) or step_name is None else (*path, step_name)
+            problems.append(source.problem(where, exc.message, exc.fix))
+            continue
+        if step.write is None and direction == Direction.OUT.value:
+            problems.append(source.problem(
+                path, f"{step.name} only applies when reading, but '{name}' only flows out",
+                "remove it, or set direction: in or both"))
+        if step.read is None and direction == Direction.IN.value:
+            problems.append(source.problem(
+                path, f"{step.name} only applies when writing, but '{name}' only flows in",
+                "remove it, or set direction: out or both"))
+        for used in step.canonical_fields:
+            if not is_canonical_name(used):
+                guess = did_you_mean(used, CANONICAL_FIELDS)
+                problems.append(source.problem(
+                    path, f"{step.name} uses unknown canonical field '{used}'",
+                    f"did you mean '{guess}'?" if guess else "use canonical field names"))
+    return problems
+
+
+def _transform_fix(name: str) -> str:
+    if name in ("values", "map", "value_map"):
+        return "value maps are written with the field's values: key, not as a transform"
+    guess = did_you_mean(name, TRANSFORM_NAMES)
+    if guess:
+        return f"did you mean '{guess}'?"
+    return f"use one of: {', '.join(sorted(TRANSFORM_NAMES))}"
+
+
+def _check_values(name: str, values: Mapping[Any, Any], source: SourceMap) -> list[Problem]:
+    path: tuple[str | int, ...] = ("fields", name, "values")
+    problems: list[Problem] = []
+    pairs, choice = split_value_map(values)
+    if not pairs:
+        problems.append(
+            source.problem(path, "the value map is empty", "add remote: canonical pairs"))
+    originals = {value_key(k): k for k in values}
+    for remote, canonical in pairs.items():
+        if isinstance(canonical, (dict, list)):
+            problems.append(source.problem(
+                (*path, originals[remote]), f"value map entry {remote!r} must map to one value",
+                "write remote value: canonical value"))
+        elif name == "status" and value_key(canonical) not in _STATUSES:
+            guess = did_you_mean(value_key(canonical), _STATUSES)
+            fix = f"did you mean '{guess}'?" if guess else f"use one of: {', '.join(_STATUSES)}"
+            problems.append(source.problem(
+                (*path, originals[remote]),
+                f"status {canonical!r} is not in the referral lifecycle", fix))
+    grouped: dict[str, list[str]] = {}
+    for remote, canonical in pairs.items():
+        if not isinstance(canonical, (dict, list)):
+            grouped.setdefault(value_key(canonical), []).append(remote)
+    for canonical, remotes in grouped.items():
+        if len(remotes) > 1 and canonical not in choice:
+            problems.append(source.problem(
+                path, f"{', '.join(map(repr, remotes))} all map to {canonical!r}, "
+                      "so writing it back is ambiguous",
+                f"add out: {{{canonical}: {remotes[0]!r}}} to say which remote value to write",
+                key=True))
+    for canonical, remote in choice.items():
+        where = (*path, "out", canonical)
+        if name == "status" and canonical not in _STATUSES:
+            problems.append(source.problem(
+                where, f"status {canonical!r} is not in the referral lifecycle",
+                f"use one of: {', '.join(_STATUSES)}", key=True))
+        elif remote not in pairs:
+            problems.append(source.problem(
+                where, f"out: {canonical!r} → {remote!r}, but {remote!r} is not a remote value "
+                       "of this map", f"choose one of: {', '.join(map(repr, pairs))}"))
+        elif canonical in grouped and remote not in grouped[canonical]:
+            problems.append(source.problem(
+                where, f"out: {canonical!r} → {remote!r}, but {remote!r} reads back as "
+                       f"{pairs[remote]!r}",
+                f"choose one of: {', '.join(map(repr, grouped[canonical]))}"))
+    return problems
+
+
+def _check_target(
+    name: str, remote: str, written: dict[str, str], source: SourceMap
+) -> list[Problem]:
+    path = ("fields", name, "remote")
+    for other_remote, other in written.items():
+        clash = remote == other_remote or remote.startswith(other_remote + ".") or \
+            other_remote.startswith(remote + ".")
+        if not clash:
+            continue
+        if other == "key_field":
+            message = f"'{name}' writes {remote!r}, which is the key_field"
+            fix = "the refsync id is written there automatically; map this field elsewhere"
+        else:
+            message = f"'{name}' and '{other}' both write remote field {remote!r}" if \
+                remote == other_remote else \
+                f"'{name}' writes {remote!r}, which overlaps '{other}' writing {other_remote!r}"
+            fix = "map each remote field once, or set direction: in on one of them"
+        return [source.problem(path, message, fix)]
+    written[remote] = name
+    return []

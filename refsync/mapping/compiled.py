@@ -1,0 +1,443 @@
+"""A mapping compiled once into plain closures: remote record ⇄ canonical values.
+
+:func:`compile_mapping` turns a validated :class:`~refsync.mapping.spec.MappingSpec` into a
+:class:`CompiledMapping`. All parsing happens here; per record only precomputed closures run
+(no pydantic, no dictionary-of-options lookups), so a mapping translates tens of thousands of
+records a second.
+
+Reading (``to_canonical``) a field runs, in order: the remote value at its (dotted) path → each
+transform's read function → the canonical type conversion (``amount`` as a decimal,
+``submitted_at``/``closed_at`` as datetimes, text fields as text) unless a transform already
+converts → the value map → the field default when blank → for ``status``, the lifecycle status.
+Writing (``to_remote``) runs the same in reverse: default → value map → type formatting →
+each transform's write function, last transform first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+
+from refsync.domain import Referral, ReferralStatus
+from refsync.errors import RecordError
+from refsync.mapping import transforms as t
+from refsync.mapping.checks import split_value_map
+from refsync.mapping.hashing import hash_normaliser, hash_values
+from refsync.mapping.paths import path_getter, path_setter, split_path
+from refsync.mapping.rules import Direction, Rule
+from refsync.mapping.spec import FieldSpec, MappingSpec
+from refsync.mapping.valuemap import ValueMap
+from refsync.mapping.vocabulary import Step, build_step
+from refsync.yamlsource import SourceMap
+
+__all__ = ["CompiledField", "CompiledMapping", "MappedRecord", "compile_mapping"]
+
+_MISSING: Any = object()
+_STATUS_VALUES = [status.value for status in ReferralStatus]
+_STATUS_BY_TEXT = {status.value: status for status in ReferralStatus}
+
+
+@dataclass(slots=True)
+class MappedRecord:
+    """The result of mapping one record.
+
+    Attributes:
+        values: reading: canonical field → value (``custom.<name>`` keys for extras, ``id`` for
+            the refsync id read from the key field, ``None`` when the record has none yet);
+            writing: the remote payload (nested dicts for dotted paths).
+        errors: one :class:`~refsync.errors.RecordError` per field that could not be mapped; its
+            ``field`` is the canonical field. Fields in error are absent from ``values``.
+    """
+
+    values: dict[str, Any]
+    errors: list[RecordError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every field mapped."""
+        return not self.errors
+
+    def referral_fields(self) -> dict[str, Any]:
+        """``values`` shaped for :class:`~refsync.domain.Referral`: ``custom.x`` keys nested under
+        ``custom``. Use with ``Referral.model_validate`` or ``referral.model_copy(update=...)``."""
+        shaped: dict[str, Any] = {}
+        custom: dict[str, Any] = {}
+        for name, value in self.values.items():
+            if name.startswith("custom."):
+                custom[name[7:]] = value
+            else:
+                shaped[name] = value
+        if custom:
+            shaped["custom"] = custom
+        return shaped
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledField:
+    """One compiled field mapping.
+
+    Attributes:
+        canonical: the canonical field (``email``, ``custom.lead_source``).
+        remote: the remote field or dotted path.
+        rule: its authority rule (see :func:`refsync.mapping.decide`).
+        direction: which way it flows.
+        kind: the type of its canonical value (``text``, ``decimal``, ``datetime``, ...), or None.
+        read: remote record → canonical value; raises RecordError.
+        write: (canonical value, canonical field getter) → remote value; raises RecordError.
+        field_spec: the validated spec it was compiled from.
+    """
+
+    canonical: str
+    remote: str
+    rule: Rule
+    direction: Direction
+    kind: str | None
+    read: Callable[[Mapping[str, Any]], Any]
+    write: Callable[[Any, Callable[[str], Any]], Any]
+    field_spec: FieldSpec | None = None
+
+    @property
+    def reads(self) -> bool:
+        """Whether the field is read from the remote (direction ``in`` or ``both``)."""
+        return self.direction is not Direction.OUT
+
+    @property
+    def writes(self) -> bool:
+        """Whether the field is written to the remote (direction ``out`` or ``both``)."""
+        return self.direction is not Direction.IN
+
+
+class CompiledMapping:
+    """A mapping ready to translate records. Build it with :func:`compile_mapping` or
+    :func:`refsync.mapping.load_mapping`.
+
+    Attributes:
+        name: where the mapping came from (file path or ``builtin:<name>``).
+        system: the remote system (``salesforce``).
+        object: the remote object or stream (``Lead``).
+        key_field: the remote field (path) holding the refsync id.
+        fields: every field mapping, in file order.
+        source: positions in the mapping file, for problems about it.
+        spec: the validated spec it was compiled from.
+    """
+
+    def __init__(
+        self,
+        spec: MappingSpec,
+        fields: Iterable[CompiledField],
+        *,
+        name: str,
+        source: SourceMap | None,
+        extra_remote_reads: Iterable[str] = (),
+        write_needs_getter: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.name = name
+        self.system = spec.system
+        self.object = spec.object
+        self.key_field = spec.key_field
+        self.source = source
+        self.fields: tuple[CompiledField, ...] = tuple(fields)
+        self.rules: dict[str, Rule] = {f.canonical: f.rule for f in self.fields}
+        self.directions: dict[str, Direction] = {f.canonical: f.direction for f in self.fields}
+        self._readers = tuple((f.canonical, f.read) for f in self.fields if f.reads)
+        self._read_key = path_getter(spec.key_field)
+        self._set_key = path_setter(spec.key_field)
+        self._writers = tuple(
+            (
+                f.canonical,
+                f.canonical.startswith("custom."),
+                f.canonical[7:],
+                f.write,
+                path_setter(f.remote),
+            )
+            for f in self.fields
+            if f.writes
+        )
+        self._write_needs_getter = write_needs_getter
+        hashed = [(spec.key_field, self._read_key, hash_normaliser("text"))]
+        hashed += [(f.remote, path_getter(f.remote), hash_normaliser(f.kind))
+                   for f in self.fields if f.writes]
+        self._hashed = tuple(sorted(hashed, key=lambda item: item[0]))
+        top_level = {split_path(spec.key_field)[0]}
+        top_level.update(split_path(f.remote)[0] for f in self.fields)
+        top_level.update(split_path(path)[0] for path in extra_remote_reads)
+        self.remote_fields: tuple[str, ...] = tuple(sorted(top_level))
+        """Top-level remote fields to request when reading (every mapped field, in or out, so
+        that written values can be hashed on the way back)."""
+
+    def __repr__(self) -> str:
+        size = len(self.fields)
+        return f"CompiledMapping({self.name!r}, {self.system}/{self.object}, {size} fields)"
+
+    def field(self, canonical: str) -> CompiledField:
+        """The compiled mapping of one canonical field.
+
+        Raises:
+            KeyError: the mapping does not map it.
+        """
+        for item in self.fields:
+            if item.canonical == canonical:
+                return item
+        raise KeyError(canonical)
+
+    def to_canonical(self, record: Mapping[str, Any], *, strict: bool = False) -> MappedRecord:
+        """Map a remote record (as a connector returns it) to canonical values.
+
+        Only fields flowing ``in`` or ``both`` are read. A field that cannot be mapped becomes a
+        RecordError in the result (the other fields still map) unless ``strict``.
+
+        Raises:
+            RecordError: with ``strict``, the first field that could not be mapped.
+        """
+        values: dict[str, Any] = {"id": None}
+        errors: list[RecordError] = []
+        key = self._read_key(record)
+        if not t.is_blank(key):
+            try:
+                values["id"] = str(uuid.UUID(str(key).strip()))
+            except ValueError:
+                errors.append(RecordError(
+                    f"{self.key_field} holds {str(key)[:60]!r}, which is not a refsync id (UUID)",
+                    code="invalid_refsync_id", field="id", detail=f"value={key!r}"))
+        for name, read in self._readers:
+            try:
+                values[name] = read(record)
+            except RecordError as exc:
+                exc.field = name
+                errors.append(exc)
+            except Exception as exc:  # one odd record must never stop the batch
+                errors.append(_unexpected(name, exc))
+        if strict and errors:
+            raise errors[0]
+        return MappedRecord(values, errors)
+
+    def to_remote_result(self, record: Referral | Mapping[str, Any]) -> MappedRecord:
+        """Like :meth:`to_remote`, but every field error is returned instead of raised."""
+        if isinstance(record, BaseModel):
+            flat: Mapping[str, Any] = record.__dict__
+        else:
+            flat = record
+        custom = flat.get("custom")
+        if not isinstance(custom, Mapping):
+            custom = {}
+        get = _getter(flat, custom) if self._write_needs_getter else _no_getter
+        payload: dict[str, Any] = {}
+        errors: list[RecordError] = []
+        refsync_id = flat.get("id")
+        if t.is_blank(refsync_id):
+            errors.append(RecordError("the record has no refsync id to write as the key",
+                                      code="missing_refsync_id", field="id"))
+        else:
+            self._set_key(payload, str(refsync_id))
+        for name, is_custom, custom_key, write, put in self._writers:
+            value = flat.get(name, _MISSING)
+            if value is _MISSING:
+                value = custom.get(custom_key) if is_custom else None
+            try:
+                put(payload, write(value, get))
+            except RecordError as exc:
+                exc.field = name
+                errors.append(exc)
+            except Exception as exc:  # one odd record must never stop the batch
+                errors.append(_unexpected(name, exc))
+        return MappedRecord(payload, errors)
+
+    def to_remote(self, record: Referral | Mapping[str, Any]) -> dict[str, Any]:
+        """Map a Referral (or a canonical dict, flat ``custom.x`` keys or nested ``custom``) to the
+        remote payload: the key field plus every field flowing ``out`` or ``both``.
+
+        Raises:
+            RecordError: the first field that could not be mapped (e.g. a status with no remote
+                value in the value map).
+        """
+        result = self.to_remote_result(record)
+        if result.errors:
+            raise result.errors[0]
+        return result.values
+
+    def content_hash(self, remote_record: Mapping[str, Any]) -> str:
+        """Hash of the remote fields this mapping writes (key field included).
+
+        Store ``content_hash(to_remote(referral))`` when writing; a record read back later whose
+        ``content_hash`` is the same is our own write echoing back. Values are normalised first
+        (blank/None, number and date formats; see :mod:`refsync.mapping.hashing`), so the way a
+        system echoes a value does not change the hash.
+        """
+        return hash_values(remote_record, self._hashed)
+
+
+def _unexpected(name: str, exc: Exception) -> RecordError:
+    return RecordError(f"could not map {name}: {type(exc).__name__}", code="transform_failed",
+                       field=name, detail=repr(exc)[:500])
+
+
+def _no_getter(name: str) -> Any:
+    return None
+
+
+def _getter(flat: Mapping[str, Any], custom: Mapping[str, Any]) -> Callable[[str], Any]:
+    def get(name: str) -> Any:
+        value = flat.get(name, _MISSING)
+        if value is _MISSING:
+            return custom.get(name[7:]) if name.startswith("custom.") else None
+        return value
+
+    return get
+
+
+# --- compilation ----------------------------------------------------------------------------
+
+_CANONICAL_KINDS: dict[str, str] = {}
+for _name, _info in Referral.model_fields.items():
+    _annotation = _info.annotation
+    if _name == "status":
+        _CANONICAL_KINDS[_name] = "status"
+    elif _annotation in (Decimal, Decimal | None):
+        _CANONICAL_KINDS[_name] = "decimal"
+    elif _annotation in (datetime, datetime | None):
+        _CANONICAL_KINDS[_name] = "datetime"
+    elif _annotation in (str, str | None):
+        _CANONICAL_KINDS[_name] = "text"
+
+_IMPLICIT_READ: dict[str, Callable[[Any], Any]] = {
+    "decimal": t.to_decimal,
+    "datetime": t.datetime_reader,
+}
+_IMPLICIT_WRITE: dict[str, Callable[[Any], Any]] = {
+    "decimal": t.decimal_writer,
+    "datetime": t.datetime_writer("iso"),
+}
+
+
+def _as_text(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bool, int, float, Decimal)):
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    raise RecordError(f"expected text, got {type(value).__name__}", code="invalid_text",
+                      detail=f"value={value!r}"[:500])
+
+
+def _as_status(value: Any) -> Any:
+    if value is None or isinstance(value, ReferralStatus):
+        return value
+    status = _STATUS_BY_TEXT.get(str(value).strip().lower())
+    if status is None:
+        raise RecordError(
+            f"status {str(value)[:60]!r} is not a referral status; allowed: "
+            f"{', '.join(_STATUS_VALUES)}",
+            code="invalid_status", detail=f"value={value!r}"[:500])
+    return status
+
+
+def _status_text(value: Any) -> Any:
+    status = _as_status(value)
+    return None if status is None else status.value
+
+
+def compile_field(name: str, spec: FieldSpec) -> tuple[CompiledField, list[Step]]:
+    """Compile one field mapping (already validated) into its read and write closures."""
+    steps = [build_step(step) for step in spec.transform]
+    explicit_kind = next((s.kind for s in reversed(steps) if s.kind), None)
+    canonical_kind = _CANONICAL_KINDS.get(name)
+    kind = explicit_kind or canonical_kind
+    read_steps = tuple((s.read, s.read_uses_record) for s in steps if s.read is not None)
+    write_steps = tuple((s.write, s.write_uses_record)
+                        for s in reversed(steps) if s.write is not None)
+    implicit_read: Callable[[Any], Any] | None = None
+    implicit_write: Callable[[Any], Any] | None = None
+    if explicit_kind is None and canonical_kind is not None:
+        implicit_read = _IMPLICIT_READ.get(canonical_kind)
+        implicit_write = _IMPLICIT_WRITE.get(canonical_kind)
+        if canonical_kind == "text":
+            implicit_read = _as_text
+    value_map: ValueMap | None = None
+    if spec.values is not None:
+        pairs, choice = split_value_map(spec.values)
+        value_map = ValueMap(pairs, choice, field=name)
+        implicit_read = implicit_write = None  # the map decides the values
+    is_status = name == "status"
+    default = spec.default
+    if is_status and default is not None:
+        default = _as_status(default)
+    read_remote = path_getter(spec.remote)
+    map_in = value_map.to_canonical if value_map is not None else None
+    map_out = value_map.to_remote if value_map is not None else None
+
+    def read(record: Mapping[str, Any]) -> Any:
+        value = read_remote(record)
+        for fn, uses_record in read_steps:
+            value = fn(value, record) if uses_record else fn(value)
+        if implicit_read is not None:
+            value = implicit_read(value)
+        if map_in is not None:
+            value = map_in(value)
+        if default is not None and t.is_blank(value):
+            value = default
+        if is_status:
+            value = _as_status(value)
+        return value
+
+    def write(value: Any, get: Callable[[str], Any]) -> Any:
+        if default is not None and t.is_blank(value):
+            value = default
+        if is_status:
+            value = _status_text(value)
+        if map_out is not None:
+            value = map_out(value)
+        elif implicit_write is not None:
+            value = implicit_write(value)
+        for fn, uses_record in write_steps:
+            value = fn(value, get) if uses_record else fn(value)
+        return value
+
+    compiled = CompiledField(name, spec.remote, spec.rule, spec.direction, kind,
+                             _fast_read(read_remote, read, spec, steps, name),
+                             write, spec)
+    return compiled, steps
+
+
+def _fast_read(
+    read_remote: Callable[[Mapping[str, Any]], Any],
+    general: Callable[[Mapping[str, Any]], Any],
+    spec: FieldSpec,
+    steps: list[Step],
+    name: str,
+) -> Callable[[Mapping[str, Any]], Any]:
+    """A shorter reader for the common plain-text field (no transforms, map or default)."""
+    if steps or spec.values is not None or spec.default is not None or \
+            _CANONICAL_KINDS.get(name) not in ("text", None):
+        return general
+    if name.startswith("custom."):
+        return read_remote
+
+    def read_text(record: Mapping[str, Any]) -> Any:
+        value = read_remote(record)
+        return value if value is None or value.__class__ is str else _as_text(value)
+
+    return read_text
+
+
+def compile_mapping(
+    spec: MappingSpec, *, name: str = "<mapping>", source: SourceMap | None = None
+) -> CompiledMapping:
+    """Compile a validated spec. Validate first (``load_mapping`` does both); an invalid spec
+    raises ``ValueError``/``KeyError`` here instead of a list of problems."""
+    compiled: list[CompiledField] = []
+    extra_reads: list[str] = []
+    needs_getter = False
+    for field_name, field_spec in spec.fields.items():
+        item, steps = compile_field(field_name, field_spec)
+        compiled.append(item)
+        for step in steps:
+            extra_reads.extend(step.remote_fields)
+            needs_getter = needs_getter or (step.write_uses_record and item.writes)
+    return CompiledMapping(spec, compiled, name=name, source=source,
+                           extra_remote_reads=extra_reads, write_needs_getter=needs_getter)

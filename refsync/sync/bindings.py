@@ -1,0 +1,74 @@
+"""What one sync cycle works with: each configured stream bound to its connector and mapping."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from refsync.config import StreamConfig
+from refsync.connectors.base import Connector
+from refsync.mapping.compiled import CompiledMapping
+
+__all__ = ["COUNT_NAMES", "RunCounts", "StreamBinding"]
+
+COUNT_NAMES = (
+    "read", "created", "updated", "unchanged", "echoes", "matched", "duplicates", "rejected",
+    "conflicts", "ignored", "deleted", "written", "quarantined", "deferred",
+)
+"""The counters every run reports, in display order."""
+
+
+@dataclass
+class StreamBinding:
+    """One configured stream: system, stream name, its connector and compiled mapping."""
+
+    system: str
+    stream: str
+    role: str
+    config: StreamConfig
+    mapping: CompiledMapping
+    connector: Connector
+
+    @property
+    def object(self) -> str:
+        """The remote object the stream reads and writes."""
+        return self.config.object
+
+    @property
+    def reads(self) -> bool:
+        """Whether the stream pulls (direction ``in`` or ``both``)."""
+        return self.config.enabled and self.config.direction in ("in", "both")
+
+    @property
+    def writes(self) -> bool:
+        """Whether the stream pushes (direction ``out`` or ``both``)."""
+        return self.config.enabled and self.config.direction in ("out", "both")
+
+    @property
+    def label(self) -> str:
+        """``system.stream``, for messages."""
+        return f"{self.system}.{self.stream}"
+
+
+@dataclass
+class RunCounts:
+    """Counters of one run, in total and per ``system.stream``."""
+
+    total: Counter[str] = field(default_factory=Counter)
+    by_stream: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def add(self, binding: StreamBinding, name: str, amount: int = 1) -> None:
+        """Count ``amount`` of ``name`` for a stream and in total."""
+        if amount:
+            self.total[name] += amount
+            self.by_stream.setdefault(binding.label, Counter())[name] += amount
+
+    def as_dict(self) -> dict[str, Any]:
+        """Totals (every counter, zeros included) plus per-stream counts, JSON-ready."""
+        totals: dict[str, Any] = {name: int(self.total.get(name, 0)) for name in COUNT_NAMES}
+        totals["streams"] = {
+            label: {k: int(v) for k, v in counts.items() if v}
+            for label, counts in sorted(self.by_stream.items())
+        }
+        return totals

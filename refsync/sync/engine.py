@@ -1,0 +1,193 @@
+"""One sync cycle: pull every input stream page by page, then push every output stream.
+
+:class:`SyncEngine` owns the loop (DESIGN section 7). Pulls run PRM streams first so that new
+referrals exist before CRM changes are reconciled against them; each page commits in one
+transaction together with its cursor. Pushes then drain the outbox. The run row records the
+trigger, status (``succeeded``, ``partial``, ``failed``) and counts.
+
+A plan (``refsync plan``) runs the same pulls inside one transaction that is rolled back, and
+reports what the pushes would write instead of writing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from refsync.config import RefsyncConfig
+from refsync.connectors.cursor import Cursor
+from refsync.domain import Lifecycle
+from refsync.errors import ConnectorError, LeaseLostError, QuotaExhaustedError, RefsyncError
+from refsync.logging import get_logger
+from refsync.state import LeaseToken, StateStore
+from refsync.sync.bindings import RunCounts, StreamBinding
+from refsync.sync.pull import FieldChange, PageProcessor
+from refsync.sync.push import OutboxDrainer, PlannedWrite
+
+__all__ = ["PlanReport", "RunReport", "SyncEngine", "default_instance_name"]
+
+
+def default_instance_name() -> str:
+    """``host:pid``, the name a daemon records in run history unless configured."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class RunReport:
+    """How one run ended."""
+
+    run_id: str
+    status: str
+    counts: dict[str, Any]
+    error: str | None = None
+
+
+@dataclass
+class PlanReport:
+    """What a sync would do: hub field changes and remote writes."""
+
+    changes: list[FieldChange] = field(default_factory=list)
+    writes: list[PlannedWrite] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+class _PlanRollback(Exception):
+    """Raised inside a plan's transaction to undo everything it did."""
+
+
+@dataclass
+class SyncEngine:
+    """Runs sync cycles over the configured streams.
+
+    Args:
+        config: the validated configuration.
+        store: the state store.
+        bindings: every configured stream with its connector and mapping.
+        clock: current time (aware UTC).
+        instance: this process's name in run history.
+        progress: called with (stream label, records so far) after each page (TTY progress).
+    """
+
+    config: RefsyncConfig
+    store: StateStore
+    bindings: Sequence[StreamBinding]
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    instance: str = field(default_factory=default_instance_name)
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    progress: Callable[[str, int], None] | None = None
+    should_stop: Callable[[], bool] = lambda: False
+
+    def _inputs(self, systems: Sequence[str] | None) -> list[StreamBinding]:
+        chosen = [b for b in self.bindings if b.reads and (not systems or b.system in systems)]
+        return sorted(chosen, key=lambda b: 0 if b.role == "prm" else 1)
+
+    def _outputs(self, systems: Sequence[str] | None = None) -> list[StreamBinding]:
+        return [b for b in self.bindings if b.writes and (not systems or b.system in systems)]
+
+    def run(
+        self,
+        *,
+        trigger: str = "manual",
+        systems: Sequence[str] | None = None,
+        full: bool = False,
+        job: str = "sync",
+        lease: LeaseToken | None = None,
+    ) -> RunReport:
+        """Run one cycle and record it; never raises for remote failures (they set the status)."""
+        run_id = self.store.start_run(trigger=trigger, instance=self.instance, job=job)
+        log = get_logger("refsync.sync", run_id=run_id, job=job)
+        log.info("run started", trigger=trigger, systems=list(systems or []), full=full)
+        counts = RunCounts()
+        status, error = "succeeded", None
+        try:
+            for binding in self._inputs(systems):
+                if self.should_stop():
+                    status = "interrupted"
+                    break
+                if not self._pull(binding, run_id, counts, full=full, lease=lease):
+                    status = "partial"
+            if status != "interrupted":
+                for binding in self._outputs():
+                    if self.should_stop():
+                        status = "interrupted"
+                        break
+                    drainer = OutboxDrainer(self.store, binding, run_id, counts, self.clock, lease)
+                    if not drainer.drain():
+                        status = "partial"
+            if status == "succeeded" and (counts.total["quarantined"] or counts.total["deferred"]):
+                status = "partial"
+        except LeaseLostError as exc:
+            status, error = "interrupted", exc.message
+        except RefsyncError as exc:
+            status, error = "failed", exc.message
+            log.error("run failed", error=exc.message)
+        summary = counts.as_dict()
+        self.store.finish_run(run_id, status=status, counts=summary, error=error)
+        log.info("run finished", status=status,
+                 **{k: v for k, v in summary.items() if k != "streams" and v})
+        return RunReport(run_id, status, summary, error)
+
+    def _pull(
+        self,
+        binding: StreamBinding,
+        run_id: str,
+        counts: RunCounts,
+        *,
+        full: bool,
+        lease: LeaseToken | None,
+    ) -> bool:
+        stored = None if full else self.store.get_cursor(binding.system, binding.stream)
+        cursor = Cursor.from_dict(stored) if stored else None
+        processor = PageProcessor(binding, self._outputs(), self.config, self.lifecycle,
+                                  run_id, counts, self.clock)
+        log = get_logger("refsync.sync", run_id=run_id, system=binding.system,
+                         stream=binding.stream)
+        fields = list(binding.mapping.remote_fields)
+        try:
+            for page in binding.connector.read(binding.object, fields, cursor):
+                with self.store.transaction(lease=lease) as tx:
+                    processor.process(tx, page)
+                    tx.set_cursor(binding.system, binding.stream, page.cursor.to_dict(), run_id)
+                if self.progress is not None:
+                    self.progress(binding.label, counts.by_stream.get(binding.label, {}).get(
+                        "read", 0))
+                if self.should_stop():
+                    break
+        except QuotaExhaustedError as exc:
+            log.warning("daily API allowance spent; stopping this stream", error=exc.message)
+            return False
+        except ConnectorError as exc:
+            if exc.action == "fatal":
+                raise
+            log.warning("stream stopped by a remote failure; it resumes next run",
+                        error=exc.message)
+            return False
+        return True
+
+    def plan(self, *, systems: Sequence[str] | None = None, full: bool = False) -> PlanReport:
+        """Compute what a run would change, writing nothing anywhere."""
+        report = PlanReport()
+        counts = RunCounts()
+        with self.store.rehearsal() as tx:
+            for binding in self._inputs(systems):
+                stored = None if full else tx.cursor(binding.system, binding.stream)
+                cursor = Cursor.from_dict(stored) if stored else None
+                processor = PageProcessor(binding, self._outputs(), self.config,
+                                          self.lifecycle, "plan", counts, self.clock,
+                                          on_change=report.changes.append)
+                fields = list(binding.mapping.remote_fields)
+                for page in binding.connector.read(binding.object, fields, cursor):
+                    processor.process(tx, page)
+            for binding in self._outputs():
+                due = tx.pending_outbox(binding.system, binding.stream)
+                referrals = tx.referrals([row["referral_id"] for row in due])
+                links = tx.links_by_canonical(binding.system, binding.object, list(referrals))
+                drainer = OutboxDrainer(self.store, binding, "plan", counts, self.clock)
+                report.writes.extend(drainer.plan(due, referrals, links))
+        report.counts = counts.as_dict()
+        return report
+

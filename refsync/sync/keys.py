@@ -1,0 +1,97 @@
+"""Normalised match keys: how two records of the same prospect are recognised as one.
+
+Each function returns ``None`` when the input gives no usable key, so that blanks never match.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "FREE_EMAIL_DOMAINS",
+    "company_key",
+    "domain_key",
+    "email_domain_key",
+    "email_key",
+    "match_keys",
+    "phone_key",
+]
+
+FREE_EMAIL_DOMAINS = frozenset({
+    "gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "hotmail.com", "outlook.com",
+    "live.com", "msn.com", "icloud.com", "me.com", "aol.com", "proton.me", "protonmail.com",
+    "gmx.de", "gmx.net", "web.de", "mail.ru", "yandex.ru", "qq.com", "163.com",
+})
+"""Mailbox providers whose domain says nothing about the prospect's company."""
+
+_LEGAL_SUFFIXES = re.compile(
+    r"\b(inc|incorporated|corp|corporation|co|company|llc|ltd|limited|plc|gmbh|ag|sa|sas|sarl|"
+    r"bv|nv|oy|ab|as|spa|srl|pty|kk)\b\.?",
+)
+
+
+def email_key(value: Any) -> str | None:
+    """``  Alice@Acme.COM `` → ``alice@acme.com``."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    return text if "@" in text and not text.startswith("@") and not text.endswith("@") else None
+
+
+def email_domain_key(value: Any, *, ignore_free: bool = True) -> str | None:
+    """The company domain of an email address; ``None`` for free mailbox providers."""
+    email = email_key(value)
+    if email is None:
+        return None
+    domain = email.rsplit("@", 1)[1]
+    return None if ignore_free and domain in FREE_EMAIL_DOMAINS else domain
+
+
+def domain_key(value: Any) -> str | None:
+    """``https://www.Acme.com/about`` → ``acme.com``."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().lower()
+    text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text)
+    text = text.split("/", 1)[0].split("?", 1)[0].split("@")[-1].split(":", 1)[0]
+    text = text.removeprefix("www.")
+    return text if "." in text else None
+
+
+def phone_key(value: Any) -> str | None:
+    """Digits of a phone number with a leading ``+`` (``+1 (415) 555-0100`` → ``+14155550100``).
+
+    Numbers with fewer than 7 digits are not keys.
+    """
+    if not isinstance(value, (str, int)):
+        return None
+    digits = re.sub(r"\D", "", str(value))
+    if str(value).strip().startswith("00"):
+        digits = digits[2:]
+    return f"+{digits}" if len(digits) >= 7 else None
+
+
+def company_key(value: Any) -> str | None:
+    """``ACME, Inc.`` and ``Acme Inc`` → ``acme``: case, accents, punctuation, legal form dropped."""
+    if not isinstance(value, str):
+        return None
+    text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode().lower()
+    text = re.sub(r"[^a-z0-9 ]+", " ", text)
+    text = _LEGAL_SUFFIXES.sub(" ", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    return text or None
+
+
+def match_keys(values: Mapping[str, Any], *, ignore_free: bool = True) -> dict[str, str | None]:
+    """Every match key of a canonical record, by match-rule name."""
+    website = values.get("domain")
+    return {
+        "email": email_key(values.get("email")),
+        "email_domain": email_domain_key(values.get("email"), ignore_free=ignore_free),
+        "website_domain": domain_key(website) if website else None,
+        "phone": phone_key(values.get("phone")),
+        "company_name": company_key(values.get("company")),
+    }

@@ -1,0 +1,442 @@
+"""Pull: one page read from a system → identify → reconcile → one transaction.
+
+:class:`PageProcessor` applies one page of remote records to the hub inside the caller's
+:class:`~refsync.state.StateTransaction`: referral changes, links, events, outbox rows,
+quarantine rows and (by the caller) the cursor advance all commit together.
+
+Identification order (DESIGN section 7): the link by external id → the refsync id carried in
+the record → match rules on normalised keys (PRM records only) → a new referral (PRM records
+only; a CRM record refsync did not create and cannot identify is left alone and counted as
+``ignored``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from refsync.config import RefsyncConfig
+from refsync.connectors.base import Page, ReadRecord
+from refsync.domain import Lifecycle, ReferralStatus
+from refsync.errors import RecordError
+from refsync.mapping.paths import path_getter
+from refsync.mapping.rules import FieldState, decide
+from refsync.state import StateTransaction
+from refsync.sync.bindings import RunCounts, StreamBinding
+from refsync.sync.keys import company_key, domain_key, email_key, match_keys, phone_key
+
+__all__ = ["FieldChange", "PageProcessor", "normalised_columns"]
+
+_MATCH_COLUMNS = {
+    "email": "email_norm",
+    "email_domain": "domain",
+    "website_domain": "domain",
+    "phone": "phone_norm",
+    "company_name": "company_norm",
+}
+_REFERRAL_COLUMNS = {
+    "partner_id", "email", "first_name", "last_name", "company", "domain", "phone", "title",
+    "country", "status", "status_reason", "amount", "currency", "submitted_at", "closed_at",
+    "source_system", "notes",
+}
+_NOT_PUSHED_TO_CRM = {ReferralStatus.DUPLICATE.value, ReferralStatus.REJECTED.value}
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field of one referral that a pull changed (or, in a plan, would change)."""
+
+    referral_id: str
+    system: str
+    field: str
+    old: Any
+    new: Any
+    reason: str
+
+
+def normalised_columns(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The match columns of a referral row, computed from its values."""
+    return {
+        "email_norm": email_key(row.get("email")),
+        "company_norm": company_key(row.get("company")),
+        "phone_norm": phone_key(row.get("phone")),
+        "domain": domain_key(row.get("domain")) or row.get("domain"),
+    }
+
+
+def _hub_value(row: Mapping[str, Any], name: str) -> Any:
+    if name.startswith("custom."):
+        return (row.get("custom") or {}).get(name[7:])
+    return row.get(name)
+
+
+def _set_value(row: dict[str, Any], name: str, value: Any) -> None:
+    if name.startswith("custom."):
+        custom = dict(row.get("custom") or {})
+        custom[name[7:]] = value
+        row["custom"] = custom
+    elif name in _REFERRAL_COLUMNS:
+        row[name] = value.value if isinstance(value, ReferralStatus) else value
+
+
+def _writes_as(compiled: Any, hub_value: Any) -> Any:
+    try:
+        return compiled.write(hub_value, lambda _name: None)
+    except RecordError:
+        return _UNWRITABLE
+
+
+def _raw(compiled: Any, record: ReadRecord) -> Any:
+    return path_getter(compiled.remote)(record.data)
+
+
+_UNWRITABLE = object()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+@dataclass
+class PageProcessor:
+    """Applies pages read from one stream to the hub.
+
+    Args:
+        binding: the stream the page came from.
+        outputs: every stream that pushes (the outbox targets).
+        config: the whole configuration (matching keys, rules of engagement).
+        lifecycle: the status state machine.
+        run_id: the current run.
+        counts: where to count what happened.
+        clock: current time.
+        on_change: called with each field change (plans print them).
+    """
+
+    binding: StreamBinding
+    outputs: Sequence[StreamBinding]
+    config: RefsyncConfig
+    lifecycle: Lifecycle
+    run_id: str
+    counts: RunCounts
+    clock: Callable[[], datetime]
+    on_change: Callable[[FieldChange], None] | None = None
+    _events: list[dict[str, Any]] = field(default_factory=list)
+
+    def process(self, tx: StateTransaction, page: Page) -> None:
+        """Apply one page inside ``tx`` (the caller commits it with the cursor)."""
+        binding = self.binding
+        self.counts.add(binding, "read", len(page.records))
+        links = tx.links_by_external(binding.system, binding.object, [r.id for r in page.records])
+        for record in page.records:
+            self._process_record(tx, record, links.get(record.id))
+        tx.append_events(self._events)
+        self._events = []
+
+    # -- one record ---------------------------------------------------------------------------
+
+    def _process_record(
+        self, tx: StateTransaction, record: ReadRecord, link: dict[str, Any] | None
+    ) -> None:
+        binding, mapping = self.binding, self.binding.mapping
+        if record.deleted:
+            self.counts.add(binding, "deleted")
+            if link is not None:
+                self._event("remote_deleted", link["canonical_id"], {"external_id": record.id})
+            return
+        read_hash = mapping.content_hash(record.data)
+        if link is not None and read_hash == link.get("last_written_hash"):
+            self.counts.add(binding, "echoes")
+            self._touch_link(tx, link, record, read_hash)
+            return
+        if link is not None and read_hash == link.get("last_read_hash"):
+            self.counts.add(binding, "unchanged")
+            return
+        mapped = mapping.to_canonical(record.data)
+        if mapped.errors:
+            self._quarantine(tx, record, mapped.errors, link)
+            return
+        values = mapped.values
+        referral = self._identify(tx, record, link, values)
+        if referral is None:
+            return
+        if referral.get("_new"):
+            self._create(tx, record, referral, values, read_hash)
+        else:
+            self._reconcile(tx, record, referral, values, read_hash)
+
+    def _identify(
+        self,
+        tx: StateTransaction,
+        record: ReadRecord,
+        link: dict[str, Any] | None,
+        values: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        binding = self.binding
+        if link is not None:
+            found = tx.referrals([link["canonical_id"]]).get(link["canonical_id"])
+            if found is not None:
+                return found
+        carried = values.get("id")
+        if carried:
+            found = tx.referrals([carried]).get(carried)
+            if found is not None:
+                self._event("matched", carried, {
+                    "system": binding.system, "external_id": record.id, "by": "refsync_id",
+                    "explanation": f"{binding.mapping.key_field} carries refsync id {carried}",
+                })
+                self.counts.add(binding, "matched")
+                return found
+        if binding.role != "prm":
+            self.counts.add(binding, "ignored")
+            return None
+        return self._match_or_new(tx, record, values)
+
+    def _match_or_new(
+        self, tx: StateTransaction, record: ReadRecord, values: dict[str, Any]
+    ) -> dict[str, Any]:
+        binding = self.binding
+        matching = self.config.matching
+        keys = match_keys(values, ignore_free=matching.ignore_free_email_domains)
+        partner = values.get("partner_id")
+        new_id = values.get("id") or str(uuid.uuid4())
+        for rule in matching.keys:
+            key = keys.get(rule)
+            if not key:
+                continue
+            candidates = tx.referrals_by(_MATCH_COLUMNS[rule], [key])
+            candidates = [c for c in candidates if c["status"] != ReferralStatus.DUPLICATE.value]
+            if not candidates:
+                continue
+            first = candidates[0]
+            explanation = f"{rule.replace('_', ' ')} {key} equals referral {first['id'][:8]}"
+            if first.get("partner_id") in (None, partner) or partner is None:
+                self._event("matched", first["id"], {
+                    "system": binding.system, "external_id": record.id, "by": rule,
+                    "explanation": explanation,
+                })
+                self.counts.add(binding, "matched")
+                return first
+            window = timedelta(days=self.config.rules.protection_window_days)
+            registered = first.get("submitted_at") or first.get("created_at")
+            submitted = values.get("submitted_at") or record.modstamp or self.clock()
+            if registered is not None and submitted - registered <= window:
+                when = registered.date().isoformat()
+                reason = (
+                    f"already referred by partner {first.get('partner_id')} on {when} "
+                    f"(referral {first['id'][:8]}; {explanation}); protection window "
+                    f"{window.days} days"
+                )
+                self.counts.add(binding, "duplicates")
+                return {"_new": True, "id": new_id, "status": ReferralStatus.DUPLICATE.value,
+                        "status_reason": reason, "_evidence": {
+                            "rule": "first_to_register", "original": first["id"],
+                            "match": rule, "key": key, "original_partner": first.get("partner_id"),
+                        }}
+        return {"_new": True, "id": new_id}
+
+    def _create(
+        self,
+        tx: StateTransaction,
+        record: ReadRecord,
+        referral: dict[str, Any],
+        values: dict[str, Any],
+        read_hash: str,
+    ) -> None:
+        binding = self.binding
+        moment = record.modstamp or self.clock()
+        row: dict[str, Any] = {"id": referral["id"], "custom": {}, "provenance": {},
+                               "source_system": binding.system, "version": 1}
+        for name, value in values.items():
+            if name == "id" or value is None:
+                continue
+            _set_value(row, name, value)
+            row["provenance"][name] = {"system": binding.system, "at": moment.isoformat()}
+        row.setdefault("status", ReferralStatus.SUBMITTED.value)
+        row.setdefault("submitted_at", moment)
+        if "status" in referral:
+            row["status"] = referral["status"]
+            row["status_reason"] = referral["status_reason"]
+            row["provenance"]["status"] = {"system": "refsync", "at": moment.isoformat()}
+        row.update(normalised_columns(row))
+        tx.upsert_referrals([row])
+        self.counts.add(binding, "created")
+        self._event("created", row["id"], {"system": binding.system, "external_id": record.id,
+                                           "status": row["status"]})
+        if "_evidence" in referral:
+            self._event("duplicate", row["id"], {**referral["_evidence"],
+                                                 "reason": row["status_reason"]})
+        self._link(tx, record, row["id"], read_hash)
+        self._enqueue(tx, row, changed=True, write_back=True)
+
+    def _reconcile(
+        self,
+        tx: StateTransaction,
+        record: ReadRecord,
+        referral: dict[str, Any],
+        values: dict[str, Any],
+        read_hash: str,
+    ) -> None:
+        binding = self.binding
+        row = dict(referral)
+        provenance = dict(row.get("provenance") or {})
+        changed: list[FieldChange] = []
+        write_back = False
+        for compiled in binding.mapping.fields:
+            name = compiled.canonical
+            if not compiled.reads or name == "id" or name not in values:
+                continue
+            hub_value = _hub_value(row, name)
+            remote_value = values[name]
+            if name == "status" and hub_value != remote_value and \
+                    _writes_as(compiled, hub_value) == _raw(compiled, record):
+                # a lossy value map (several hub statuses written as one remote value): the
+                # remote still shows what refsync wrote, so there is no disagreement
+                continue
+            set_by = provenance.get(name) or {}
+            set_at = datetime.fromisoformat(set_by["at"]) if set_by.get("at") else None
+            decision = decide(
+                compiled.rule,
+                FieldState(hub_value, set_by.get("system"), set_at),
+                FieldState(remote_value, binding.system, record.modstamp),
+                direction=compiled.direction,
+            )
+            reason = decision.reason
+            if name == "status" and decision.update_hub:
+                current, target = ReferralStatus(hub_value), ReferralStatus(remote_value)
+                if not self.lifecycle.can_move(current, target):
+                    self.counts.add(binding, "conflicts")
+                    authority_is_remote = compiled.rule.value == "remote_wins"
+                    self._event("status_conflict", row["id"], {
+                        "system": binding.system, "hub": current.value, "remote": target.value,
+                        "rule": compiled.rule.value,
+                        "resolution": "remote" if authority_is_remote else "hub",
+                        "explanation": f"{current.value} → {target.value} is not a legal "
+                                       f"transition; {compiled.rule.value} decides",
+                    })
+                    if not authority_is_remote:
+                        write_back = write_back or compiled.writes
+                        continue
+                    reason = f"{reason} (illegal transition forced by {compiled.rule.value})"
+            if decision.update_hub:
+                new_value = decision.hub_value
+                _set_value(row, name, new_value)
+                provenance[name] = {"system": binding.system,
+                                    "at": (record.modstamp or self.clock()).isoformat()}
+                changed.append(FieldChange(row["id"], binding.system, name, hub_value,
+                                           new_value, reason))
+            if decision.write_remote:
+                write_back = True
+        if changed:
+            row["provenance"] = provenance
+            row["version"] = int(row.get("version") or 1) + 1
+            row["updated_at"] = self.clock()
+            if any(c.field == "status" for c in changed) and row["status"] in ("won", "lost"):
+                row.setdefault("closed_at", None)
+                row["closed_at"] = row["closed_at"] or record.modstamp or self.clock()
+            row.update(normalised_columns(row))
+            tx.upsert_referrals([row])
+            self.counts.add(binding, "updated")
+            for change in changed:
+                kind = "status_changed" if change.field == "status" else "field_changed"
+                self._event(kind, row["id"], {
+                    "system": binding.system, "field": change.field,
+                    "old": _jsonable(change.old), "new": _jsonable(change.new),
+                    "reason": change.reason,
+                })
+                if self.on_change is not None:
+                    self.on_change(change)
+        else:
+            self.counts.add(binding, "unchanged")
+        self._link(tx, record, row["id"], read_hash)
+        if changed or write_back:
+            self._enqueue(tx, row, changed=bool(changed), write_back=write_back)
+
+    # -- side effects -------------------------------------------------------------------------
+
+    def _enqueue(
+        self, tx: StateTransaction, row: dict[str, Any], *, changed: bool, write_back: bool
+    ) -> None:
+        entries = []
+        for output in self.outputs:
+            same_stream = output.system == self.binding.system and \
+                output.object == self.binding.object
+            if same_stream and not write_back:
+                continue
+            if not same_stream and not changed:
+                continue
+            if output.role != "prm" and row.get("status") in _NOT_PUSHED_TO_CRM:
+                existing = tx.links_by_canonical(output.system, output.object, [row["id"]])
+                if not existing:
+                    continue
+            entries.append({
+                "referral_id": row["id"], "system": output.system, "stream": output.stream,
+                "payload": {"version": row.get("version", 1)},
+                "payload_hash": f"v{row.get('version', 1)}",
+                "next_attempt_at": self.clock(),
+            })
+        tx.enqueue(entries)
+
+    def _link(
+        self, tx: StateTransaction, record: ReadRecord, canonical_id: str, read_hash: str
+    ) -> None:
+        tx.upsert_links([{
+            "system": self.binding.system, "object": self.binding.object,
+            "external_id": record.id, "canonical_id": canonical_id,
+            "last_read_hash": read_hash, "remote_modstamp": record.modstamp,
+            "updated_at": self.clock(),
+        }])
+
+    def _touch_link(
+        self, tx: StateTransaction, link: dict[str, Any], record: ReadRecord, read_hash: str
+    ) -> None:
+        tx.upsert_links([{
+            "system": link["system"], "object": link["object"], "external_id": link["external_id"],
+            "canonical_id": link["canonical_id"], "last_read_hash": read_hash,
+            "remote_modstamp": record.modstamp, "updated_at": self.clock(),
+        }])
+
+    def _quarantine(
+        self,
+        tx: StateTransaction,
+        record: ReadRecord,
+        errors: Sequence[Any],
+        link: dict[str, Any] | None,
+    ) -> None:
+        binding = self.binding
+        first = errors[0]
+        tx.quarantine([{
+            "run_id": self.run_id, "system": binding.system, "stream": binding.stream,
+            "direction": "in", "referral_id": link["canonical_id"] if link else None,
+            "external_id": record.id,
+            "payload": {"id": record.id, "data": _json_safe(record.data),
+                        "modstamp": record.modstamp.isoformat() if record.modstamp else None},
+            "error_code": first.code,
+            "message": "; ".join(f"{e.field}: {e.message}" for e in errors),
+        }])
+        self.counts.add(binding, "quarantined")
+        if link is not None:
+            self._event("quarantined", link["canonical_id"], {
+                "system": binding.system, "direction": "in", "code": first.code,
+            })
+
+    def _event(self, kind: str, referral_id: str | None, payload: dict[str, Any]) -> None:
+        self._events.append({
+            "kind": kind, "referral_id": referral_id, "run_id": self.run_id,
+            "system": self.binding.system, "stream": self.binding.stream,
+            "payload": payload, "at": self.clock(),
+        })
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return _jsonable(value)

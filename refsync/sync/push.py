@@ -1,0 +1,211 @@
+"""Push: drain one stream's outbox through its connector, in batches.
+
+The outbox holds *which* referral must be written where; the payload is computed at push time
+from the current referral and the current mapping, so a write quarantined because of a mapping
+mistake succeeds on ``refsync retry`` once the mapping is fixed. A payload whose hash equals the
+one last written there is not sent again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from refsync.connectors.base import REMOTE_ID_FIELD
+from refsync.connectors.errors import Action
+from refsync.errors import ConnectorError, QuotaExhaustedError, RetryableError
+from refsync.state import LeaseToken, StateStore
+from refsync.sync.bindings import RunCounts, StreamBinding
+
+__all__ = ["OutboxDrainer", "PlannedWrite", "retry_delay"]
+
+MAX_BACKOFF = timedelta(hours=1)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long a failed write waits before its next attempt: 30 s, doubling, at most an hour."""
+    return min(timedelta(seconds=30 * 2 ** max(attempts, 0)), MAX_BACKOFF)
+
+
+@dataclass(frozen=True)
+class PlannedWrite:
+    """A write a plan would make: which referral, where, and the payload."""
+
+    referral_id: str
+    system: str
+    stream: str
+    action: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class OutboxDrainer:
+    """Writes one stream's due outbox rows through its connector.
+
+    Args:
+        store: the state store.
+        binding: the stream to push.
+        run_id: the current run (quarantine rows carry it).
+        counts: where to count what happened.
+        clock: current time.
+        lease: fences every commit when set.
+    """
+
+    store: StateStore
+    binding: StreamBinding
+    run_id: str
+    counts: RunCounts
+    clock: Callable[[], datetime]
+    lease: LeaseToken | None = None
+
+    @property
+    def batch_size(self) -> int:
+        """Records per write call (the stream's ``batch_size``, else 100)."""
+        return self.binding.config.batch_size or 100
+
+    def drain(self) -> bool:
+        """Write every due row; return False when the run must stop early (quota spent)."""
+        started = self.clock()
+        while True:
+            due = self.store.due_outbox(
+                self.binding.system, self.binding.stream, limit=self.batch_size, now=started
+            )
+            if not due:
+                return True
+            if not self._push_batch(due):
+                return False
+
+    def plan(self, due: list[dict[str, Any]], referrals: dict[str, dict[str, Any]],
+             links: dict[str, dict[str, Any]]) -> list[PlannedWrite]:
+        """What pushing ``due`` would write, without writing (for ``refsync plan``)."""
+        planned = []
+        mapping = self.binding.mapping
+        for row in due:
+            referral = referrals.get(row["referral_id"])
+            if referral is None:
+                continue
+            result = mapping.to_remote_result(referral)
+            link = links.get(row["referral_id"])
+            if result.errors:
+                planned.append(PlannedWrite(row["referral_id"], self.binding.system,
+                                            self.binding.stream, "quarantine",
+                                            {"error": result.errors[0].message}))
+                continue
+            if link is not None and link.get("last_written_hash") == \
+                    mapping.content_hash(result.values):
+                continue
+            planned.append(PlannedWrite(row["referral_id"], self.binding.system,
+                                        self.binding.stream,
+                                        "update" if link else "create", result.values))
+        return planned
+
+    def _push_batch(self, due: list[dict[str, Any]]) -> bool:
+        binding, mapping = self.binding, self.binding.mapping
+        referrals = self.store.get_referrals([row["referral_id"] for row in due])
+        with self.store.transaction() as tx:
+            links = tx.links_by_canonical(binding.system, binding.object, list(referrals))
+        sendable: list[tuple[dict[str, Any], dict[str, Any], str]] = []
+        done: list[int] = []
+        quarantined: list[dict[str, Any]] = []
+        for row in due:
+            referral = referrals.get(row["referral_id"])
+            if referral is None:
+                done.append(row["id"])
+                continue
+            result = mapping.to_remote_result(referral)
+            if result.errors:
+                first = result.errors[0]
+                quarantined.append(self._quarantine_row(
+                    row, result.values, first.code,
+                    "; ".join(f"{e.field}: {e.message}" for e in result.errors)))
+                continue
+            payload_hash = mapping.content_hash(result.values)
+            link = links.get(row["referral_id"])
+            if link is not None and link.get("last_written_hash") == payload_hash:
+                done.append(row["id"])
+                continue
+            payload = dict(result.values)
+            if link is not None:
+                payload[REMOTE_ID_FIELD] = link["external_id"]
+            sendable.append((row, payload, payload_hash))
+        results = []
+        stop = False
+        failure: ConnectorError | None = None
+        if sendable:
+            try:
+                results = binding.connector.write(
+                    binding.object, mapping.key_field, [payload for _, payload, _ in sendable]
+                )
+            except QuotaExhaustedError as exc:
+                failure, stop = exc, True
+            except RetryableError as exc:
+                failure = exc
+        with self.store.transaction(lease=self.lease) as tx:
+            tx.finish_outbox(done)
+            if quarantined:
+                tx.quarantine(quarantined)
+                tx.finish_outbox([q["payload"]["outbox_id"] for q in quarantined],
+                                 state="quarantined")
+                self.counts.add(binding, "quarantined", len(quarantined))
+            if failure is not None:
+                for row, _, _ in sendable:
+                    tx.delay_outbox(row["id"], error=failure.message,
+                                    next_attempt_at=self.clock() + retry_delay(row["attempts"]))
+                self.counts.add(binding, "deferred", len(sendable))
+                return not stop
+            new_links = []
+            written_events = []
+            for (row, payload, payload_hash), result in zip(sendable, results, strict=True):
+                if result.ok:
+                    new_links.append({
+                        "system": binding.system, "object": binding.object,
+                        "external_id": result.remote_id or str(result.key),
+                        "canonical_id": row["referral_id"], "last_written_hash": payload_hash,
+                        "updated_at": self.clock(),
+                    })
+                    done.append(row["id"])
+                    written_events.append({
+                        "kind": "written", "referral_id": row["referral_id"],
+                        "run_id": self.run_id, "system": binding.system,
+                        "stream": binding.stream, "at": self.clock(),
+                        "payload": {"remote_id": result.remote_id, "created": result.created},
+                    })
+                    continue
+                error = result.error
+                assert error is not None
+                if error.action in (Action.RETRY, Action.RATE_LIMITED):
+                    tx.delay_outbox(row["id"], error=error.message,
+                                    next_attempt_at=self.clock() + retry_delay(row["attempts"]))
+                    self.counts.add(binding, "deferred")
+                    continue
+                quarantined_row = self._quarantine_row(row, payload, error.code, error.message)
+                tx.quarantine([quarantined_row])
+                tx.finish_outbox([row["id"]], state="quarantined")
+                self.counts.add(binding, "quarantined")
+            tx.upsert_links(new_links)
+            tx.append_events(written_events)
+            tx.finish_outbox(done)
+            self.counts.add(binding, "written", len(new_links))
+        return True
+
+    def _quarantine_row(
+        self, row: dict[str, Any], payload: dict[str, Any], code: str, message: str
+    ) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "system": self.binding.system, "stream": self.binding.stream,
+            "direction": "out", "referral_id": row["referral_id"],
+            "payload": {"outbox_id": row["id"], "data": _safe(payload)},
+            "error_code": code, "message": message,
+        }
+
+
+def _safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_safe(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)

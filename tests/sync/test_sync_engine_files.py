@@ -1,0 +1,131 @@
+"""The sync engine end to end between two file systems (a PRM and a CRM), on both backends."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from refsync.config import load_config
+from refsync.state import StateStore
+from refsync.sync.wiring import build_engine
+
+PRM_MAPPING = """\
+system: prm
+object: leads
+key_field: refsync_id
+fields:
+  partner_id: {remote: partner, rule: partner_owned}
+  email: {remote: email, rule: partner_owned, transform: [email]}
+  company: {remote: company, rule: partner_owned}
+  status:
+    remote: status
+    rule: hub_wins
+    values: {new: submitted, working: accepted, qualified: qualified, won: won, lost: lost,
+             dup: duplicate, rejected: rejected, opportunity: opportunity, expired: expired}
+  status_reason: {remote: reason, direction: out, rule: hub_wins}
+"""
+
+CRM_MAPPING = """\
+system: crm
+object: Lead
+key_field: Refsync_Id
+fields:
+  email: {remote: Email, transform: [email]}
+  company: {remote: Company}
+  partner_id: {remote: Partner, rule: partner_owned}
+  status:
+    remote: Status
+    rule: remote_wins
+    values: {Open: submitted, Working: accepted, Qualified: qualified, Won: won, Lost: lost,
+             out: {duplicate: Lost, rejected: Lost, opportunity: Qualified, expired: Lost}}
+"""
+
+CONFIG = """\
+version: 1
+state: {{url: "{url}"}}
+systems:
+  prm:
+    connector: file
+    role: prm
+    settings: {{directory: prm}}
+    streams:
+      leads: {{object: leads, mapping: prm.yaml}}
+  crm:
+    connector: file
+    role: crm
+    settings: {{directory: crm, id_field: Id, modstamp_field: SystemModstamp}}
+    streams:
+      leads: {{object: Lead, mapping: crm.yaml}}
+matching: {{keys: [email]}}
+rules: {{protection_window_days: 90}}
+"""
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, state_url: str) -> Path:
+    (tmp_path / "prm.yaml").write_text(PRM_MAPPING)
+    (tmp_path / "crm.yaml").write_text(CRM_MAPPING)
+    (tmp_path / "refsync.yaml").write_text(CONFIG.format(url=state_url))
+    write_jsonl(tmp_path / "prm" / "leads.jsonl", [
+        {"id": "L1", "updated_at": "2026-01-01T10:00:00Z", "partner": "p-ana",
+         "email": " Alice@Acme.com ", "company": "Acme", "status": "new"},
+        {"id": "L2", "updated_at": "2026-01-01T10:00:00Z", "partner": "p-ben",
+         "email": "bob@globex.com", "company": "Globex", "status": "new"},
+        {"id": "L3", "updated_at": "2026-01-02T10:00:00Z", "partner": "p-ben",
+         "email": "alice@acme.com", "company": "Acme Inc", "status": "new"},
+    ])
+    (tmp_path / "crm").mkdir()
+    return tmp_path
+
+
+def engine_for(workspace: Path) -> Any:
+    loaded = load_config(workspace / "refsync.yaml", environ={})
+    store = StateStore(loaded.config.state.url)
+    return build_engine(loaded, store), store
+
+
+def test_referrals_flow_prm_to_crm_and_status_flows_back(workspace: Path) -> None:
+    engine, store = engine_for(workspace)
+    report = engine.run()
+    assert report.status == "succeeded", report
+    counts = report.counts
+    assert counts["created"] == 3 and counts["duplicates"] == 1
+    crm = read_jsonl(workspace / "crm" / "Lead.jsonl")
+    assert sorted(row["Email"] for row in crm) == ["alice@acme.com", "bob@globex.com"]
+    assert all(row["Refsync_Id"] for row in crm)
+    prm = {row["id"]: row for row in read_jsonl(workspace / "prm" / "leads.jsonl")}
+    assert len(prm) == 3, "write-back must update the partner's lead, not add one"
+    assert prm["L3"]["status"] == "dup"
+    assert "already referred by partner p-ana" in prm["L3"]["reason"]
+    assert {prm[k]["refsync_id"] for k in prm} == {r["Refsync_Id"] for r in crm} | {
+        prm["L3"]["refsync_id"]}
+
+    # nothing changed: a second run writes nothing
+    again = engine.run()
+    assert again.counts["written"] == 0 and again.counts["created"] == 0, again.counts
+
+    # sales works the lead in the CRM: the status flows back to the partner
+    alice = next(row for row in crm if row["Email"] == "alice@acme.com")
+    alice["Status"] = "Working"
+    alice["SystemModstamp"] = datetime.now(UTC).isoformat()
+    write_jsonl(workspace / "crm" / "Lead.jsonl", crm)
+    third = engine.run()
+    assert third.counts["updated"] == 1 and third.counts["written"] == 1, third.counts
+    prm = {row["id"]: row for row in read_jsonl(workspace / "prm" / "leads.jsonl")}
+    assert prm["L1"]["status"] == "working"
+    events = [e["kind"] for e in store.events_of(alice["Refsync_Id"])]
+    assert "status_changed" in events and "created" in events
+    store.close()
