@@ -44,8 +44,18 @@ cli.add_command(check)
 cli.add_command(state)
 cli.add_command(runs)
 cli.add_command(errors)
+
+from refsync.cli.sync import plan, referrals, retry, sync  # noqa: E402
+
+cli.add_command(sync)
+cli.add_command(plan)
+cli.add_command(retry)
+cli.add_command(referrals)
+
 from refsync.cli.sandbox import sandbox  # noqa: E402
+
 cli.add_command(sandbox)
+
 from refsync.cli.mapping import mapping  # noqa: E402
 
 cli.add_command(mapping)

@@ -39,27 +39,24 @@ def check(files: Sequence[str], as_json: bool) -> None:
     Exit status: 0 when every file is valid, 2 otherwise. Problems are printed as
     FILE:LINE:COL: message — fix.
     """
-    reports = []
+    reports: list[tuple[str, CompiledMapping | None, list[Problem]]] = []
     for reference in files:
         try:
-            compiled = load_mapping(reference)
+            reports.append((reference, load_mapping(reference), []))
         except ConfigError as exc:
             reports.append((reference, None, exc.problems))
-        else:
-            reports.append((reference, compiled, []))
     failed = any(problems for _, _, problems in reports)
     if as_json:
         click.echo(json.dumps({
             "ok": not failed,
-            "files": [_check_json(reference, compiled, problems)
-                      for reference, compiled, problems in reports],
+            "files": [_check_json(*report) for report in reports],
         }, indent=2, ensure_ascii=False))
     else:
         total = 0
-        for reference, compiled, problems in reports:
-            if compiled is not None:
-                click.echo(f"{reference}: ok ({compiled.system}/{compiled.object}, "
-                           f"{len(compiled.fields)} fields)")
+        for reference, loaded, problems in reports:
+            if loaded is not None:
+                click.echo(f"{reference}: ok ({loaded.system}/{loaded.object}, "
+                           f"{len(loaded.fields)} fields)")
             for problem in problems:
                 click.echo(str(problem))
             total += len(problems)
@@ -227,35 +224,48 @@ def _show(value: Any) -> str:
 
 
 def _print_previews(compiled: CompiledMapping, direction: str, previews: list[_Preview]) -> None:
-    arrow = "remote → canonical" if direction == "in" else "canonical → remote"
-    columns = ("canonical", "remote", "input", "result")
-    stream = click.get_text_stream("stdout")
-    if stream.isatty():
+    if sys.stdout.isatty():
         from rich.console import Console
-        from rich.table import Table
 
-        console = Console()
-        for number, item in enumerate(previews, start=1):
-            table = Table(title=f"record {number}: {compiled.system}/{compiled.object} ({arrow})")
-            for column in columns:
-                table.add_column(column, overflow="fold")
-            for row in item.rows:
-                result = f"[red]✗ {row.error.code}: {row.error.message}[/red]" if row.error \
-                    else _show(row.result)
-                table.add_row(row.canonical, row.remote, _show(row.input), result)
-            console.print(table)
+        render_rich(Console(), compiled, direction, previews)
         return
+    arrow = _ARROWS[direction]
     for number, item in enumerate(previews, start=1):
         click.echo(f"record {number}: {compiled.system}/{compiled.object} ({arrow})")
-        cells = [columns] + [
+        cells = [_COLUMNS] + [
             (row.canonical, row.remote, _show(row.input),
              f"ERROR {row.error.code}: {row.error.message}" if row.error else _show(row.result))
             for row in item.rows
         ]
         widths = [max(len(cell[i]) for cell in cells) for i in range(3)]
         for cell in cells:
-            click.echo("  " + "  ".join(cell[i].ljust(widths[i]) for i in range(3)) + "  " + cell[3])
+            aligned = "  ".join(cell[i].ljust(widths[i]) for i in range(3))
+            click.echo(f"  {aligned}  {cell[3]}")
         shown = {row.canonical for row in item.rows}
         for error in item.result.errors:
             if error.field not in shown:
                 click.echo(f"  ERROR {error.code}: {error.message}")
+
+
+_COLUMNS = ("canonical", "remote", "input", "result")
+_ARROWS = {"in": "remote → canonical", "out": "canonical → remote"}
+
+
+def render_rich(
+    console: Any, compiled: CompiledMapping, direction: str, previews: list[_Preview]
+) -> None:
+    """Print previews as rich tables (used on a terminal)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    for number, item in enumerate(previews, start=1):
+        table = Table(title=f"record {number}: {compiled.system}/{compiled.object} "
+                            f"({_ARROWS[direction]})")
+        for column in _COLUMNS:
+            table.add_column(column, overflow="fold")
+        for row in item.rows:
+            result = f"[red]✗ {escape(row.error.code)}: {escape(row.error.message)}[/red]" \
+                if row.error else escape(_show(row.result))
+            table.add_row(escape(row.canonical), escape(row.remote), escape(_show(row.input)),
+                          result)
+        console.print(table)

@@ -6,6 +6,7 @@ import json
 import signal
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -30,6 +31,10 @@ __all__ = ["sandbox"]
               show_default=True, help="Port of the PartnerStack emulator; 0 picks one.")
 @click.option("--latency-ms", type=click.IntRange(min=0), default=0, show_default=True,
               help="Delay added to every API answer.")
+@click.option("--workdir", type=click.Path(file_okay=False), default=".refsync-sandbox",
+              show_default=True,
+              help="Where to write the TLS CA bundle (sandbox-ca.pem) and certificate; "
+                   "config.example.yaml expects the default.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON line (URLs, credentials, CA bundle) once every server is ready.")
 def sandbox(
@@ -39,6 +44,7 @@ def sandbox(
     hubspot_port: int,
     partnerstack_port: int,
     latency_ms: int,
+    workdir: str,
     as_json: bool,
 ) -> None:
     """Run local emulators of Salesforce, HubSpot and PartnerStack until Ctrl-C or SIGTERM."""
@@ -46,7 +52,8 @@ def sandbox(
     ports = {"salesforce": salesforce_port, "hubspot": hubspot_port,
              "partnerstack": partnerstack_port}
     try:
-        running = start_sandbox(seed=seed, host=host, ports=ports, latency_ms=latency_ms)
+        running = start_sandbox(seed=seed, host=host, ports=ports, latency_ms=latency_ms,
+                                workdir=Path(workdir))
     except (ValueError, ServerStartError) as exc:
         raise click.ClickException(str(exc)) from exc
     stop = threading.Event()

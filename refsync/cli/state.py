@@ -11,14 +11,15 @@ from rich.table import Table
 
 from refsync.cli.common import CliContext, config_option, echo_json, json_option, pass_cli
 
-__all__ = ["errors", "runs", "state"]
+__all__ = ["errors", "print_table", "runs", "state"]
 
 
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "—"
 
 
-def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """Print a table: fitted to a terminal, whole rows on a pipe."""
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -66,7 +67,7 @@ def state_show(cli_context: CliContext, config_path: str | None, as_json: bool) 
     if not cursors:
         click.echo("No cursors yet: no stream has been read. Run `refsync sync` first.")
         return
-    _print_table(
+    print_table(
         "Cursors",
         ["system", "stream", "cursor", "updated", "run"],
         [
@@ -96,7 +97,7 @@ def runs(cli_context: CliContext, config_path: str | None, as_json: bool, limit:
     if not rows:
         click.echo("No runs yet. Start one with `refsync sync`, or the daemon with `refsync run`.")
         return
-    _print_table(
+    print_table(
         "Runs (newest first)",
         ["run", "job", "trigger", "status", "started", "finished", "counts", "instance"],
         [
@@ -131,7 +132,7 @@ def errors(
     if not rows:
         click.echo("No quarantined records: every record read or written was accepted.")
         return
-    _print_table(
+    print_table(
         "Quarantined records",
         ["id", "system", "stream", "dir", "referral", "code", "message", "attempts", "since"],
         [

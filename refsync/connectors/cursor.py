@@ -20,6 +20,7 @@ also carry an opaque ``position``.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -146,15 +147,27 @@ class IncrementalWindow:
     def __init__(
         self, cursor: Cursor | None, policy: CursorPolicy, run_started_at: datetime
     ) -> None:
+        start = cursor if cursor is not None else Cursor()
         self._policy = policy
-        self._cursor = cursor if cursor is not None else Cursor()
-        self.lower: datetime | None = self._cursor.lower_bound(policy)
+        self.lower: datetime | None = start.lower_bound(policy)
         self.upper: datetime = _as_utc(run_started_at) - policy.settle_lag
+        # Working state is mutable, so accepting a record costs O(log n) even when thousands
+        # share one modstamp; :attr:`cursor` takes an immutable snapshot per page.
+        self._modstamp = start.modstamp
+        self._seen: dict[str, datetime] = dict(start.seen)
+        self._expiry: list[tuple[datetime, str]] = [(ts, rid) for rid, ts in self._seen.items()]
+        heapq.heapify(self._expiry)
+        self._position = start.position
+        self._snapshot: Cursor | None = start
 
     @property
     def cursor(self) -> Cursor:
         """The cursor after every record accepted so far."""
-        return self._cursor
+        if self._snapshot is None:
+            self._snapshot = Cursor(
+                modstamp=self._modstamp, seen=dict(self._seen), position=self._position
+            )
+        return self._snapshot
 
     def in_bounds(self, modstamp: datetime) -> bool:
         """Return True when ``modstamp`` lies inside ``[lower, upper]``."""
@@ -167,12 +180,25 @@ class IncrementalWindow:
         """Decide whether to yield a record version, advancing the cursor if so.
 
         Returns False for versions outside the window and for versions already yielded.
+        Follows the same rules as :meth:`Cursor.advanced`.
         """
-        if not self.in_bounds(modstamp) or self._cursor.already_seen(modstamp, record_id):
+        stamp = _as_utc(modstamp)
+        if not self.in_bounds(stamp) or self._seen.get(record_id) == stamp:
             return False
-        self._cursor = self._cursor.advanced(modstamp, record_id, self._policy)
+        if self._modstamp is None or stamp > self._modstamp:
+            self._modstamp = stamp
+        keep_from = self._modstamp - self._policy.lookback
+        while self._expiry and self._expiry[0][0] < keep_from:
+            old_stamp, old_id = heapq.heappop(self._expiry)
+            if self._seen.get(old_id) == old_stamp:
+                del self._seen[old_id]
+        if stamp >= keep_from:
+            self._seen[record_id] = stamp
+            heapq.heappush(self._expiry, (stamp, record_id))
+        self._snapshot = None
         return True
 
     def set_position(self, position: str | None) -> None:
         """Record a connector-specific resume token alongside the modstamp cursor."""
-        self._cursor = self._cursor.with_position(position)
+        self._position = position
+        self._snapshot = None

@@ -132,21 +132,21 @@ class WriteError:
 
 # fmt: off
 DEFAULT_RULES: tuple[ErrorRule, ...] = (
-    ErrorRule(Action.RETRY, "{system} did not answer in time; retrying", code="timeout"),
-    ErrorRule(Action.RETRY, "could not connect to {system}; retrying", code="connection_error"),
+    ErrorRule(Action.RETRY, "{system} did not answer in time", code="timeout"),
+    ErrorRule(Action.RETRY, "could not connect to {system}", code="connection_error"),
     ErrorRule(Action.QUOTA_EXHAUSTED,
               "{system} daily API allowance is spent: the run stops as partial and resumes "
               "when the allowance recovers (raise the limit or lower the sync frequency)",
               code="REQUEST_LIMIT_EXCEEDED", message_contains="TotalRequests"),
-    ErrorRule(Action.RATE_LIMITED, "{system} asked refsync to slow down; waiting",
+    ErrorRule(Action.RATE_LIMITED, "{system} asked refsync to slow down",
               code="REQUEST_LIMIT_EXCEEDED"),
     ErrorRule(Action.QUOTA_EXHAUSTED,
               "{system} daily API allowance is spent: the run stops as partial and resumes "
               "when the allowance recovers", status=429, code="DAILY"),
-    ErrorRule(Action.RATE_LIMITED, "{system} asked refsync to slow down; waiting", status=429),
-    ErrorRule(Action.REFRESH_AUTH, "{system} session expired; signing in again",
+    ErrorRule(Action.RATE_LIMITED, "{system} asked refsync to slow down", status=429),
+    ErrorRule(Action.REFRESH_AUTH, "{system} session expired",
               code="INVALID_SESSION_ID"),
-    ErrorRule(Action.REFRESH_AUTH, "{system} rejected the credentials; signing in again",
+    ErrorRule(Action.REFRESH_AUTH, "{system} rejected the credentials",
               status=401),
     ErrorRule(Action.FATAL,
               "{system} refused field(s) {fields}: check the mapping and that the integration "
@@ -163,8 +163,8 @@ DEFAULT_RULES: tuple[ErrorRule, ...] = (
     ErrorRule(Action.FATAL,
               "{system} endpoint not found ({message}): check the object name and the "
               "base_url setting", status=404),
-    ErrorRule(Action.RETRY, "{system} timed out on its side; retrying", status=408),
-    ErrorRule(Action.RETRY, "{system} had a temporary failure ({status}); retrying",
+    ErrorRule(Action.RETRY, "{system} timed out on its side", status=408),
+    ErrorRule(Action.RETRY, "{system} had a temporary failure ({status})",
               status_range=(500, 599)),
     # Record-level validation: quarantine the record, keep going with the batch.
     ErrorRule(Action.RECORD_ERROR,

@@ -35,6 +35,7 @@ from refsync.errors import (
 
 __all__ = [
     "ApiSession",
+    "FactsExtractor",
     "HttpClient",
     "RetryPolicy",
     "call_with_retry",
@@ -61,6 +62,8 @@ def _outcome(status: int) -> str:
 
 class ApiSession(requests.Session):
     """A session with a default timeout, per-system call counting and rate pacing.
+
+    A CA bundle set on ``verify`` is honoured even when ``REQUESTS_CA_BUNDLE`` is set.
 
     Args:
         system: the configured system name, used as the counter label.
@@ -89,6 +92,10 @@ class ApiSession(requests.Session):
         """Send one request with a timeout, after taking a token; count its outcome."""
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
+        if kwargs.get("verify") is None and self.verify is not True:
+            # requests lets REQUESTS_CA_BUNDLE override a session's own CA bundle; the bundle
+            # configured for this system must win.
+            kwargs["verify"] = self.verify
         if self.bucket is not None:
             self.bucket.acquire()
         try:
@@ -177,17 +184,24 @@ def facts_from_exception(error: requests.RequestException) -> ErrorFacts:
     return ErrorFacts(status=None, code=code, message=str(error))
 
 
+FactsExtractor = Callable[[requests.Response, datetime], ErrorFacts]
+
+
 def raise_for_response(
     response: requests.Response,
     *,
     system: str,
     now: datetime,
     table: ErrorTable = DEFAULT_TABLE,
+    extract: FactsExtractor = facts_from_response,
 ) -> None:
-    """Raise the classified exception for a non-2xx response; return for a success."""
+    """Raise the classified exception for a non-2xx response; return for a success.
+
+    ``extract`` reads a vendor's error body when :func:`facts_from_response` does not fit.
+    """
     if response.ok:
         return
-    found = table.classify(facts_from_response(response, now), system=system)
+    found = table.classify(extract(response, now), system=system)
     raise to_exception(found, system=system)
 
 
@@ -279,6 +293,7 @@ class HttpClient:
         policy: the retry policy.
         table: the error classification table.
         refresh_auth: re-authenticates the session; called at most once per call.
+        extract: reads the vendor's error bodies into :class:`ErrorFacts`.
     """
 
     def __init__(
@@ -292,8 +307,10 @@ class HttpClient:
         policy: RetryPolicy | None = None,
         table: ErrorTable = DEFAULT_TABLE,
         refresh_auth: Callable[[], None] | None = None,
+        extract: FactsExtractor = facts_from_response,
     ) -> None:
         self.session = session
+        self.extract = extract
         self.base_url = base_url.rstrip("/")
         self.system = system
         self.clock = clock
@@ -317,7 +334,13 @@ class HttpClient:
             except requests.RequestException as error:
                 found = self.table.classify(facts_from_exception(error), system=self.system)
                 raise to_exception(found, system=self.system) from error
-            raise_for_response(response, system=self.system, now=self.clock(), table=self.table)
+            raise_for_response(
+                response,
+                system=self.system,
+                now=self.clock(),
+                table=self.table,
+                extract=self.extract,
+            )
             return response
 
         return call_with_retry(

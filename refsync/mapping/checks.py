@@ -57,8 +57,14 @@ def check_mapping_data(data: Any, source: SourceMap) -> list[Problem]:
         name = str(name)
         path: tuple[str | int, ...] = ("fields", name)
         problems.extend(_check_name(name, source))
+        if isinstance(spec, str):
+            spec = {"remote": spec}
         if not isinstance(spec, Mapping):
             continue
+        if isinstance(spec.get("default"), (dict, list)):
+            problems.append(source.problem(
+                (*path, "default"), "a default must be a single value",
+                "write e.g. default: \"(unknown)\""))
         direction = spec.get("direction", Direction.BOTH.value)
         problems.extend(_check_transforms(name, spec.get("transform"), direction, source))
         values = spec.get("values")

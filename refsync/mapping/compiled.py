@@ -15,6 +15,7 @@ each transform's write function, last transform first.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ from refsync.yamlsource import SourceMap
 __all__ = ["CompiledField", "CompiledMapping", "MappedRecord", "compile_mapping"]
 
 _MISSING: Any = object()
+_CANONICAL_UUID = re.compile(
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE
+)
 _STATUS_VALUES = [status.value for status in ReferralStatus]
 _STATUS_BY_TEXT = {status.value: status for status in ReferralStatus}
 
@@ -199,7 +203,9 @@ class CompiledMapping:
         values: dict[str, Any] = {"id": None}
         errors: list[RecordError] = []
         key = self._read_key(record)
-        if not t.is_blank(key):
+        if key.__class__ is str and _CANONICAL_UUID.match(key):
+            values["id"] = key.lower()
+        elif not t.is_blank(key):
             try:
                 values["id"] = str(uuid.UUID(str(key).strip()))
             except ValueError:
@@ -235,7 +241,13 @@ class CompiledMapping:
             errors.append(RecordError("the record has no refsync id to write as the key",
                                       code="missing_refsync_id", field="id"))
         else:
-            self._set_key(payload, str(refsync_id))
+            key_text = str(refsync_id)
+            if _CANONICAL_UUID.match(key_text):
+                self._set_key(payload, key_text.lower())
+            else:
+                errors.append(RecordError(
+                    f"the refsync id {key_text[:60]!r} is not a UUID",
+                    code="invalid_refsync_id", field="id", detail=f"value={refsync_id!r}"))
         for name, is_custom, custom_key, write, put in self._writers:
             value = flat.get(name, _MISSING)
             if value is _MISSING:
@@ -371,7 +383,7 @@ def compile_field(name: str, spec: FieldSpec) -> tuple[CompiledField, list[Step]
     map_in = value_map.to_canonical if value_map is not None else None
     map_out = value_map.to_remote if value_map is not None else None
 
-    def read(record: Mapping[str, Any]) -> Any:
+    def read_general(record: Mapping[str, Any]) -> Any:
         value = read_remote(record)
         for fn, uses_record in read_steps:
             value = fn(value, record) if uses_record else fn(value)
@@ -384,6 +396,16 @@ def compile_field(name: str, spec: FieldSpec) -> tuple[CompiledField, list[Step]
         if is_status:
             value = _as_status(value)
         return value
+
+    read: Callable[[Mapping[str, Any]], Any] = read_general
+    if not any(uses_record for _, uses_record in read_steps):
+        chain = [fn for fn, _ in read_steps]
+        chain += [fn for fn in (implicit_read, map_in) if fn is not None]
+        if default is not None:
+            chain.append(t.default(default))
+        if is_status:
+            chain.append(_as_status)
+        read = _chained(read_remote, chain)
 
     def write(value: Any, get: Callable[[str], Any]) -> Any:
         if default is not None and t.is_blank(value):
@@ -402,6 +424,35 @@ def compile_field(name: str, spec: FieldSpec) -> tuple[CompiledField, list[Step]
                              _fast_read(read_remote, read, spec, steps, name),
                              write, spec)
     return compiled, steps
+
+
+def _chained(
+    read_remote: Callable[[Mapping[str, Any]], Any], chain: list[Callable[[Any], Any]]
+) -> Callable[[Mapping[str, Any]], Any]:
+    """The reader as one straight chain of one-argument functions (the common case)."""
+    if len(chain) == 1:
+        (only,) = chain
+
+        def read_one(record: Mapping[str, Any]) -> Any:
+            return only(read_remote(record))
+
+        return read_one
+    if len(chain) == 2:
+        first, second = chain
+
+        def read_two(record: Mapping[str, Any]) -> Any:
+            return second(first(read_remote(record)))
+
+        return read_two
+    steps = tuple(chain)
+
+    def read_many(record: Mapping[str, Any]) -> Any:
+        value = read_remote(record)
+        for fn in steps:
+            value = fn(value)
+        return value
+
+    return read_many
 
 
 def _fast_read(

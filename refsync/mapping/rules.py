@@ -21,14 +21,15 @@ rule                        outcome when the values differ
                             remote value is taken
 =========================== ==================================================================
 
-Blank means ``None``, empty text or an empty list; two blanks are equal. ``direction`` cuts
+Blank means ``None``, empty text or an empty list; two blanks are equal. Times without a zone
+are taken as UTC. ``direction`` cuts
 the outcome: an ``in`` field never writes the remote, an ``out`` field never changes the hub.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -169,10 +170,18 @@ def _winner(rule: Rule, hub: FieldState, remote: FieldState) -> tuple[Winner, st
     return "remote", "partner_owned: not submitted yet, so the remote value is taken"
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    # a time without a zone is taken as UTC, so mixed inputs compare instead of raising
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
 def _latest(hub: FieldState, remote: FieldState) -> tuple[Winner, str]:
-    if remote.at is not None and (hub.at is None or remote.at > hub.at):
+    hub_at, remote_at = _aware(hub.at), _aware(remote.at)
+    if remote_at is not None and (hub_at is None or remote_at > hub_at):
         return "remote", "two_way: the remote changed after the hub value was set"
-    if hub.at is None and remote.at is None:
+    if hub_at is None and remote_at is None:
         if is_blank(hub.value):
             return "remote", "two_way: no change times known and the hub is blank"
         return "hub", "two_way: no change times known, the hub value stands"

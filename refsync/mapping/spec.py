@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from refsync.mapping.rules import Direction, Rule
 
@@ -25,9 +25,17 @@ ValueMapSpec = dict[str | int | bool, Any]
 
 
 class FieldSpec(BaseModel):
-    """How one canonical field maps to one remote field."""
+    """How one canonical field maps to one remote field.
+
+    ``email: Email`` is short for ``email: {remote: Email}``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"remote": data} if isinstance(data, str) else data
 
     remote: str = Field(pattern=_REMOTE_PATH, description="remote field name or dotted path")
     transform: list[TransformSpec] = Field(default_factory=list)

@@ -61,8 +61,10 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _DOMAIN = re.compile(
     r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62}$"
 )
+_E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+_SIMPLE_URL = re.compile(r"^(?:https?://)?([a-z0-9.-]+)(?::\d{1,5})?(?:[/?#].*)?$", re.DOTALL)
 _PHONE_EXTENSION = re.compile(r"\s*(?:ext\.?|extension|x|#)\s*\d{1,6}\s*$", re.IGNORECASE)
-_PHONE_PUNCTUATION = re.compile(r"[\s\-.()/]")
+_PHONE_PUNCTUATION = str.maketrans("", "", " \t\n\r\f\v\u00a0\u2007\u202f-.()/")
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "on", "checked"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "off", "unchecked"})
 
@@ -455,10 +457,14 @@ def phone(default_country_code: str | None) -> Callable[[Any], Any]:
             return None
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise _error("invalid_phone", "a phone number must be text", value)
-        text = _PHONE_EXTENSION.sub("", str(value).strip())
+        text = str(value).strip()
+        if _E164.match(text):
+            return text
+        if "x" in text or "X" in text or "#" in text:
+            text = _PHONE_EXTENSION.sub("", text)
         international = text.startswith("+") or text.startswith("00")
         text = text[1:] if text.startswith("+") else text[2:] if text.startswith("00") else text
-        digits = _PHONE_PUNCTUATION.sub("", text)
+        digits = text.translate(_PHONE_PUNCTUATION)
         if not digits.isascii() or not digits.isdigit():
             raise _error("invalid_phone", f"not a phone number: {str(value)[:60]!r}", value)
         if not international:
@@ -504,6 +510,9 @@ def domain_from_url(value: Any) -> Any:
     if not isinstance(value, str):
         raise _error("invalid_domain", "a web address must be text", value)
     text = value.strip()
+    simple = _SIMPLE_URL.match(text.lower())
+    if simple:
+        return _checked_domain(simple.group(1), value)
     if "://" not in text:
         text = "http://" + text
     try:

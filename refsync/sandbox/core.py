@@ -470,9 +470,13 @@ def build_app(emulator: Emulator, *, latency_ms: int = 0) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if status == 404:
-            return JSONResponse(emulator.not_found_body(request.url.path), status_code=404)
-        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-        return JSONResponse({"status": status, "message": detail}, status_code=status)
+            response = JSONResponse(emulator.not_found_body(request.url.path), status_code=404)
+        else:
+            detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+            response = JSONResponse({"status": status, "message": detail}, status_code=status)
+        if not request.url.path.startswith(CONTROL_PREFIX + "/"):
+            response.headers.update(emulator.response_headers())
+        return response
 
     app = Starlette(
         routes=[*_control_routes(emulator), *api_routes],

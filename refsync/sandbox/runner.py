@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -89,7 +90,10 @@ class RunningSandbox:
         emulators: dict[str, Emulator],
         servers: dict[str, SandboxServer],
         ca_bundle: Path,
+        *,
+        temporary_dir: Path | None = None,
     ) -> None:
+        self._temporary_dir = temporary_dir
         self.emulators = emulators
         self.servers = servers
         self.ca_bundle = ca_bundle
@@ -112,9 +116,12 @@ class RunningSandbox:
         }
 
     def stop(self) -> None:
-        """Stop every server (idempotent)."""
+        """Stop every server and remove the TLS files if they live in a temporary directory."""
         for server in self.servers.values():
             server.stop()
+        if self._temporary_dir is not None:
+            shutil.rmtree(self._temporary_dir, ignore_errors=True)
+            self._temporary_dir = None
 
     def __enter__(self) -> RunningSandbox:
         return self
@@ -150,9 +157,9 @@ def start_sandbox(
     """
     payloads = load_seed(seed)
     wanted_ports = {**DEFAULT_PORTS, **(ports or {})}
-    directory = Path(workdir) if workdir is not None else Path(
-        tempfile.mkdtemp(prefix="refsync-sandbox-")
-    )
+    temporary = workdir is None
+    directory = Path(tempfile.mkdtemp(prefix="refsync-sandbox-")) if workdir is None else Path(
+        workdir)
     tls = make_tls_material(directory)
     emulators: dict[str, Emulator] = {}
     servers: dict[str, SandboxServer] = {}
@@ -175,5 +182,8 @@ def start_sandbox(
     except BaseException:
         for server in servers.values():
             server.stop()
+        if temporary:
+            shutil.rmtree(directory, ignore_errors=True)
         raise
-    return RunningSandbox(emulators, servers, tls.ca_bundle)
+    return RunningSandbox(emulators, servers, tls.ca_bundle,
+                          temporary_dir=directory if temporary else None)

@@ -101,14 +101,20 @@ class SandboxServer:
                 raise ServerStartError(f"sandbox server on port {self.port} did not start")
             time.sleep(0.01)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving: release hung connections, then wait for the thread to end."""
+    def stop(self, timeout: float = 5.0, grace: float = 0.3) -> None:
+        """Stop serving: release hung connections, let requests in flight finish for ``grace``
+        seconds, then close whatever is left (idle TLS keep-alive connections would otherwise
+        hold the shutdown) and wait up to ``timeout`` for the thread to end.
+        """
         emulator = getattr(self.app.state, "emulator", None)
         if emulator is not None:
             emulator.faults.release_hangs.set()
         self._server.should_exit = True
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(grace)
+            if self._thread.is_alive():
+                self._server.force_exit = True
+                self._thread.join(timeout)
             self._thread = None
         if self._socket is not None:
             self._socket.close()

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from refsync.config import RefsyncConfig
+from refsync.connectors.base import Page, ReadRecord
 from refsync.connectors.cursor import Cursor
 from refsync.domain import Lifecycle
 from refsync.errors import ConnectorError, LeaseLostError, QuotaExhaustedError, RefsyncError
@@ -167,6 +168,50 @@ class SyncEngine:
                         error=exc.message)
             return False
         return True
+
+    def retry(self, quarantine_ids: Sequence[int] | None = None) -> RunReport:
+        """Replay quarantined records with the current mappings, as a run of its own.
+
+        Writes that failed go back to the outbox and are pushed now; records that could not be
+        read are mapped again from the payload kept in quarantine. A record that fails again
+        is quarantined again with its new reason.
+        """
+        run_id = self.store.start_run(trigger="retry", instance=self.instance, job="retry")
+        counts = RunCounts()
+        by_label = {b.label: b for b in self.bindings}
+        with self.store.transaction() as tx:
+            rows = tx.open_quarantine(quarantine_ids)
+            tx.resolve_quarantine([row["id"] for row in rows])
+            outgoing = [row for row in rows if row["direction"] == "out" and row["referral_id"]]
+            tx.enqueue([{
+                "referral_id": row["referral_id"], "system": row["system"],
+                "stream": row["stream"], "payload": {"retry_of": row["id"]},
+                "payload_hash": f"retry-{row['id']}", "next_attempt_at": self.clock(),
+            } for row in outgoing])
+            for row in rows:
+                binding = by_label.get(f"{row['system']}.{row['stream']}")
+                if row["direction"] != "in" or binding is None:
+                    continue
+                data = row["payload"]
+                record = ReadRecord(
+                    id=str(data.get("id") or row["external_id"]),
+                    modstamp=datetime.fromisoformat(data["modstamp"]) if data.get("modstamp")
+                    else None,
+                    data=dict(data.get("data") or {}),
+                )
+                processor = PageProcessor(binding, self._outputs(), self.config, self.lifecycle,
+                                          run_id, counts, self.clock)
+                processor.process(tx, Page([record], Cursor()))
+        status = "succeeded"
+        for binding in self._outputs():
+            if not OutboxDrainer(self.store, binding, run_id, counts, self.clock).drain():
+                status = "partial"
+        if counts.total["quarantined"] or counts.total["deferred"]:
+            status = "partial"
+        summary = counts.as_dict()
+        summary["replayed"] = len(rows)
+        self.store.finish_run(run_id, status=status, counts=summary)
+        return RunReport(run_id, status, summary)
 
     def plan(self, *, systems: Sequence[str] | None = None, full: bool = False) -> PlanReport:
         """Compute what a run would change, writing nothing anywhere."""

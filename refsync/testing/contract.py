@@ -46,11 +46,13 @@ class ConnectorContract(ABC):
         key_field: the external-id field writes upsert by.
         page_size: the page size the connector must be configured with (small, so the suite's
             handful of records spans several pages).
+        name_field: a plain text field the suite changes to make new versions of a record.
     """
 
     object_name: ClassVar[str]
     key_field: ClassVar[str]
     page_size: ClassVar[int] = 2
+    name_field: ClassVar[str] = "name"
 
     clock: ManualClock
 
@@ -82,7 +84,7 @@ class ConnectorContract(ABC):
 
     def make_record(self, key: str, variant: int = 0) -> dict[str, Any]:
         """Return a valid record with this key; ``variant`` changes a non-key value."""
-        return {self.key_field: key, "name": f"Referral {key} v{variant}"}
+        return {self.key_field: key, self.name_field: f"Referral {key} v{variant}"}
 
     def read_fields(self) -> list[str]:
         """Fields to request when reading (by default those of :meth:`make_record`)."""
@@ -119,7 +121,7 @@ class ConnectorContract(ABC):
     def test_check_succeeds(self) -> None:
         report = self.make_connector().check()
         assert isinstance(report, CheckReport)
-        assert report.auth_ok
+        assert report.auth_ok, report.findings
         assert report.ok, report.findings
 
     def test_discover_returns_the_key_field(self) -> None:
@@ -158,12 +160,12 @@ class ConnectorContract(ABC):
 
         self.tick()
         for key in ("k1", "k3", "k4"):
-            self.change(key, {"name": f"Referral {key} changed"})
+            self.change(key, {self.name_field: f"Referral {key} changed"})
         self.tick()
         changed_pages = self._read_all(cursor)
         assert sorted(self._keys(changed_pages)) == ["k1", "k3", "k4"]
         assert all(
-            record.data.get("name") == f"Referral {record.data[self.key_field]} changed"
+            record.data.get(self.name_field) == f"Referral {record.data[self.key_field]} changed"
             for page in changed_pages
             for record in page.records
         )

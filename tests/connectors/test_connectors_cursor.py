@@ -179,3 +179,25 @@ def test_every_change_is_returned_exactly_once(
     assert remote.final_versions() <= set(returned)
     every_version = {(v.record_id, v.modstamp) for v in remote.versions}
     assert set(returned) <= every_version
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    versions=st.lists(st.tuples(st.integers(0, 20), st.sampled_from("abcdefg")), max_size=40),
+    lookback=st.integers(0, 5),
+    start=st.one_of(st.none(), st.integers(0, 10)),
+)
+def test_window_follows_the_cursor_value_rules(
+    versions: list[tuple[int, str]], lookback: int, start: int | None
+) -> None:
+    """The window's fast working state ends where folding ``Cursor.advanced`` ends."""
+    policy = CursorPolicy(lookback=timedelta(seconds=lookback))
+    initial = None if start is None else Cursor(modstamp=at(start), seen={"a": at(start)})
+    window = IncrementalWindow(initial, policy, run_started_at=at(100))
+    folded = initial or Cursor()
+    for second, rid in versions:
+        expected = window.in_bounds(at(second)) and not folded.already_seen(at(second), rid)
+        assert window.accept(at(second), rid) is expected
+        if expected:
+            folded = folded.advanced(at(second), rid, policy)
+        assert window.cursor == folded

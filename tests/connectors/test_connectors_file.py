@@ -175,3 +175,18 @@ def test_check_reports_a_missing_directory(tmp_path: Path) -> None:
 def test_settings_refuse_unknown_keys(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="extra"):
         FileSettings.model_validate({"directory": str(tmp_path), "fromat": "csv"})
+
+
+def test_a_known_remote_id_updates_that_row(tmp_path: Path) -> None:
+    from refsync.connectors.base import REMOTE_ID_FIELD
+
+    conn = connector(tmp_path)
+    (tmp_path / "leads.jsonl").write_text(
+        '{"id": "row-1", "email": "a@x.test", "updated_at": "2025-01-01T00:00:00+00:00"}\n'
+    )
+    [result] = conn.write("leads", "key", [{"key": "k1", "note": "n", REMOTE_ID_FIELD: "row-1"}])
+    assert (result.ok, result.created, result.remote_id) == (True, False, "row-1")
+    rows = [json.loads(line) for line in (tmp_path / "leads.jsonl").read_text().splitlines()]
+    assert len(rows) == 1
+    assert rows[0]["key"] == "k1" and rows[0]["email"] == "a@x.test"
+    assert REMOTE_ID_FIELD not in rows[0]

@@ -262,3 +262,14 @@ def test_session_paces_through_the_bucket_and_learns_from_headers(
     assert bucket.daily is not None and bucket.daily.remaining == 500
     session.get(f"{API}/b")
     assert sleeps.calls == [pytest.approx(1.0)], "one token refills in 10 s / 10 calls"
+
+
+def test_configured_ca_bundle_beats_the_environment(
+    mocked: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/somewhere/else.pem")
+    mocked.get(f"{API}/a", json={})
+    session = ApiSession(system="crm")
+    session.verify = "/etc/refsync/ca.pem"
+    session.get(f"{API}/a")
+    assert mocked.calls[0].request.req_kwargs["verify"] == "/etc/refsync/ca.pem"  # type: ignore[union-attr]

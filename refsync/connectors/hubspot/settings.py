@@ -47,6 +47,12 @@ class HubSpotSettings(HttpConnectorSettings):
     search_per_second: float = Field(
         default=4.0, gt=0, description="search calls per second (HubSpot's separate limit)"
     )
+    check_objects: list[str] = Field(
+        default_factory=lambda: ["contacts"], description="object types check() verifies"
+    )
+    key_property: str = Field(
+        default="refsync_id", description="the unique property writes upsert by"
+    )
 
     @model_validator(mode="after")
     def _one_way_to_sign_in(self) -> Self:

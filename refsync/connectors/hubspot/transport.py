@@ -300,6 +300,14 @@ class HubSpotTransport:
         if self._oauth is not None:
             self._use_token(self._oauth.refresh())
 
+    def sign_in(self) -> None:
+        """Make sure an OAuth access token is at hand (nothing to do for private-app tokens).
+
+        Raises:
+            FatalConnectorError: HubSpot refused the OAuth app credentials.
+        """
+        self._ensure_token()
+
     def _ensure_token(self) -> None:
         if self._oauth is not None and self._oauth.needs_refresh():
             self._use_token(self._oauth.refresh())

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from refsync.sandbox.hubspot.errors import HubSpotApiError, error_body
+from refsync.sandbox.hubspot.errors import HubSpotApiError, error_body, new_correlation_id
 
 __all__ = ["OAUTH_CLIENT", "PRIVATE_APP_TOKEN", "TokenBook"]
 
@@ -92,20 +92,20 @@ class TokenBook:
             raise HubSpotApiError(400, {
                 "status": "BAD_GRANT_TYPE",
                 "message": "grant_type must be refresh_token in the sandbox",
-                "correlationId": error_body("", "")["correlationId"],
+                "correlationId": new_correlation_id(),
             })
         if (form.get("client_id") != OAUTH_CLIENT["client_id"]
                 or form.get("client_secret") != OAUTH_CLIENT["client_secret"]):
             raise HubSpotApiError(400, {
                 "status": "BAD_CLIENT_ID",
                 "message": "missing or invalid client_id or client_secret",
-                "correlationId": error_body("", "")["correlationId"],
+                "correlationId": new_correlation_id(),
             })
         if form.get("refresh_token") != OAUTH_CLIENT["refresh_token"]:
             raise HubSpotApiError(400, {
                 "status": "BAD_REFRESH_TOKEN",
                 "message": "missing or unknown refresh token",
-                "correlationId": error_body("", "")["correlationId"],
+                "correlationId": new_correlation_id(),
             })
         token = f"oauth-sandbox-{next(self._serial):06d}"
         lifetime = self.oauth_token_lifetime_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -38,12 +39,14 @@ class WriteClock:
             return value
 
 
+@functools.lru_cache(maxsize=4096)
 def iso_ms(epoch_ms: int) -> str:
     """Format epoch milliseconds as HubSpot does: ISO 8601 with milliseconds and ``Z``."""
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_timestamp_ms(value: str) -> int | None:
     """Parse epoch milliseconds or an ISO 8601 date/datetime into epoch milliseconds.
 

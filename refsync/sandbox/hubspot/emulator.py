@@ -23,7 +23,7 @@ from refsync.sandbox.hubspot.portal import Portal
 from refsync.sandbox.hubspot.ratelimit import HubSpotLimits, RateLimiter
 from refsync.sandbox.hubspot.routes import hubspot_routes
 from refsync.sandbox.hubspot.schema import DEAL_STAGES, PropertyDef
-from refsync.sandbox.hubspot.store import HubSpotRecord
+from refsync.sandbox.hubspot.store import HubSpotRecord, ObjectStore
 
 __all__ = ["PARTIAL_FAILURE_MARKER", "HubSpotEmulator"]
 
@@ -131,7 +131,7 @@ class HubSpotEmulator(Emulator):
                 portal.associations.add(from_type, record.id, target[0], target[1])
         return counts
 
-    def _store_or_new(self, type_name: str, rows: list[Any] | None = None) -> Any:
+    def _store_or_new(self, type_name: str, rows: list[Any] | None = None) -> ObjectStore:
         try:
             return self.portal.store(type_name)
         except HubSpotApiError:
@@ -309,7 +309,7 @@ class HubSpotEmulator(Emulator):
             changes["amount"] = str(1000 + (fingerprint % 50) * 500)
         return changes
 
-    def _mark_customers(self, deal_id: str, contacts: Any, stamp: int) -> None:
+    def _mark_customers(self, deal_id: str, contacts: ObjectStore, stamp: int) -> None:
         changed = []
         for link in self.portal.associations.of("deals", deal_id, "contacts"):
             contact = contacts.get(str(link["toObjectId"]))

@@ -17,12 +17,14 @@ __all__ = [
     "PropertyProblem",
     "batch_error",
     "error_body",
+    "new_correlation_id",
     "property_values_error",
     "rate_limit_body",
 ]
 
 
-def _correlation_id() -> str:
+def new_correlation_id() -> str:
+    """A fresh correlation id, as HubSpot puts in every error answer."""
     return str(uuid.uuid4())
 
 
@@ -38,7 +40,7 @@ def error_body(
     body: dict[str, Any] = {
         "status": "error",
         "message": message,
-        "correlationId": _correlation_id(),
+        "correlationId": new_correlation_id(),
         "category": category,
     }
     if sub_category is not None:
@@ -152,7 +154,7 @@ def rate_limit_body(policy_name: str, message: str, group_name: str) -> dict[str
         "status": "error",
         "message": message,
         "errorType": "RATE_LIMIT",
-        "correlationId": _correlation_id(),
+        "correlationId": new_correlation_id(),
         "policyName": policy_name,
         "groupName": group_name,
         "category": "RATE_LIMITS",

@@ -134,10 +134,7 @@ class RateLimiter:
     def _refuse(
         self, policy: str, message: str, daily_headers: bool, group: str = "publicapi-private-app"
     ) -> HubSpotApiError:
+        # No Retry-After: HubSpot often sends none, and urllib3 (under hubspot-api-client)
+        # would silently sleep and retry GETs when it is present.
         headers = self._headers(daily_headers)
-        if policy == "TEN_SECONDLY_ROLLING" and self._window:
-            wait = _TEN_SECONDS - (self._monotonic() - self._window[0])
-            headers["Retry-After"] = str(max(1, int(wait + 0.999)))
-        elif policy == "SECONDLY":
-            headers["Retry-After"] = "1"
         return HubSpotApiError(429, rate_limit_body(policy, message, group), headers)

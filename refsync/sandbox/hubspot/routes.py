@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from refsync.sandbox.core import record_faults
 from refsync.sandbox.hubspot import batch
-from refsync.sandbox.hubspot.errors import HubSpotApiError
+from refsync.sandbox.hubspot.errors import HubSpotApiError, new_correlation_id
 
 if TYPE_CHECKING:
     from refsync.sandbox.hubspot.emulator import HubSpotEmulator
@@ -168,7 +168,13 @@ def hubspot_routes(emulator: HubSpotEmulator) -> list[BaseRoute]:
 
     async def oauth_token(request: Request) -> Response:
         raw = (await request.body()).decode("utf-8", "replace")
-        form = dict(parse_qsl(raw)) if not raw.lstrip().startswith("{") else json.loads(raw)
+        try:
+            form = json.loads(raw) if raw.lstrip().startswith("{") else dict(parse_qsl(raw))
+            if not isinstance(form, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            return JSONResponse({"status": "BAD_REQUEST", "message": "unreadable token request",
+                                 "correlationId": new_correlation_id()}, status_code=400)
         try:
             with emulator.lock:
                 answer = emulator.tokens.refresh(form)

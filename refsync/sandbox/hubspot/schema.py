@@ -139,15 +139,15 @@ class ObjectSchema:
     default_read: tuple[str, ...] = ()
     search_text: tuple[str, ...] = ()
 
-    @property
-    def unique_properties(self) -> list[str]:
-        """Names of the properties with ``hasUniqueValue``."""
-        return [p.name for p in self.properties.values() if p.has_unique_value]
+    unique_properties: tuple[str, ...] = ()
+    """Names of the properties with ``hasUniqueValue`` (kept up to date by :meth:`add`)."""
 
     def add(self, *defs: PropertyDef) -> None:
         """Add (or replace) property definitions."""
         for definition in defs:
             self.properties[definition.name] = definition
+        self.unique_properties = tuple(
+            p.name for p in self.properties.values() if p.has_unique_value)
 
 
 def _system_properties(last_modified: str) -> list[PropertyDef]:

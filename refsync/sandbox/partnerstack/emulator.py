@@ -82,6 +82,35 @@ class PartnerStackEmulator(Emulator):
         gone = [{**item, "deleted": True} for item in store.deleted.values()]
         return sorted(live + gone, key=lambda i: (i["created_at"], i["key"]))
 
+    def simulate(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Deterministic partner activity: approved partners submit new leads in turn.
+
+        Args:
+            payload: ``new_leads`` (default 1): how many leads to submit, one write each.
+
+        Raises:
+            EmulatorRequestError: there is no approved partnership to submit them.
+        """
+        count = int(payload.get("new_leads", 1))
+        partners = sorted(
+            key for key, item in self.program.stores["partnerships"].items.items()
+            if item.get("approved_status") == "approved")
+        if count > 0 and not partners:
+            raise EmulatorRequestError("no approved partnership to submit leads")
+        leads = self.program.stores["leads"]
+        created = []
+        for turn in range(max(0, count)):
+            serial = len(leads.items) + len(leads.deleted) + 1
+            item = self.program.create("leads", {
+                "partner_key": partners[turn % len(partners)],
+                "email": f"prospect{serial:05d}@sim-prospect.example",
+                "name": f"Simulated Prospect {serial}",
+                "company": f"Sim Prospect {serial} Ltd",
+                "status": "new",
+            })
+            created.append(item["key"])
+        return {"new_leads": created}
+
     def fault_presets(self) -> dict[str, list[FaultRule]]:
         """PartnerStack's flavour: ``unauthorized`` (the next call gets 401)."""
         return {

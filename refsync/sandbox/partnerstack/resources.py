@@ -70,7 +70,7 @@ RESOURCES: dict[str, ResourceSpec] = {spec.name: spec for spec in (
         filters=("email", "approved_status"), unique="email"),
     ResourceSpec(
         "leads", "Lead", "lead", required=("partner_key", "email"),
-        defaults={"name": None, "company": None, "status": "open", "fields": {},
+        defaults={"name": None, "company": None, "status": "new", "fields": {},
                   "external_key": None, "amount": None, "approved": None},
         writable=("partner_key", "email", "name", "company", "status", "fields",
                   "external_key", "amount", "approved"),

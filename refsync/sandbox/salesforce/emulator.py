@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from refsync.sandbox.core import Emulator, EmulatorRequestError, record_faults
-from refsync.sandbox.faults import FaultRule
+from refsync.sandbox.faults import FaultRule, generic_presets
 from refsync.sandbox.salesforce.auth import OAuthError, TokenIssuer
 from refsync.sandbox.salesforce.errors import ApiError, record_error
 from refsync.sandbox.salesforce.schema import ObjectDef, SchemaError, field_from_metadata
@@ -46,6 +46,7 @@ class _Cursor:
     fields: list[str]
     rows: list[dict[str, Any]]
     batch_size: int
+    resource: str = "query"
 
 
 class SalesforceEmulator(Emulator):
@@ -166,13 +167,21 @@ class SalesforceEmulator(Emulator):
     def fault_presets(self) -> dict[str, list[FaultRule]]:
         """Salesforce presets: session expiry, org limit, partial Collections failure.
 
+        The generic presets apply to the data API only (``^/services/data/``), so a client can
+        still get a token during a 429 burst; pass ``"path"`` to aim them elsewhere.
+
         - ``session_expired``: the next API call gets 401 ``INVALID_SESSION_ID``;
         - ``request_limit_exceeded``: the next API call gets 403 ``REQUEST_LIMIT_EXCEEDED``;
         - ``partial_batch_failure``: Collections upserts fail the records whose JSON contains
           ``match_record`` (default ``"SANDBOX_FAIL"``) with a validation-rule error, while the
           other records succeed.
         """
+        data_api_only = {
+            name: [rule.model_copy(update={"path": r"^/services/data/"}) for rule in rules]
+            for name, rules in generic_presets().items()
+        }
         return {
+            **data_api_only,
             "session_expired": [FaultRule(
                 path=r"^/services/data/", status=401, times=1, preset="session_expired",
                 body=[{"message": _INVALID_SESSION, "errorCode": "INVALID_SESSION_ID"}])],
@@ -407,7 +416,8 @@ class SalesforceEmulator(Emulator):
             if compiled.count_only:
                 return JSONResponse({"totalSize": len(rows), "done": True, "records": []})
             cursor = _Cursor(compiled.object_name, compiled.fields, rows,
-                             self._batch_size(request))
+                             self._batch_size(request),
+                             "queryAll" if include_deleted else "query")
             locator = f"01gSBX{next(self._cursor_ids):012d}"[:18]
             return JSONResponse(self._page(version, locator, cursor, 0))
 
@@ -424,7 +434,8 @@ class SalesforceEmulator(Emulator):
             self._cursors.move_to_end(locator)
             while len(self._cursors) > _MAX_CURSORS:
                 self._cursors.popitem(last=False)
-            body["nextRecordsUrl"] = f"/services/data/{version}/query/{locator}-{end}"
+            body["nextRecordsUrl"] = (
+                f"/services/data/{version}/{cursor.resource}/{locator}-{end}")
         else:
             self._cursors.pop(locator, None)
         return body
@@ -438,7 +449,7 @@ class SalesforceEmulator(Emulator):
             return JSONResponse(self._page(self._version(request), locator, cursor,
                                            int(offset_text)))
 
-    def _replication_window(self, request: Request) -> tuple[str, str]:
+    def _replication_window(self, request: Request, max_days: int) -> tuple[str, str]:
         start_text = request.query_params.get("start")
         end_text = request.query_params.get("end")
         if not start_text or not end_text:
@@ -451,10 +462,13 @@ class SalesforceEmulator(Emulator):
         if end < start:
             raise ApiError(400, "INVALID_REPLICATION_DATE",
                            "end date must be after start date")
+        if start < self.store.peek_now() - timedelta(days=max_days):
+            raise ApiError(400, "INVALID_REPLICATION_DATE",
+                           f"startDate cannot be more than {max_days} days ago")
         return format_datetime(start), format_datetime(end)
 
     async def _updated(self, request: Request) -> Response:
-        start, end = self._replication_window(request)
+        start, end = self._replication_window(request, max_days=30)
         with self.lock:
             obj = self.store.object_def(request.path_params["object_name"])
             ids = [r["Id"] for r in self.store.records[obj.name].values()
@@ -462,7 +476,7 @@ class SalesforceEmulator(Emulator):
         return JSONResponse({"ids": ids, "latestDateCovered": end})
 
     async def _deleted(self, request: Request) -> Response:
-        start, end = self._replication_window(request)
+        start, end = self._replication_window(request, max_days=15)
         with self.lock:
             obj = self.store.object_def(request.path_params["object_name"])
             deleted = [{"id": record_id, "deletedDate": when}

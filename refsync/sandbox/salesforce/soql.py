@@ -94,6 +94,7 @@ class OrderItem:
     field: str
     descending: bool = False
     nulls_last: bool | None = None
+    case_insensitive: bool = True
 
 
 @dataclass
@@ -125,12 +126,13 @@ def _sort_key(item: OrderItem) -> Callable[[Record], tuple[int, Any]]:
     # reverse=True flips the null rank too, so rank nulls before the reverse is applied.
     null_rank = (1 if nulls_last else -1) * (-1 if item.descending else 1)
     name = item.field
+    fold = item.case_insensitive
 
     def key(record: Record) -> tuple[int, Any]:
         value = record.get(name)
         if value is None:
             return (null_rank, "")
-        return (0, value.lower() if isinstance(value, str) else value)
+        return (0, value.lower() if fold and isinstance(value, str) else value)
 
     return key
 
@@ -172,6 +174,10 @@ class _Parser:
             raise self._malformed("unexpected end of query")
         self.index += 1
         return token
+
+    def at(self, text: str) -> bool:
+        token = self.peek()
+        return token is not None and token.text == text
 
     def accept_keyword(self, *words: str) -> str | None:
         token = self.peek()
@@ -218,7 +224,7 @@ class _Parser:
         if self.accept_keyword("order"):
             self.expect_keyword("by")
             order_by.append(self._order_item())
-            while self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
+            while self.at(","):
                 self.index += 1
                 order_by.append(self._order_item())
         limit = self._int_clause("limit")
@@ -230,12 +236,12 @@ class _Parser:
 
     def _select_list(self) -> tuple[list[_Token], bool]:
         token = self.next()
-        if token.text.lower() == "count" and self.peek() is not None and self.peek().text == "(":  # type: ignore[union-attr]
+        if token.text.lower() == "count" and self.at("("):
             self.expect_punct("(")
             self.expect_punct(")")
             return [], True
         fields = [token]
-        while self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
+        while self.at(","):
             self.index += 1
             fields.append(self.next())
         for item in fields:
@@ -276,7 +282,8 @@ class _Parser:
             if which is None:
                 raise self._malformed("expecting FIRST or LAST after NULLS")
             nulls_last = which == "last"
-        return OrderItem(definition.name, descending, nulls_last)
+        return OrderItem(definition.name, descending, nulls_last,
+                         case_insensitive=definition.type not in ("id", "reference"))
 
     def _condition(self) -> Predicate:
         parts = [self._unary()]
@@ -322,7 +329,7 @@ class _Parser:
         if token.keyword == "in":
             self.expect_punct("(")
             values = [self._literal(definition)]
-            while self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
+            while self.at(","):
                 self.index += 1
                 values.append(self._literal(definition))
             self.expect_punct(")")

@@ -170,6 +170,7 @@ class RecordStore:
         cleaned: dict[str, Any] = {}
         errors: list[dict[str, Any]] = []
         read_only: list[str] = []
+        rejected: set[str] = set()
         for key, value in values.items():
             if key == "attributes":
                 continue
@@ -185,6 +186,7 @@ class RecordStore:
             problem, converted = _convert(definition.type, name, value, definition.length)
             if problem is not None:
                 errors.append(problem)
+                rejected.add(name)
                 continue
             if (definition.restricted and converted is not None
                     and converted not in definition.picklist):
@@ -192,6 +194,7 @@ class RecordStore:
                     "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
                     f"{definition.label}: bad value for restricted picklist field: {converted}",
                     [name]))
+                rejected.add(name)
                 continue
             cleaned[name] = converted
         if read_only:
@@ -202,7 +205,7 @@ class RecordStore:
                 "profile or permission set.", read_only))
         missing = []
         for definition in obj.fields.values():
-            if not definition.required:
+            if not definition.required or definition.name in rejected:
                 continue
             if definition.name in cleaned:
                 present = cleaned[definition.name] not in (None, "")

@@ -1,0 +1,232 @@
+"""``refsync sync``, ``refsync plan``, ``refsync retry`` and ``refsync referrals``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn
+
+from refsync.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    CliContext,
+    config_option,
+    echo_json,
+    fail,
+    handle_refsync_errors,
+    json_option,
+    pass_cli,
+)
+from refsync.cli.state import print_table
+from refsync.state import StateStore
+from refsync.sync.engine import RunReport, SyncEngine
+from refsync.sync.wiring import build_engine
+
+__all__ = ["plan", "referrals", "retry", "sync"]
+
+STATUS_EXIT = {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL, "interrupted": EXIT_PARTIAL,
+               "failed": EXIT_FAILED}
+
+
+@contextmanager
+def _engine(cli_context: CliContext, config_path: str | None) -> Iterator[SyncEngine]:
+    loaded = cli_context.load(config_path)
+    with cli_context.store(config_path) as store:
+        store.acquire_daemon_lock()
+        engine = build_engine(loaded, store)
+        yield engine
+
+
+@contextmanager
+def _progress(engine: SyncEngine, quiet: bool) -> Iterator[None]:
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
+        yield
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console,
+                  transient=True) as progress:
+        tasks: dict[str, Any] = {}
+
+        def report(label: str, records: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label)
+            progress.update(tasks[label], description=f"pulling {label}: {records} records")
+
+        engine.progress = report
+        yield
+
+
+def _print_run(report: RunReport) -> None:
+    counts = {k: v for k, v in report.counts.items() if k != "streams" and v}
+    summary = ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing to do"
+    click.echo(f"run {report.run_id[:8]} {report.status}: {summary}")
+    for label, stream_counts in report.counts.get("streams", {}).items():
+        click.echo(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in stream_counts.items()))
+    if report.error:
+        click.echo(f"error: {report.error}", err=True)
+    if report.counts.get("quarantined"):
+        click.echo("Quarantined records: `refsync errors`; replay them with `refsync retry --all`.")
+
+
+@click.command()
+@config_option
+@json_option
+@click.option("--system", "systems", multiple=True, help="Only pull this system (repeatable).")
+@click.option("--full", is_flag=True, help="Ignore cursors and re-read everything.")
+@pass_cli
+@handle_refsync_errors
+def sync(cli_context: CliContext, config_path: str | None, as_json: bool,
+         systems: tuple[str, ...], full: bool) -> None:
+    """Run one sync cycle now (exit 0 succeeded, 4 partial, 1 failed)."""
+    with _engine(cli_context, config_path) as engine, _progress(engine, as_json):
+        unknown = [s for s in systems if s not in engine.config.systems]
+        if unknown:
+            fail(f"unknown system {', '.join(unknown)}; configured: "
+                 f"{', '.join(engine.config.systems)}", 2)
+        report = engine.run(trigger="manual", systems=list(systems) or None, full=full)
+    if as_json:
+        echo_json({"run_id": report.run_id, "status": report.status, "counts": report.counts,
+                   "error": report.error})
+    else:
+        _print_run(report)
+    sys.exit(STATUS_EXIT.get(report.status, EXIT_FAILED))
+
+
+@click.command()
+@config_option
+@json_option
+@click.option("--system", "systems", multiple=True, help="Only pull this system (repeatable).")
+@click.option("--full", is_flag=True, help="Plan as if every record were read again.")
+@pass_cli
+@handle_refsync_errors
+def plan(cli_context: CliContext, config_path: str | None, as_json: bool,
+         systems: tuple[str, ...], full: bool) -> None:
+    """Show what a sync would change, writing nothing anywhere (reads still call the APIs)."""
+    with _engine(cli_context, config_path) as engine:
+        report = engine.plan(systems=list(systems) or None, full=full)
+    if as_json:
+        echo_json({
+            "changes": [vars(c) for c in report.changes],
+            "writes": [vars(w) for w in report.writes],
+            "counts": report.counts,
+        })
+        return
+    if not report.changes and not report.writes:
+        click.echo("Nothing would change.")
+        return
+    if report.changes:
+        print_table("Hub changes", ["referral", "from", "field", "old", "new", "why"], [
+            [c.referral_id[:8], c.system, c.field, _short(c.old), _short(c.new), c.reason]
+            for c in report.changes
+        ])
+    if report.writes:
+        print_table("Writes", ["referral", "to", "action", "fields"], [
+            [w.referral_id[:8], f"{w.system}.{w.stream}", w.action,
+             ", ".join(f"{k}={_short(v)}" for k, v in w.payload.items())]
+            for w in report.writes
+        ])
+    click.echo(f"{len(report.changes)} field changes, {len(report.writes)} writes planned; "
+               "nothing was written.")
+
+
+def _short(value: Any) -> str:
+    text = "—" if value is None else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@click.command()
+@config_option
+@json_option
+@click.option("--all", "retry_all", is_flag=True, help="Replay every open quarantined record.")
+@click.argument("ids", nargs=-1, type=int)
+@pass_cli
+@handle_refsync_errors
+def retry(cli_context: CliContext, config_path: str | None, as_json: bool, retry_all: bool,
+          ids: tuple[int, ...]) -> None:
+    """Replay quarantined records (ids from `refsync errors`) with the current mappings."""
+    if not retry_all and not ids:
+        fail("name quarantine ids (see `refsync errors`) or pass --all", 2)
+    with _engine(cli_context, config_path) as engine:
+        report = engine.retry(None if retry_all else list(ids))
+    if as_json:
+        echo_json({"run_id": report.run_id, "status": report.status, "counts": report.counts})
+    else:
+        _print_run(report)
+    sys.exit(STATUS_EXIT.get(report.status, EXIT_FAILED))
+
+
+@click.group(invoke_without_command=True)
+@config_option
+@json_option
+@click.option("--status", default=None, help="Only referrals in this status.")
+@click.option("--partner", default=None, help="Only this partner's referrals (partner key).")
+@click.option("--limit", default=200, show_default=True)
+@click.pass_context
+def referrals(ctx: click.Context, config_path: str | None, as_json: bool, status: str | None,
+              partner: str | None, limit: int) -> None:
+    """List referrals in the hub (or `referrals show ID`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    cli_context: CliContext = ctx.ensure_object(CliContext)
+    with cli_context.store(config_path) as store:
+        rows = store.list_referrals(status=status, partner_id=partner, limit=limit)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No referrals match.")
+        return
+    print_table("Referrals (newest first)",
+                ["id", "partner", "email", "company", "status", "reason", "updated"], [
+        [r["id"][:8], r["partner_id"] or "—", r["email"] or "—", r["company"] or "—",
+         r["status"], _short(r["status_reason"]), r["updated_at"].strftime("%Y-%m-%d %H:%M")]
+        for r in rows
+    ])
+
+
+@referrals.command("show")
+@config_option
+@json_option
+@click.argument("referral_id")
+@pass_cli
+def referrals_show(cli_context: CliContext, config_path: str | None, as_json: bool,
+                   referral_id: str) -> None:
+    """One referral: its fields, its record in every system, its event history."""
+    with cli_context.store(config_path) as store:
+        row = _find_referral(store, referral_id)
+        links = store.links_of(row["id"])
+        events = store.events_of(row["id"])
+    if as_json:
+        echo_json({"referral": row, "links": links, "events": events})
+        return
+    fields = [[k, _short(v)] for k, v in row.items() if v not in (None, {}, "")
+              and k not in ("provenance",)]
+    print_table(f"Referral {row['id']}", ["field", "value"], fields)
+    print_table("In each system", ["system", "object", "id", "last written", "remote changed"], [
+        [link["system"], link["object"], link["external_id"],
+         "yes" if link["last_written_hash"] else "—",
+         link["remote_modstamp"].isoformat() if link["remote_modstamp"] else "—"]
+        for link in links
+    ])
+    print_table("History", ["when", "event", "system", "details"], [
+        [e["at"].strftime("%Y-%m-%d %H:%M:%S"), e["kind"], e["system"] or "—",
+         _short(", ".join(f"{k}={v}" for k, v in e["payload"].items()))]
+        for e in events
+    ])
+
+
+def _find_referral(store: StateStore, referral_id: str) -> dict[str, Any]:
+    row = store.get_referral(referral_id)
+    if row is None:
+        matches = [r for r in store.list_referrals(limit=100_000) if r["id"].startswith(referral_id)]
+        if len(matches) == 1:
+            row = matches[0]
+    if row is None:
+        fail(f"no referral {referral_id!r}: list them with `refsync referrals`")
+    return row
