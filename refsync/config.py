@@ -21,6 +21,7 @@ from refsync.yamlsource import LoadedYaml, SourceMap, load_yaml, validate_model
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "LoadedConfig",
     "LoggingConfig",
     "MatchingConfig",
     "RefsyncConfig",
@@ -30,7 +31,6 @@ __all__ = [
     "StreamConfig",
     "SystemConfig",
     "config_path_from",
-    "LoadedConfig",
     "load_config",
 ]
 
@@ -88,7 +88,8 @@ class ScheduleConfig(_Strict):
         if (self.every is None) == (self.cron is None):
             raise ValueError("give exactly one of 'every' (e.g. 5m) or 'cron' (e.g. */5 * * * *)")
         if self.cron is not None and len(self.cron.split()) != 5:
-            raise ValueError(f"cron '{self.cron}' must have five fields: minute hour day month weekday")
+            raise ValueError(
+                f"cron '{self.cron}' must have five fields: minute hour day month weekday")
         return self
 
     @field_validator("timezone")
@@ -99,7 +100,8 @@ class ScheduleConfig(_Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone '{value}': use an IANA name such as Europe/Paris")
+            raise ValueError(
+                f"unknown timezone '{value}': use an IANA name such as Europe/Paris") from None
         return value
 
 
@@ -129,7 +131,7 @@ MatchKey = Literal["email", "email_domain", "website_domain", "phone", "company_
 class MatchingConfig(_Strict):
     """How an incoming record is matched to an existing referral when no link identifies it."""
 
-    keys: list[MatchKey] = Field(default_factory=lambda: ["email"])
+    keys: list[MatchKey] = Field(default_factory=lambda: list[MatchKey](["email"]))
     ignore_free_email_domains: bool = True
 
 
@@ -182,12 +184,14 @@ class LoadedConfig:
 
 
 def config_path_from(option: str | None, environ: Mapping[str, str] | None = None) -> Path:
-    """The config file to use: ``-c/--config``, else ``$REFSYNC_CONFIG``, else ``./refsync.yaml``."""
+    """The config file: ``-c/--config``, else ``$REFSYNC_CONFIG``, else ``./refsync.yaml``."""
     env = os.environ if environ is None else environ
     return Path(option or env.get("REFSYNC_CONFIG") or DEFAULT_CONFIG_PATH)
 
 
-def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> LoadedConfig:
+def load_config(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> LoadedConfig:
     """Load and validate a configuration file, reporting every problem at once.
 
     Raises:
@@ -199,7 +203,8 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     try:
         config = validate_model(RefsyncConfig, loaded)
     except ConfigError as exc:
-        raise ConfigError(sorted([*exc.problems, *problems], key=lambda p: (p.line, p.column)))
+        every = sorted([*exc.problems, *problems], key=lambda p: (p.line, p.column))
+        raise ConfigError(every) from None
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config, config_path, _resolved_secrets(loaded), loaded.source)
@@ -207,8 +212,10 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
 
 def _unknown_schedule_systems(loaded: LoadedYaml) -> list[Problem]:
     data = loaded.data if isinstance(loaded.data, dict) else {}
-    systems = data.get("systems") if isinstance(data.get("systems"), dict) else {}
-    schedules = data.get("schedules") if isinstance(data.get("schedules"), list) else []
+    raw_systems = data.get("systems")
+    systems: dict[Any, Any] = raw_systems if isinstance(raw_systems, dict) else {}
+    raw_schedules = data.get("schedules")
+    schedules: list[Any] = raw_schedules if isinstance(raw_schedules, list) else []
     problems = []
     for index, schedule in enumerate(schedules):
         named = schedule.get("systems") if isinstance(schedule, dict) else None

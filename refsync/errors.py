@@ -108,7 +108,7 @@ class RecordError(RefsyncError):
     """One record cannot be mapped or written. It is quarantined; the batch goes on.
 
     Args:
-        code: a stable machine-readable code such as ``unmapped_value`` or ``REQUIRED_FIELD_MISSING``.
+        code: a stable machine-readable code (``unmapped_value``, ``REQUIRED_FIELD_MISSING``).
         field: the canonical or remote field concerned, when known.
     """
 

@@ -71,7 +71,7 @@ class SourceMap:
 
 @dataclass
 class LoadedYaml:
-    """A YAML document as plain data, with its source positions and any problems found loading it."""
+    """A YAML document as plain data, its source positions and the problems found loading it."""
 
     data: Any
     source: SourceMap
@@ -93,7 +93,7 @@ def load_yaml(
 
     Args:
         path: the file to read.
-        environ: variables for ``${VAR}`` / ``${VAR:-default}`` references (defaults to ``os.environ``).
+        environ: variables for ``${VAR}`` / ``${VAR:-default}`` (defaults to ``os.environ``).
         resolve_references: when set, expand ``${...}`` references in strings and replace a string
             of the form ``file:/path`` with that file's contents (trailing newline removed). Each
             missing variable or unreadable file becomes a Problem; loading carries on.

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from postgres_server import PostgresServer, PostgresUnavailable, start_postgres  # noqa: E402
+from postgres_server import PostgresServer, PostgresUnavailable, start_postgres
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

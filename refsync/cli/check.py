@@ -25,8 +25,9 @@ __all__ = ["check", "offline_problems"]
 def offline_problems(loaded: LoadedConfig) -> list[Problem]:
     """Every problem in the mapping files a valid configuration names, and mismatches with it."""
     from refsync.mapping import load_mapping
+    from refsync.sync.wiring import connector_settings
 
-    problems: list[Problem] = []
+    problems: list[Problem] = connector_settings(loaded)[1]
     for system_name, system in loaded.config.systems.items():
         for stream_name, stream in system.streams.items():
             where = ("systems", system_name, "streams", stream_name, "mapping")

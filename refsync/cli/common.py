@@ -68,7 +68,9 @@ class CliContext:
         return self._loaded
 
     @contextmanager
-    def store(self, config_option: str | None = None, *, migrate: bool = True) -> Iterator[StateStore]:
+    def store(
+        self, config_option: str | None = None, *, migrate: bool = True
+    ) -> Iterator[StateStore]:
         """Open the configured state store, turning StateError into a clean exit."""
         loaded = self.load(config_option)
         try:
@@ -115,7 +117,8 @@ def report_config_error(error: ConfigError, *, as_json: bool = False) -> NoRetur
         for problem in error.problems:
             click.echo(str(problem), err=True)
         count = len(error.problems)
-        click.echo(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed.", err=True)
+        plural = "s" if count != 1 else ""
+        click.echo(f"{count} problem{plural} found; nothing was changed.", err=True)
     sys.exit(EXIT_CONFIG)
 
 

@@ -111,7 +111,8 @@ def runs(cli_context: CliContext, config_path: str | None, as_json: bool, limit:
 @click.command()
 @config_option
 @json_option
-@click.option("--run", "run_id", default=None, help="Only records quarantined by this run (id prefix).")
+@click.option("--run", "run_id", default=None,
+              help="Only records quarantined by this run (id prefix).")
 @click.option("--all", "include_resolved", is_flag=True, help="Include resolved records.")
 @click.option("--limit", default=100, show_default=True)
 @pass_cli

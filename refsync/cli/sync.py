@@ -224,7 +224,8 @@ def referrals_show(cli_context: CliContext, config_path: str | None, as_json: bo
 def _find_referral(store: StateStore, referral_id: str) -> dict[str, Any]:
     row = store.get_referral(referral_id)
     if row is None:
-        matches = [r for r in store.list_referrals(limit=100_000) if r["id"].startswith(referral_id)]
+        everything = store.list_referrals(limit=100_000)
+        matches = [r for r in everything if r["id"].startswith(referral_id)]
         if len(matches) == 1:
             row = matches[0]
     if row is None:

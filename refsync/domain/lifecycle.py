@@ -45,7 +45,7 @@ class Lifecycle:
 
     Args:
         transitions: for each status, the statuses it may move to. Defaults to DESIGN section 3.
-        reopenable: terminal statuses that a rule allows to move again (e.g. ``lost`` → ``accepted``).
+        reopenable: terminal statuses a rule allows to move again (``lost`` → ``accepted``).
     """
 
     def __init__(

@@ -10,6 +10,7 @@ writes nothing.
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -113,7 +114,8 @@ class StateStore:
                 command.upgrade(config, "head")
         except SQLAlchemyError as exc:
             raise StateError(
-                f"could not migrate the state database {self._display_url()}: {exc.__class__.__name__}",
+                f"could not migrate the state database {self._display_url()}: "
+                f"{exc.__class__.__name__}",
                 detail=str(exc),
             ) from exc
         script = ScriptDirectory.from_config(config)
@@ -620,7 +622,7 @@ def _with_defaults(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[dict[s
         merged.update(row)
         for key, value in merged.items():
             if isinstance(value, (dict, list)) and value is defaults.get(key):
-                merged[key] = type(value)(value)
+                merged[key] = copy.copy(value)
         filled.append(merged)
     return filled
 

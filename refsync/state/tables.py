@@ -15,7 +15,6 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 __all__ = [
-    "UTCDateTime",
     "CursorRow",
     "EventRow",
     "LeaseRow",
@@ -25,6 +24,7 @@ __all__ = [
     "QuarantineRow",
     "ReferralRow",
     "RunRow",
+    "UTCDateTime",
     "utcnow",
 ]
 
@@ -70,7 +70,7 @@ class ReferralRow(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=36)
     partner_id: str | None = Field(default=None, max_length=200)
     email: str | None = None
-    email_norm: str | None = Field(default=None, description="lower-cased trimmed email, for matching")
+    email_norm: str | None = Field(default=None, description="trimmed lower-case email")
     first_name: str | None = None
     last_name: str | None = None
     company: str | None = None
@@ -112,7 +112,7 @@ class PartnerRow(SQLModel, table=True):
 
 
 class LinkRow(SQLModel, table=True):
-    """Where a canonical record lives in one system: (system, object, external id) ↔ canonical id."""
+    """Where a canonical record lives in a system: (system, object, external id) ↔ its id."""
 
     __tablename__ = "link"
     __table_args__ = (
@@ -161,7 +161,7 @@ class EventRow(SQLModel, table=True):
 
 
 class OutboxRow(SQLModel, table=True):
-    """A pending write of one referral to one system's stream; at most one per referral and stream."""
+    """A pending write of one referral to one stream; at most one per referral and stream."""
 
     __tablename__ = "outbox"
     __table_args__ = (

@@ -154,8 +154,8 @@ class SyncEngine:
                     processor.process(tx, page)
                     tx.set_cursor(binding.system, binding.stream, page.cursor.to_dict(), run_id)
                 if self.progress is not None:
-                    self.progress(binding.label, counts.by_stream.get(binding.label, {}).get(
-                        "read", 0))
+                    stream_counts = counts.by_stream.get(binding.label)
+                    self.progress(binding.label, stream_counts["read"] if stream_counts else 0)
                 if self.should_stop():
                     break
         except QuotaExhaustedError as exc:

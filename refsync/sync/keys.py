@@ -75,7 +75,7 @@ def phone_key(value: Any) -> str | None:
 
 
 def company_key(value: Any) -> str | None:
-    """``ACME, Inc.`` and ``Acme Inc`` → ``acme``: case, accents, punctuation, legal form dropped."""
+    """``ACME, Inc.`` and ``Acme Inc`` → ``acme``: case, accents, punctuation, legal form go."""
     if not isinstance(value, str):
         return None
     text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode().lower()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from refsync.connectors.base import REMOTE_ID_FIELD
+from refsync.connectors.base import REMOTE_ID_FIELD, WriteResult
 from refsync.connectors.errors import Action
 from refsync.errors import ConnectorError, QuotaExhaustedError, RetryableError
 from refsync.state import LeaseToken, StateStore
@@ -130,7 +130,7 @@ class OutboxDrainer:
             if link is not None:
                 payload[REMOTE_ID_FIELD] = link["external_id"]
             sendable.append((row, payload, payload_hash))
-        results = []
+        results: list[WriteResult] = []
         stop = False
         failure: ConnectorError | None = None
         if sendable:
@@ -157,11 +157,11 @@ class OutboxDrainer:
                 return not stop
             new_links = []
             written_events = []
-            for (row, payload, payload_hash), result in zip(sendable, results, strict=True):
-                if result.ok:
+            for (row, payload, payload_hash), outcome in zip(sendable, results, strict=True):
+                if outcome.ok:
                     new_links.append({
                         "system": binding.system, "object": binding.object,
-                        "external_id": result.remote_id or str(result.key),
+                        "external_id": outcome.remote_id or str(outcome.key),
                         "canonical_id": row["referral_id"], "last_written_hash": payload_hash,
                         "updated_at": self.clock(),
                     })
@@ -170,10 +170,10 @@ class OutboxDrainer:
                         "kind": "written", "referral_id": row["referral_id"],
                         "run_id": self.run_id, "system": binding.system,
                         "stream": binding.stream, "at": self.clock(),
-                        "payload": {"remote_id": result.remote_id, "created": result.created},
+                        "payload": {"remote_id": outcome.remote_id, "created": outcome.created},
                     })
                     continue
-                error = result.error
+                error = outcome.error
                 assert error is not None
                 if error.action in (Action.RETRY, Action.RATE_LIMITED):
                     tx.delay_outbox(row["id"], error=error.message,

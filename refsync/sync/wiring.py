@@ -52,9 +52,8 @@ def connector_settings(
         try:
             validated[system] = model.model_validate(raw)
         except ValidationError as exc:
-            for problem in problems_from_validation(exc, _Shifted(loaded, (*where, "settings")),
-                                                    model):
-                problems.append(problem)
+            shifted = _Shifted(loaded, (*where, "settings"))
+            problems.extend(problems_from_validation(exc, shifted, model))  # type: ignore[arg-type]
     return validated, problems
 
 

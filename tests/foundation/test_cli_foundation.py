@@ -45,7 +45,8 @@ def test_check_reports_three_mistakes_and_exits_2(tmp_path: Path) -> None:
     broken = EXAMPLE.read_text()
     broken = broken.replace("instance: refsync-example", "instanse: refsync-example")
     broken = broken.replace("batch_size: 200", "batch_size: two hundred")
-    broken = broken.replace("${HUBSPOT_ACCESS_TOKEN:-pat-sandbox-refsync}", "${HUBSPOT_TOKEN_UNSET}")
+    broken = broken.replace(
+        "${HUBSPOT_ACCESS_TOKEN:-pat-sandbox-refsync}", "${HUBSPOT_TOKEN_UNSET}")
     path = tmp_path / "refsync.yaml"
     path.write_text(broken)
     lines = broken.splitlines()
@@ -97,7 +98,8 @@ def test_runs_errors_and_cursors_are_listed(tmp_path: Path, state_url: str) -> N
             tx.set_cursor("salesforce", "leads", {"modstamp": "2026-01-01T00:00:00Z"}, run_id)
             tx.quarantine([{
                 "run_id": run_id, "system": "salesforce", "stream": "leads", "direction": "out",
-                "error_code": "REQUIRED_FIELD_MISSING", "message": "Required fields are missing: [Company]",
+                "error_code": "REQUIRED_FIELD_MISSING",
+                "message": "Required fields are missing: [Company]",
             }])
         store.finish_run(run_id, status="partial", counts={"read": 3, "quarantined": 1})
     runner = CliRunner()

@@ -160,7 +160,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("referral", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_referral_domain"), ["domain"], unique=False)
-        batch_op.create_index(batch_op.f("ix_referral_company_norm"), ["company_norm"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_referral_company_norm"), ["company_norm"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_referral_phone_norm"), ["phone_norm"], unique=False)
         batch_op.create_index("ix_referral_email_norm", ["email_norm"], unique=False)
         batch_op.create_index("ix_referral_partner_status", ["partner_id", "status"], unique=False)
