@@ -175,6 +175,7 @@ def standard_objects() -> dict[str, ObjectDef]:
                  picklist=LEAD_STATUSES, restricted=True, default="Open - Not Contacted"),
         FieldDef("LeadSource", "picklist", "Lead Source", 255, picklist=LEAD_SOURCES),
         FieldDef("NumberOfEmployees", "int", "Employees"),
+        FieldDef("AnnualRevenue", "currency", "Annual Revenue", 18),
         FieldDef("Description", "textarea", "Description", 32000),
         FieldDef("IsConverted", "boolean", "Converted", nillable=False, default=False, **_RO),
         FieldDef("ConvertedDate", "date", "Converted Date", **_RO),

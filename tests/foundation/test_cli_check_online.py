@@ -1,0 +1,60 @@
+"""``refsync check --online`` against the sandbox emulators."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from refsync.cli import cli
+from refsync.sandbox.runner import RunningSandbox, start_sandbox
+
+EXAMPLE = Path(__file__).parents[2] / "config.example.yaml"
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[RunningSandbox]:
+    with start_sandbox(seed="demo", ports={"salesforce": 0, "hubspot": 0, "partnerstack": 0}) \
+            as running:
+        yield running
+
+
+def config_for(sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SALESFORCE_URL", sandbox.urls["salesforce"])
+    monkeypatch.setenv("SALESFORCE_CA_BUNDLE", str(sandbox.ca_bundle))
+    monkeypatch.setenv("HUBSPOT_URL", sandbox.urls["hubspot"])
+    monkeypatch.setenv("PARTNERSTACK_URL", sandbox.urls["partnerstack"] + "/api/v2")
+    monkeypatch.setenv("REFSYNC_DATABASE_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    path = tmp_path / "refsync.yaml"
+    path.write_text(EXAMPLE.read_text())
+    return path
+
+
+def test_example_config_passes_online_against_the_sandbox(
+    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = config_for(sandbox, tmp_path, monkeypatch)
+    result = CliRunner().invoke(cli, ["check", "-c", str(path), "--online", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["systems"]) == {"partnerstack", "salesforce", "hubspot"}
+
+
+def test_a_field_missing_in_salesforce_fails_with_exit_3_and_names_it(
+    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refsync.mapping import default_mapping_path
+
+    mapping = default_mapping_path("salesforce-lead").read_text().replace(
+        "remote: Title,", "remote: Job_Title__c,")
+    (tmp_path / "lead.yaml").write_text(mapping)
+    path = config_for(sandbox, tmp_path, monkeypatch)
+    path.write_text(path.read_text().replace("builtin:salesforce-lead", "lead.yaml"))
+    result = CliRunner().invoke(cli, ["check", "-c", str(path), "--online"])
+    assert result.exit_code == 3, result.output
+    assert "salesforce: FAILED" in result.output
+    assert "Job_Title__c" in result.output
+    assert "hubspot: OK" in result.output
