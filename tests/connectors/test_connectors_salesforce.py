@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -262,3 +263,70 @@ def test_check_with_the_host_unreachable_does_not_claim_signed_in(clock: ManualC
     assert not report.auth_ok
     assert "could not reach" in report.findings[0].message
     assert sleeps.calls == [1.0]
+
+
+def test_25000_leads_with_2500_tied_modstamps_read_every_change_exactly_once(
+    peer: SalesforcePeer, clock: ManualClock
+) -> None:
+    base = clock()
+    tie = base + timedelta(seconds=30)
+    leads = []
+    for n in range(25_000):
+        if 10_000 <= n < 12_500:
+            stamp = tie  # 2,500 records sharing one SystemModstamp across page boundaries
+        else:
+            stamp = base + timedelta(milliseconds=n * 7)
+        leads.append({**lead(f"k{n:05d}"), "SystemModstamp": format_datetime(stamp)})
+    peer.emulator.seed({"Lead": leads})
+    clock.advance(600)
+    connector = peer.connector(clock)
+    fields = ["Refsync_Id__c", "Title"]
+
+    # run 1 is interrupted after three pages; its last committed cursor is kept
+    seen: list[str] = []
+    cursor = None
+    for index, page in enumerate(connector.read("Lead", fields, None)):
+        seen.extend(r.data["Refsync_Id__c"] for r in page.records)
+        cursor = page.cursor
+        if index == 2:
+            break
+    # run 2 resumes from that cursor and reads the rest
+    for page in connector.read("Lead", fields, cursor):
+        seen.extend(r.data["Refsync_Id__c"] for r in page.records)
+        cursor = page.cursor
+    assert len(seen) == 25_000 and len(set(seen)) == 25_000
+
+    # records change in between (tied ones among them), written in one call: new ties
+    changed = [f"k{n:05d}" for n in range(9_900, 12_600, 9)]
+    results = connector.write("Lead", "Refsync_Id__c",
+                              [lead(key, Title="Changed") for key in changed])
+    assert all(result.ok for result in results)
+    clock.advance(600)
+    again: list[str] = []
+    for page in connector.read("Lead", fields, cursor):
+        again.extend(r.data["Refsync_Id__c"] for r in page.records)
+        cursor = page.cursor
+    assert sorted(again) == sorted(changed)
+
+    # run 4: nothing changed, nothing returned
+    clock.advance(600)
+    assert [r for page in connector.read("Lead", fields, cursor) for r in page.records] == []
+
+
+def test_450_records_with_3_invalid_take_3_calls_and_fail_only_those(
+    peer: SalesforcePeer, clock: ManualClock
+) -> None:
+    connector = peer.connector(clock)
+    bad = {17, 230, 449}
+    records = [lead(f"w{n:03d}", Status="Bogus") if n in bad else lead(f"w{n:03d}")
+               for n in range(450)]
+    before = connector.context.api_calls.count("crm")
+    results = connector.write("Lead", "Refsync_Id__c", records)
+    assert [n for n, r in enumerate(results) if not r.ok] == sorted(bad)
+    assert sum(r.ok for r in results) == 447
+    for n in bad:
+        error = results[n].error
+        assert error is not None and error.action is Action.RECORD_ERROR
+        assert error.code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    sign_in = 1
+    assert connector.context.api_calls.count("crm") - before == 3 + sign_in  # ceil(450/200)
