@@ -59,3 +59,7 @@ cli.add_command(sandbox)
 from refsync.cli.mapping import mapping  # noqa: E402
 
 cli.add_command(mapping)
+
+from refsync.cli.demo import demo  # noqa: E402
+
+cli.add_command(demo)

@@ -35,6 +35,7 @@ import requests
 from pydantic import Field, SecretStr
 
 from refsync.connectors.base import (
+    REMOTE_ID_FIELD,
     CheckReport,
     ConnectorBase,
     ConnectorContext,
@@ -430,9 +431,11 @@ class PartnerStackConnector(ConnectorBase):
     def _write_one(
         self, object_name: str, key_field: str, record: Mapping[str, Any], finder: _Finder
     ) -> WriteResult:
+        remote_hint = record.get(REMOTE_ID_FIELD)
+        record = {name: value for name, value in record.items() if name != REMOTE_ID_FIELD}
         key_value = get_path(record, key_field)
         key = None if key_value in (None, "") else str(key_value)
-        remote = record.get("key")
+        remote = record.get("key") or remote_hint
         if key is None and not remote:
             facts = ErrorFacts(
                 code="REQUIRED_FIELD_MISSING", message=f"missing {key_field}", fields=(key_field,)

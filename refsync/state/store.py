@@ -308,6 +308,22 @@ class StateStore:
             ).mappings()
             return [dict(row) for row in rows]
 
+    def link_counts(self) -> dict[str, int]:
+        """How many records refsync knows in each system (links per system)."""
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(link_table.c.system, func.count()).group_by(link_table.c.system)
+            ).all()
+        return {str(system): int(count) for system, count in rows}
+
+    def status_counts(self) -> dict[str, int]:
+        """Referrals per status."""
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(referral_table.c.status, func.count()).group_by(referral_table.c.status)
+            ).all()
+        return {str(status): int(count) for status, count in rows}
+
     def counts(self) -> dict[str, int]:
         """Row counts of the main tables, for status output and metrics."""
         tables = {

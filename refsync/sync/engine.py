@@ -126,6 +126,11 @@ class SyncEngine:
         except RefsyncError as exc:
             status, error = "failed", exc.message
             log.error("run failed", error=exc.message)
+        except BaseException as exc:
+            # an unexpected bug: record the run as failed, then let the error surface
+            self.store.finish_run(run_id, status="failed", counts=counts.as_dict(),
+                                  error=f"{type(exc).__name__}: {exc}")
+            raise
         summary = counts.as_dict()
         self.store.finish_run(run_id, status=status, counts=summary, error=error)
         log.info("run finished", status=status,

@@ -272,10 +272,8 @@ def test_25000_leads_with_2500_tied_modstamps_read_every_change_exactly_once(
     tie = base + timedelta(seconds=30)
     leads = []
     for n in range(25_000):
-        if 10_000 <= n < 12_500:
-            stamp = tie  # 2,500 records sharing one SystemModstamp across page boundaries
-        else:
-            stamp = base + timedelta(milliseconds=n * 7)
+        # 2,500 records share one SystemModstamp, across page boundaries
+        stamp = tie if 10_000 <= n < 12_500 else base + timedelta(milliseconds=n * 7)
         leads.append({**lead(f"k{n:05d}"), "SystemModstamp": format_datetime(stamp)})
     peer.emulator.seed({"Lead": leads})
     clock.advance(600)

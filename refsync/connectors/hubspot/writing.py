@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from refsync.connectors.base import WriteResult
+from refsync.connectors.base import REMOTE_ID_FIELD, WriteResult
 from refsync.connectors.errors import Action, ErrorFacts, ErrorTable, WriteError
 from refsync.connectors.hubspot.transport import HubSpotTransport
 from refsync.errors import RecordError, RetryableError
@@ -123,7 +123,9 @@ def upsert_records(
             results[position] = WriteResult.failure(None, table.write_error(facts, system=system))
             continue
         properties = {
-            name: hubspot_value(value) for name, value in record.items() if name != key_field
+            name: hubspot_value(value)
+            for name, value in record.items()
+            if name not in (key_field, REMOTE_ID_FIELD)  # upsert is by key; the hint is unused
         }
         inputs.append(_Input(position, str(raw_key), properties))
     stop_reason: WriteError | None = None

@@ -1,0 +1,50 @@
+"""``refsync demo``: sandbox + sync end to end, no credentials needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from refsync.cli.common import echo_json, json_option
+from refsync.logging import configure_logging
+from refsync.sync.demo import run_demo
+
+__all__ = ["demo"]
+
+
+@click.command()
+@json_option
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Keep the demo's config and state database here (default: a temporary "
+                   "directory).")
+def demo(as_json: bool, workdir: str | None) -> None:
+    """Run refsync on local emulators of PartnerStack, Salesforce and HubSpot, and summarise."""
+    configure_logging(level="warning", fmt="console")
+    summary = run_demo(Path(workdir) if workdir else None,
+                       say=(lambda _line: None) if as_json else click.echo)
+    if as_json:
+        echo_json({
+            "runs": [{"run_id": r.run_id, "status": r.status, "counts": r.counts}
+                     for r in summary.runs],
+            "referrals": summary.referrals, "by_status": summary.by_status,
+            "records_by_system": summary.records_by_system,
+            "status_updates_to_partners": summary.status_updates_to_partners,
+            "duplicates": summary.duplicates, "conflicts": summary.conflicts,
+            "quarantined": summary.quarantined, "api_calls": summary.api_calls,
+            "config": summary.config_path,
+        })
+        return
+    click.echo("")
+    click.echo(f"Referrals in the hub: {summary.referrals} ("
+               + ", ".join(f"{n} {s}" for s, n in sorted(summary.by_status.items())) + ")")
+    for system, count in sorted(summary.records_by_system.items()):
+        click.echo(f"  {system}: {count} records linked to a referral")
+    click.echo(f"Status updates sent back to partners: {summary.status_updates_to_partners}")
+    click.echo(f"Duplicates caught (another partner registered the prospect first): "
+               f"{summary.duplicates}")
+    click.echo(f"Status conflicts recorded: {summary.conflicts}")
+    click.echo(f"Quarantined for review (`refsync errors`): {summary.quarantined}")
+    click.echo("API calls used: " + ", ".join(
+        f"{system} {calls}" for system, calls in sorted(summary.api_calls.items())))
+    click.echo(f"Config used: {summary.config_path}")
