@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,19 @@ class StreamBinding:
     config: StreamConfig
     mapping: CompiledMapping
     connector: Connector
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def record_hash(self, remote_record: Any) -> str:
+        """The mapping's content hash of a remote record, salted with the mapping itself.
+
+        Links remember these hashes to skip echoes and unchanged records; salting them with the
+        mapping means that after a mapping change every record is looked at again once.
+        """
+        if self._fingerprint is None:
+            spec = self.mapping.spec.model_dump_json()
+            self._fingerprint = hashlib.sha256(spec.encode()).hexdigest()[:12]
+        salted = f"{self._fingerprint}:{self.mapping.content_hash(remote_record)}"
+        return hashlib.sha256(salted.encode()).hexdigest()
 
     @property
     def object(self) -> str:

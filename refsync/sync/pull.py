@@ -150,7 +150,7 @@ class PageProcessor:
             if link is not None:
                 self._event("remote_deleted", link["canonical_id"], {"external_id": record.id})
             return
-        read_hash = mapping.content_hash(record.data)
+        read_hash = binding.record_hash(record.data)
         if link is not None and read_hash == link.get("last_written_hash"):
             self.counts.add(binding, "echoes")
             self._touch_link(tx, link, record, read_hash)

@@ -94,7 +94,7 @@ class OutboxDrainer:
                                             {"error": result.errors[0].message}))
                 continue
             if link is not None and link.get("last_written_hash") == \
-                    mapping.content_hash(result.values):
+                    self.binding.record_hash(result.values):
                 continue
             planned.append(PlannedWrite(row["referral_id"], self.binding.system,
                                         self.binding.stream,
@@ -121,7 +121,7 @@ class OutboxDrainer:
                     row, result.values, first.code,
                     "; ".join(f"{e.field}: {e.message}" for e in result.errors)))
                 continue
-            payload_hash = mapping.content_hash(result.values)
+            payload_hash = self.binding.record_hash(result.values)
             link = links.get(row["referral_id"])
             if link is not None and link.get("last_written_hash") == payload_hash:
                 done.append(row["id"])

@@ -103,3 +103,39 @@ def test_a_record_refused_by_salesforce_is_quarantined_and_retried_after_a_fix(
     store2.close()
 
 
+
+
+def test_plan_on_a_changed_mapping_lists_field_changes_and_writes_nothing(
+    sandbox: RunningSandbox, tmp_path: Path, state_url: str
+) -> None:
+    from refsync.mapping import default_mapping_path
+
+    shipped = default_mapping_path("salesforce-lead").read_text()
+    engine, store = engine_for(sandbox, tmp_path, state_url, salesforce_mapping=shipped)
+    engine.run()
+    engine.run()
+    store.close()
+    changed = shipped.replace(
+        'company:     {remote: Company, default: "(unknown)", transform: [strip, {truncate: 255}]}',
+        'company:     {remote: Company, rule: remote_wins, transform: [strip, upper]}')
+    assert changed != shipped
+    planner, store = engine_for(sandbox, tmp_path, state_url, salesforce_mapping=changed)
+    referrals_before = store.list_referrals(limit=10_000)
+    counts_before = store.counts()
+    before = calls(sandbox)
+    plan = planner.plan(full=True)
+    after = calls(sandbox)
+    company_changes = [c for c in plan.changes if c.field == "company"]
+    assert company_changes, plan.changes
+    assert all(c.new == str(c.old).strip().upper() for c in company_changes)
+    assert all("remote_wins" in c.reason for c in company_changes)
+    assert any(w.system in ("partnerstack", "hubspot") for w in plan.writes)
+    for system in after:
+        made = after[system] - before[system]
+        writes = [route for route in made if route.startswith(("PATCH", "PUT", "DELETE"))
+                  or (route.startswith("POST") and not any(
+                      read in route for read in ("search", "token", "batch/read")))]
+        assert writes == [], made
+    assert store.counts() == counts_before
+    assert store.list_referrals(limit=10_000) == referrals_before
+    store.close()
