@@ -21,6 +21,7 @@ from refsync.yamlsource import LoadedYaml, SourceMap, load_yaml, validate_model
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "CustomerSourceConfig",
     "LoadedConfig",
     "LoggingConfig",
     "MatchingConfig",
@@ -135,6 +136,16 @@ class MatchingConfig(_Strict):
     ignore_free_email_domains: bool = True
 
 
+class CustomerSourceConfig(_Strict):
+    """Where existing customers are read from, to reject referrals of them."""
+
+    system: str = Field(description="a configured CRM system, e.g. salesforce")
+    object: str = "Account"
+    name_field: str = "Name"
+    website_field: str = "Website"
+    type_field: str = "Type"
+
+
 class RulesConfig(_Strict):
     """Rules of engagement: duplicate and channel-conflict handling."""
 
@@ -143,6 +154,9 @@ class RulesConfig(_Strict):
     reject_open_opportunities: bool = True
     customer_account_types: list[str] = Field(
         default_factory=lambda: ["Customer - Direct", "Customer - Channel"]
+    )
+    customers_from: CustomerSourceConfig | None = Field(
+        default=None, description="read existing customers from this CRM object"
     )
 
 

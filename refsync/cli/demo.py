@@ -31,6 +31,7 @@ def demo(as_json: bool, workdir: str | None) -> None:
             "records_by_system": summary.records_by_system,
             "status_updates_to_partners": summary.status_updates_to_partners,
             "duplicates": summary.duplicates, "conflicts": summary.conflicts,
+            "customers_rejected": summary.customers_rejected,
             "quarantined": summary.quarantined, "api_calls": summary.api_calls,
             "config": summary.config_path,
         })
@@ -43,6 +44,7 @@ def demo(as_json: bool, workdir: str | None) -> None:
     click.echo(f"Status updates sent back to partners: {summary.status_updates_to_partners}")
     click.echo(f"Duplicates caught (another partner registered the prospect first): "
                f"{summary.duplicates}")
+    click.echo(f"Referrals of existing customers rejected: {summary.customers_rejected}")
     click.echo(f"Status conflicts recorded: {summary.conflicts}")
     click.echo(f"Quarantined for review (`refsync errors`): {summary.quarantined}")
     click.echo("API calls used: " + ", ".join(

@@ -142,7 +142,8 @@ class PartnerStackSettings(HttpConnectorSettings):
     public_key: str = Field(description="API public key")
     secret_key: SecretStr = Field(description="API secret key")
     custom_fields: dict[str, list[str]] = Field(
-        default_factory=lambda: {"leads": ["refsync_id"], "deals": ["refsync_id"]},
+        default_factory=lambda: {"leads": ["refsync_id", "refsync_reason"],
+                                 "deals": ["refsync_id"]},
         description="custom fields (under 'fields') per object, reported by discover()",
     )
     requests_per_minute: int = Field(default=300, ge=1, description="pace of API calls")

@@ -55,7 +55,9 @@ systems:
     streams:
       contacts: {{object: contacts, direction: both, mapping: "builtin:hubspot-contacts"}}
 matching: {{keys: [email]}}
-rules: {{protection_window_days: 90}}
+rules:
+  protection_window_days: 90
+  customers_from: {{system: salesforce, object: Account}}
 """
 
 
@@ -69,6 +71,7 @@ class DemoSummary:
     records_by_system: dict[str, int] = field(default_factory=dict)
     status_updates_to_partners: int = 0
     duplicates: int = 0
+    customers_rejected: int = 0
     conflicts: int = 0
     quarantined: int = 0
     api_calls: dict[str, int] = field(default_factory=dict)
@@ -112,6 +115,7 @@ def run_demo(
         for report in summary.runs:
             counts = report.counts
             summary.conflicts += int(counts.get("conflicts", 0))
+            summary.customers_rejected += int(counts.get("rejected", 0))
             summary.quarantined += int(counts.get("quarantined", 0))
         for report in summary.runs[1:]:
             prm = report.counts.get("streams", {}).get("partnerstack.leads", {})

@@ -26,6 +26,7 @@ from refsync.errors import ConnectorError, LeaseLostError, QuotaExhaustedError, 
 from refsync.logging import get_logger
 from refsync.state import LeaseToken, StateStore
 from refsync.sync.bindings import RunCounts, StreamBinding
+from refsync.sync.customers import CustomerIndex, load_customers
 from refsync.sync.pull import FieldChange, PageProcessor
 from refsync.sync.push import OutboxDrainer, PlannedWrite
 
@@ -86,6 +87,14 @@ class SyncEngine:
         chosen = [b for b in self.bindings if b.reads and (not systems or b.system in systems)]
         return sorted(chosen, key=lambda b: 0 if b.role == "prm" else 1)
 
+    def _customers(self) -> CustomerIndex | None:
+        rules = self.config.rules
+        source = rules.customers_from
+        if source is None or not rules.reject_existing_customers:
+            return None
+        connector = next(b.connector for b in self.bindings if b.system == source.system)
+        return load_customers(connector, source, rules.customer_account_types)
+
     def _outputs(self, systems: Sequence[str] | None = None) -> list[StreamBinding]:
         return [b for b in self.bindings if b.writes and (not systems or b.system in systems)]
 
@@ -105,11 +114,13 @@ class SyncEngine:
         counts = RunCounts()
         status, error = "succeeded", None
         try:
+            customers = self._customers()
             for binding in self._inputs(systems):
                 if self.should_stop():
                     status = "interrupted"
                     break
-                if not self._pull(binding, run_id, counts, full=full, lease=lease):
+                if not self._pull(binding, run_id, counts, full=full, lease=lease,
+                                  customers=customers):
                     status = "partial"
             if status != "interrupted":
                 for binding in self._outputs():
@@ -145,11 +156,12 @@ class SyncEngine:
         *,
         full: bool,
         lease: LeaseToken | None,
+        customers: CustomerIndex | None = None,
     ) -> bool:
         stored = None if full else self.store.get_cursor(binding.system, binding.stream)
         cursor = Cursor.from_dict(stored) if stored else None
         processor = PageProcessor(binding, self._outputs(), self.config, self.lifecycle,
-                                  run_id, counts, self.clock)
+                                  run_id, counts, self.clock, customers=customers)
         log = get_logger("refsync.sync", run_id=run_id, system=binding.system,
                          stream=binding.stream)
         fields = list(binding.mapping.remote_fields)
@@ -222,13 +234,15 @@ class SyncEngine:
         """Compute what a run would change, writing nothing anywhere."""
         report = PlanReport()
         counts = RunCounts()
+        customers = self._customers()
         with self.store.rehearsal() as tx:
             for binding in self._inputs(systems):
                 stored = None if full else tx.cursor(binding.system, binding.stream)
                 cursor = Cursor.from_dict(stored) if stored else None
                 processor = PageProcessor(binding, self._outputs(), self.config,
                                           self.lifecycle, "plan", counts, self.clock,
-                                          on_change=report.changes.append)
+                                          on_change=report.changes.append,
+                                          customers=customers)
                 fields = list(binding.mapping.remote_fields)
                 for page in binding.connector.read(binding.object, fields, cursor):
                     processor.process(tx, page)

@@ -26,6 +26,7 @@ from refsync.mapping.paths import path_getter
 from refsync.mapping.rules import FieldState, decide
 from refsync.state import StateTransaction
 from refsync.sync.bindings import RunCounts, StreamBinding
+from refsync.sync.customers import CustomerIndex
 from refsync.sync.keys import company_key, domain_key, email_key, match_keys, phone_key
 
 __all__ = ["FieldChange", "PageProcessor", "normalised_columns"]
@@ -127,6 +128,7 @@ class PageProcessor:
     counts: RunCounts
     clock: Callable[[], datetime]
     on_change: Callable[[FieldChange], None] | None = None
+    customers: CustomerIndex | None = None
     _events: list[dict[str, Any]] = field(default_factory=list)
 
     def process(self, tx: StateTransaction, page: Page) -> None:
@@ -239,6 +241,15 @@ class PageProcessor:
                             "rule": "first_to_register", "original": first["id"],
                             "match": rule, "key": key, "original_partner": first.get("partner_id"),
                         }}
+        customer = self.customers.find(keys) if self.customers is not None else None
+        if customer is not None:
+            how, name, remote_id = customer
+            self.counts.add(binding, "rejected")
+            reason = f"{name} is already a customer ({how}; CRM record {remote_id})"
+            return {"_new": True, "id": new_id, "status": ReferralStatus.REJECTED.value,
+                    "status_reason": reason, "_evidence": {
+                        "rule": "existing_customer", "customer": name,
+                        "customer_id": remote_id, "match": how}}
         return {"_new": True, "id": new_id}
 
     def _create(
@@ -270,8 +281,10 @@ class PageProcessor:
         self._event("created", row["id"], {"system": binding.system, "external_id": record.id,
                                            "status": row["status"]})
         if "_evidence" in referral:
-            self._event("duplicate", row["id"], {**referral["_evidence"],
-                                                 "reason": row["status_reason"]})
+            kind = "rejected" if referral["status"] == ReferralStatus.REJECTED.value \
+                else "duplicate"
+            self._event(kind, row["id"], {**referral["_evidence"],
+                                          "reason": row["status_reason"]})
         self._link(tx, record, row["id"], read_hash)
         self._enqueue(tx, row, changed=True, write_back=True)
 

@@ -89,6 +89,12 @@ def build_bindings(
                     loaded.resolve_path(stream.mapping))
             except ConfigError as exc:
                 problems.extend(exc.problems)
+    source = loaded.config.rules.customers_from
+    if source is not None and source.system not in loaded.config.systems:
+        problems.append(loaded.source.problem(
+            ("rules", "customers_from", "system"),
+            f"rules.customers_from names system '{source.system}', which is not configured",
+            f"use one of: {', '.join(loaded.config.systems)}"))
     if problems:
         raise ConfigError(problems)
     factory = context_factory or (lambda system: ConnectorContext(system=system))

@@ -175,7 +175,8 @@ def test_partnerstack_dotted_key_and_name_split_join() -> None:
     assert mapped.values["custom.partnerstack_key"] == "lead_abc"
     payload = mapping.to_remote(mapped.values)
     assert payload == {
-        "fields": {"refsync_id": RID}, "partner_key": "part_1", "email": "li@example.org",
+        "fields": {"refsync_id": RID, "refsync_reason": None}, "partner_key": "part_1",
+        "email": "li@example.org",
         "name": "Li Wei Chen", "company": "Example", "status": "in_progress",
     }
     assert "fields" in mapping.remote_fields and "created_at" in mapping.remote_fields

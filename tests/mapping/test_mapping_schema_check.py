@@ -153,7 +153,8 @@ def test_nested_paths_inside_object_fields_are_accepted() -> None:
     assert validate_against(mapping, ObjectSchema("leads", fields)) == []
     fields["fields"] = FieldSchema("fields", "string")
     messages = [p.message for p in validate_against(mapping, ObjectSchema("leads", fields))]
-    assert messages == ["leads has no field 'fields.refsync_id'"]
+    assert messages == ["leads has no field 'fields.refsync_id'",
+                        "leads has no field 'fields.refsync_reason'"]
 
 
 def test_type_families() -> None:

@@ -28,3 +28,5 @@ def test_demo_syncs_referrals_everywhere_and_brings_status_back(tmp_path: Path) 
         duplicates = store.list_referrals(status="duplicate")
         assert duplicates and "already referred by partner" in duplicates[0]["status_reason"]
         assert all(run["status"] != "running" for run in store.list_runs())
+    assert summary["customers_rejected"] >= 1
+

@@ -54,9 +54,11 @@ def test_referrals_land_once_and_an_idle_sync_only_reads(
     idle = engine.run()
     after = calls(sandbox)
     assert idle.counts["written"] == 0 and idle.counts["created"] == 0, idle.counts
-    for system in ("salesforce", "hubspot", "partnerstack"):
+    # one read call per stream, plus (Salesforce) one for the customer Accounts; no write
+    expected = {"salesforce": 2, "hubspot": 1, "partnerstack": 1}
+    for system, reads in expected.items():
         made = after[system] - before[system]
-        assert sum(made.values()) == 1, (system, made)  # one read call per stream, no write
+        assert sum(made.values()) == reads, (system, made)
         (route,) = made
         assert "upsert" not in route and not route.startswith(("PATCH", "PUT")), route
     # every referral that went to Salesforce is there exactly once, with its refsync id
@@ -138,4 +140,30 @@ def test_plan_on_a_changed_mapping_lists_field_changes_and_writes_nothing(
         assert writes == [], made
     assert store.counts() == counts_before
     assert store.list_referrals(limit=10_000) == referrals_before
+    store.close()
+
+
+def test_duplicates_and_existing_customers_are_decided_and_told_to_partners(
+    sandbox: RunningSandbox, tmp_path: Path, state_url: str
+) -> None:
+    engine, store = engine_for(sandbox, tmp_path, state_url)
+    report = engine.run()
+    assert report.counts["duplicates"] >= 1 and report.counts["rejected"] >= 1
+    leads = sandbox.emulators["partnerstack"].records("leads")
+    reasons = {lead["status"]: [] for lead in leads}
+    for lead in leads:
+        reasons[lead["status"]].append((lead.get("fields") or {}).get("refsync_reason") or "")
+    assert any("already referred by partner" in r for r in reasons["duplicate"])
+    assert any("is already a customer" in r for r in reasons["rejected"])
+    customers = {a["Name"] for a in sandbox.emulators["salesforce"].records("Account")
+                 if a.get("Type") == "Customer - Direct"}
+    rejected = store.list_referrals(status="rejected")
+    assert {r["company"] for r in rejected if "already a customer" in (r["status_reason"] or "")} \
+        <= customers
+    # neither duplicates nor rejected customers become CRM leads
+    emails = {str(r.get("Email") or "").lower()
+              for r in sandbox.emulators["salesforce"].records("Lead") if r.get("Refsync_Id__c")}
+    customer_emails = {r["email"] for r in rejected
+                       if "already a customer" in (r["status_reason"] or "")}
+    assert customer_emails and not customer_emails & emails
     store.close()
