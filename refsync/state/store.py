@@ -171,6 +171,15 @@ class StateStore:
                 transaction.rollback()
 
     @contextmanager
+    def snapshot(self) -> Iterator[StateTransaction]:
+        """A read-only view for several reads that must agree (no write lock on SQLite).
+
+        Only the transaction's read methods may be used on it.
+        """
+        with self._reading() as connection:
+            yield StateTransaction(connection)
+
+    @contextmanager
     def _reading(self) -> Iterator[Connection]:
         with self.engine.connect().execution_options(refsync_readonly=True) as connection, \
                 connection.begin():
@@ -180,13 +189,8 @@ class StateStore:
 
     def get_cursor(self, system: str, stream: str) -> dict[str, Any] | None:
         """The committed cursor of one stream, or None before its first read."""
-        with self._reading() as connection:
-            row = connection.execute(
-                select(cursor_table.c.value).where(
-                    cursor_table.c.system == system, cursor_table.c.stream == stream
-                )
-            ).first()
-        return dict(row.value) if row else None
+        with self.snapshot() as view:
+            return view.cursor(system, stream)
 
     def list_cursors(self) -> list[dict[str, Any]]:
         """Every stream's cursor, ordered by system and stream."""
@@ -226,37 +230,19 @@ class StateStore:
 
     def get_referral(self, referral_id: str) -> dict[str, Any] | None:
         """One canonical referral by id."""
-        with self._reading() as connection:
-            row = connection.execute(
-                select(referral_table).where(referral_table.c.id == referral_id)
-            ).mappings().first()
-        return dict(row) if row else None
+        return self.get_referrals([referral_id]).get(referral_id)
 
     def get_referrals(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Canonical referrals by id, in one query."""
-        if not ids:
-            return {}
-        with self._reading() as connection:
-            rows = connection.execute(
-                select(referral_table).where(referral_table.c.id.in_(list(ids)))
-            ).mappings()
-            return {row["id"]: dict(row) for row in rows}
+        with self.snapshot() as view:
+            return view.referrals(ids)
 
     def find_links(
         self, system: str, object_name: str, external_ids: Sequence[str]
     ) -> dict[str, dict[str, Any]]:
         """Links of one system object by external id, in one query."""
-        if not external_ids:
-            return {}
-        with self._reading() as connection:
-            rows = connection.execute(
-                select(link_table).where(
-                    link_table.c.system == system,
-                    link_table.c.object == object_name,
-                    link_table.c.external_id.in_(list(external_ids)),
-                )
-            ).mappings()
-            return {row["external_id"]: dict(row) for row in rows}
+        with self.snapshot() as view:
+            return view.links_by_external(system, object_name, external_ids)
 
     def links_of(self, canonical_id: str) -> list[dict[str, Any]]:
         """Every system record linked to one canonical referral or partner."""

@@ -155,7 +155,7 @@ class PageProcessor:
         read_hash = binding.record_hash(record.data)
         if link is not None and read_hash == link.get("last_written_hash"):
             self.counts.add(binding, "echoes")
-            self._touch_link(tx, link, record, read_hash)
+            self._link(tx, record, link["canonical_id"], read_hash)
             return
         if link is not None and read_hash == link.get("last_read_hash"):
             self.counts.add(binding, "unchanged")
@@ -404,15 +404,6 @@ class PageProcessor:
             "external_id": record.id, "canonical_id": canonical_id,
             "last_read_hash": read_hash, "remote_modstamp": record.modstamp,
             "updated_at": self.clock(),
-        }])
-
-    def _touch_link(
-        self, tx: StateTransaction, link: dict[str, Any], record: ReadRecord, read_hash: str
-    ) -> None:
-        tx.upsert_links([{
-            "system": link["system"], "object": link["object"], "external_id": link["external_id"],
-            "canonical_id": link["canonical_id"], "last_read_hash": read_hash,
-            "remote_modstamp": record.modstamp, "updated_at": self.clock(),
         }])
 
     def _quarantine(

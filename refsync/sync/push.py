@@ -103,9 +103,9 @@ class OutboxDrainer:
 
     def _push_batch(self, due: list[dict[str, Any]]) -> bool:
         binding, mapping = self.binding, self.binding.mapping
-        referrals = self.store.get_referrals([row["referral_id"] for row in due])
-        with self.store.transaction() as tx:
-            links = tx.links_by_canonical(binding.system, binding.object, list(referrals))
+        with self.store.snapshot() as view:
+            referrals = view.referrals([row["referral_id"] for row in due])
+            links = view.links_by_canonical(binding.system, binding.object, list(referrals))
         sendable: list[tuple[dict[str, Any], dict[str, Any], str]] = []
         done: list[int] = []
         quarantined: list[dict[str, Any]] = []
