@@ -22,6 +22,7 @@ from refsync.yamlsource import LoadedYaml, SourceMap, load_yaml, validate_model
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "CustomerSourceConfig",
+    "DaemonConfig",
     "LoadedConfig",
     "LoggingConfig",
     "MatchingConfig",
@@ -33,6 +34,7 @@ __all__ = [
     "SystemConfig",
     "config_path_from",
     "load_config",
+    "parse_duration",
 ]
 
 DEFAULT_CONFIG_PATH = Path("refsync.yaml")
@@ -83,14 +85,26 @@ class ScheduleConfig(_Strict):
     systems: list[str] | None = Field(
         default=None, description="only these systems; all when omitted"
     )
+    full: bool = Field(
+        default=False, description="re-read everything, ignoring cursors (e.g. a nightly run)"
+    )
 
     @model_validator(mode="after")
     def _one_trigger(self) -> ScheduleConfig:
         if (self.every is None) == (self.cron is None):
             raise ValueError("give exactly one of 'every' (e.g. 5m) or 'cron' (e.g. */5 * * * *)")
-        if self.cron is not None and len(self.cron.split()) != 5:
-            raise ValueError(
-                f"cron '{self.cron}' must have five fields: minute hour day month weekday")
+        if self.cron is not None:
+            if len(self.cron.split()) != 5:
+                raise ValueError(
+                    f"cron '{self.cron}' must have five fields: minute hour day month weekday")
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+            except ValueError as exc:
+                raise ValueError(f"cron '{self.cron}' is not valid: {exc}") from None
+        if self.every is not None and parse_duration(self.every) <= 0:
+            raise ValueError("'every' must be longer than zero")
         return self
 
     @field_validator("timezone")
@@ -160,6 +174,43 @@ class RulesConfig(_Strict):
     )
 
 
+_DURATION = r"^\d+(ms|s|m|h|d)$"
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``500ms``, ``30s``, ``5m``, ``1h`` or ``1d``."""
+    match = re.match(r"^(\d+)(ms|s|m|h|d)$", text.strip())
+    if match is None:
+        raise ValueError(f"'{text}' is not a duration such as 30s, 5m or 1h")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+class DaemonConfig(_Strict):
+    """How ``refsync run`` behaves: its HTTP endpoint, leases, shutdown and readiness."""
+
+    http_host: str = Field(default="127.0.0.1", description="address of /healthz, /metrics")
+    http_port: int = Field(default=9464, ge=0, le=65535, description="0 picks a free port")
+    lease_ttl: str = Field(
+        default="60s", pattern=_DURATION,
+        description="how long a silent daemon keeps the sync lease before another takes over",
+    )
+    shutdown_timeout: str = Field(
+        default="30s", pattern=_DURATION,
+        description="how long SIGTERM waits for the current page to commit before exiting",
+    )
+    unready_after_failures: int = Field(
+        default=3, ge=1,
+        description="/readyz fails once a job's last N runs all failed",
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_fits(self) -> DaemonConfig:
+        if parse_duration(self.lease_ttl) < 3:
+            raise ValueError("lease_ttl must be at least 3s (the heartbeat renews it every third)")
+        return self
+
+
 class RefsyncConfig(_Strict):
     """The whole ``refsync.yaml``."""
 
@@ -171,6 +222,7 @@ class RefsyncConfig(_Strict):
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
 
     def connector_name(self, system: str) -> str:
         """The connector a system uses (its ``connector:`` or, by default, its key)."""

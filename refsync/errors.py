@@ -40,6 +40,7 @@ __all__ = [
     "RetryableError",
     "StateError",
     "StoreLockedError",
+    "TickAlreadyRunError",
 ]
 
 
@@ -102,6 +103,10 @@ class StoreLockedError(StateError):
 
 class LeaseLostError(StateError):
     """This process's lease was taken over; it must not write anything more."""
+
+
+class TickAlreadyRunError(StateError):
+    """Another daemon already ran this schedule tick of the job."""
 
 
 class RecordError(RefsyncError):

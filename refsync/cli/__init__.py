@@ -63,3 +63,7 @@ cli.add_command(mapping)
 from refsync.cli.demo import demo  # noqa: E402
 
 cli.add_command(demo)
+
+from refsync.cli.run import run  # noqa: E402
+
+cli.add_command(run)

@@ -197,6 +197,11 @@ class RateLimiters:
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
 
+    def buckets(self) -> list[TokenBucket]:
+        """Every bucket created so far (for the remaining-budget metrics)."""
+        with self._lock:
+            return list(self._buckets.values())
+
     def for_credential(
         self,
         credential_key: str,

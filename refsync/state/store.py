@@ -26,9 +26,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, Table, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from refsync.errors import LeaseLostError, StateError
+from refsync.errors import LeaseLostError, StateError, TickAlreadyRunError
 from refsync.state.engine import DaemonLock, create_state_engine, normalise_url, sqlite_path
 from refsync.state.tables import (
     CursorRow,
@@ -66,6 +66,8 @@ class LeaseToken:
     holder: str
     epoch: int
     expires_at: datetime
+    taken_from: str | None = None
+    """The previous holder, when this lease was taken over after it expired."""
 
 
 class StateStore:
@@ -200,13 +202,23 @@ class StateStore:
             ).mappings()
             return [dict(row) for row in rows]
 
-    def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The newest runs first."""
+    def list_runs(self, limit: int = 20, *, job: str | None = None) -> list[dict[str, Any]]:
+        """The newest runs first (only those of ``job`` when given)."""
+        query = select(run_table).order_by(run_table.c.started_at.desc()).limit(limit)
+        if job is not None:
+            query = query.where(run_table.c.job == job)
         with self._reading() as connection:
-            rows = connection.execute(
-                select(run_table).order_by(run_table.c.started_at.desc()).limit(limit)
-            ).mappings()
-            return [dict(row) for row in rows]
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def abandon_runs(self, instance: str, *, reason: str) -> int:
+        """Mark runs that ``instance`` left ``running`` as ``abandoned`` (it died mid-run)."""
+        with self.transaction() as tx:
+            result = tx.connection.execute(
+                update(run_table)
+                .where(run_table.c.instance == instance, run_table.c.status == "running")
+                .values(status="abandoned", error=reason, finished_at=utcnow())
+            )
+        return int(result.rowcount or 0)
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """One run by id (a unique prefix is accepted)."""
@@ -334,16 +346,55 @@ class StateStore:
             ).scalar_one())
         return result
 
+    def backlog(self) -> dict[str, dict[str, int]]:
+        """Pending outbox rows and open quarantine entries by system (for metrics)."""
+        with self._reading() as connection:
+            outbox = connection.execute(
+                select(outbox_table.c.system, func.count())
+                .where(outbox_table.c.state == "pending").group_by(outbox_table.c.system)
+            ).all()
+            quarantine = connection.execute(
+                select(quarantine_table.c.system, func.count())
+                .where(quarantine_table.c.resolved_at.is_(None))
+                .group_by(quarantine_table.c.system)
+            ).all()
+        return {
+            "outbox": {str(system): int(n) for system, n in outbox},
+            "quarantine": {str(system): int(n) for system, n in quarantine},
+        }
+
     # -- runs -------------------------------------------------------------------------------
 
-    def start_run(self, *, trigger: str, instance: str, job: str = "sync") -> str:
-        """Record the start of a sync cycle and return its id."""
+    def start_run(
+        self,
+        *,
+        trigger: str,
+        instance: str,
+        job: str = "sync",
+        scheduled_for: datetime | None = None,
+    ) -> str:
+        """Record the start of a sync cycle and return its id.
+
+        Args:
+            scheduled_for: the schedule tick a daemon run was fired for; a tick of a job is
+                recorded once only, whichever daemon gets there first.
+
+        Raises:
+            TickAlreadyRunError: another run already recorded ``(job, scheduled_for)``.
+        """
         run_id = str(uuid.uuid4())
-        with self.transaction() as tx:
-            tx.connection.execute(run_table.insert().values(
-                id=run_id, job=job, trigger=trigger, status="running", instance=instance,
-                started_at=utcnow(), counts={},
-            ))
+        try:
+            with self.transaction() as tx:
+                tx.connection.execute(run_table.insert().values(
+                    id=run_id, job=job, trigger=trigger, status="running", instance=instance,
+                    started_at=utcnow(), counts={}, scheduled_for=scheduled_for,
+                ))
+        except IntegrityError as exc:
+            if scheduled_for is None:
+                raise
+            raise TickAlreadyRunError(
+                f"the {scheduled_for.isoformat()} tick of job {job} has already run"
+            ) from exc
         return run_id
 
     def finish_run(
@@ -360,13 +411,21 @@ class StateStore:
     # -- leases -----------------------------------------------------------------------------
 
     def acquire_lease(
-        self, name: str, holder: str, ttl: timedelta, *, now: datetime | None = None
+        self,
+        name: str,
+        holder: str,
+        ttl: timedelta,
+        *,
+        now: datetime | None = None,
+        force: bool = False,
     ) -> LeaseToken | None:
         """Take (or renew) the lease ``name`` for ``holder``; None when someone else holds it.
 
         On PostgreSQL the lease row is locked with ``FOR UPDATE SKIP LOCKED``, so daemons racing
         for it never block each other: the loser simply gets None. Taking over an expired lease
-        increments its epoch, which fences the previous holder's writes.
+        increments its epoch, which fences the previous holder's writes. ``force`` takes it even
+        from a live holder: only for a process that knows no one else can run (the SQLite
+        daemon, which holds the database file's lock).
         """
         moment = now or utcnow()
         with self.transaction() as tx:
@@ -379,11 +438,15 @@ class StateStore:
             if row is None:
                 return None
             expires_at = moment + ttl
+            taken_from = None
             if row["holder"] == holder and row["expires_at"] is not None \
                     and row["expires_at"] > moment:
                 epoch = row["epoch"]
-            elif row["holder"] is None or row["expires_at"] is None or row["expires_at"] <= moment:
+            elif force or row["holder"] is None or row["expires_at"] is None \
+                    or row["expires_at"] <= moment:
                 epoch = row["epoch"] + 1
+                if row["holder"] not in (None, holder):
+                    taken_from = row["holder"]
             else:
                 return None
             connection.execute(
@@ -391,7 +454,7 @@ class StateStore:
                     holder=holder, epoch=epoch, expires_at=expires_at, heartbeat_at=moment
                 )
             )
-        return LeaseToken(name, holder, epoch, expires_at)
+        return LeaseToken(name, holder, epoch, expires_at, taken_from)
 
     def renew_lease(
         self, token: LeaseToken, ttl: timedelta, *, now: datetime | None = None
@@ -409,6 +472,14 @@ class StateStore:
                     f"lease {token.name} was taken over by another daemon; stopping this run"
                 )
         return LeaseToken(token.name, token.holder, token.epoch, moment + ttl)
+
+    def get_lease(self, name: str) -> dict[str, Any] | None:
+        """The lease row ``name`` (holder, epoch, expiry), or None if never taken."""
+        with self._reading() as connection:
+            row = connection.execute(
+                select(lease_table).where(lease_table.c.name == name)
+            ).mappings().first()
+            return dict(row) if row is not None else None
 
     def release_lease(self, token: LeaseToken) -> None:
         """Give a lease up so another daemon can take it at once (idempotent)."""

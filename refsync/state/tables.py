@@ -208,7 +208,11 @@ class RunRow(SQLModel, table=True):
     """One sync cycle: what started it, how it ended, what it counted."""
 
     __tablename__ = "run"
-    __table_args__ = (Index("ix_run_started", "started_at"),)
+    __table_args__ = (
+        Index("ix_run_started", "started_at"),
+        # A scheduled tick runs at most once, whichever daemon fires it first.
+        Index("ux_run_job_tick", "job", "scheduled_for", unique=True),
+    )
 
     id: str = Field(primary_key=True, max_length=36)
     job: str = Field(default="sync", max_length=128)
@@ -219,6 +223,7 @@ class RunRow(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     counts: dict[str, Any] = _json()
     error: str | None = None
+    scheduled_for: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class LeaseRow(SQLModel, table=True):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ class RunReport:
     status: str
     counts: dict[str, Any]
     error: str | None = None
+    duration_s: float = 0.0
 
 
 @dataclass
@@ -106,30 +108,42 @@ class SyncEngine:
         full: bool = False,
         job: str = "sync",
         lease: LeaseToken | None = None,
+        scheduled_for: datetime | None = None,
     ) -> RunReport:
-        """Run one cycle and record it; never raises for remote failures (they set the status)."""
-        run_id = self.store.start_run(trigger=trigger, instance=self.instance, job=job)
+        """Run one cycle and record it; never raises for remote failures (they set the status).
+
+        ``should_stop`` is looked at after every committed page and pushed batch: a stop
+        request ends the run as ``interrupted`` with everything done so far committed.
+
+        Raises:
+            TickAlreadyRunError: ``scheduled_for`` was given and that tick of ``job`` has
+                already been run (by another daemon); nothing was done.
+        """
+        run_id = self.store.start_run(trigger=trigger, instance=self.instance, job=job,
+                                      scheduled_for=scheduled_for)
         log = get_logger("refsync.sync", run_id=run_id, job=job)
-        log.info("run started", trigger=trigger, systems=list(systems or []), full=full)
+        log.info("run started", trigger=trigger, systems=list(systems or []), full=full,
+                 instance=self.instance)
+        started = time.monotonic()
         counts = RunCounts()
         status, error = "succeeded", None
         try:
             customers = self._customers()
             for binding in self._inputs(systems):
                 if self.should_stop():
-                    status = "interrupted"
                     break
                 if not self._pull(binding, run_id, counts, full=full, lease=lease,
                                   customers=customers):
                     status = "partial"
-            if status != "interrupted":
-                for binding in self._outputs():
-                    if self.should_stop():
-                        status = "interrupted"
-                        break
-                    drainer = OutboxDrainer(self.store, binding, run_id, counts, self.clock, lease)
-                    if not drainer.drain():
-                        status = "partial"
+            for binding in self._outputs():
+                if self.should_stop():
+                    break
+                drainer = OutboxDrainer(self.store, binding, run_id, counts, self.clock, lease,
+                                        should_stop=self.should_stop)
+                if not drainer.drain() and not drainer.stopped:
+                    status = "partial"
+            if self.should_stop():
+                status = "interrupted"
             if status == "succeeded" and (counts.total["quarantined"] or counts.total["deferred"]):
                 status = "partial"
         except LeaseLostError as exc:
@@ -143,10 +157,13 @@ class SyncEngine:
                                   error=f"{type(exc).__name__}: {exc}")
             raise
         summary = counts.as_dict()
+        duration = round(time.monotonic() - started, 3)
         self.store.finish_run(run_id, status=status, counts=summary, error=error)
-        log.info("run finished", status=status,
-                 **{k: v for k, v in summary.items() if k != "streams" and v})
-        return RunReport(run_id, status, summary, error)
+        details = {k: v for k, v in summary.items() if k != "streams" and v}
+        if error:
+            details["error"] = error
+        log.info("run finished", status=status, duration_s=duration, **details)
+        return RunReport(run_id, status, summary, error, duration)
 
     def _pull(
         self,

@@ -59,6 +59,9 @@ class OutboxDrainer:
     counts: RunCounts
     clock: Callable[[], datetime]
     lease: LeaseToken | None = None
+    should_stop: Callable[[], bool] = lambda: False
+    stopped: bool = False
+    """Set when :meth:`drain` returned early because ``should_stop`` asked it to."""
 
     @property
     def batch_size(self) -> int:
@@ -75,6 +78,9 @@ class OutboxDrainer:
             if not due:
                 return True
             if not self._push_batch(due):
+                return False
+            if self.should_stop():
+                self.stopped = True
                 return False
 
     def plan(self, due: list[dict[str, Any]], referrals: dict[str, dict[str, Any]],

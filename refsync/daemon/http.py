@@ -1,0 +1,89 @@
+"""The daemon's HTTP endpoint: ``/healthz``, ``/readyz`` and ``/metrics`` (Starlette on uvicorn).
+
+uvicorn runs in a thread of its own; the daemon keeps signal handling for itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from refsync.daemon.metrics import CONTENT_TYPE
+
+__all__ = ["HttpServer", "build_http_app"]
+
+ReadinessCheck = Callable[[], tuple[bool, dict[str, Any]]]
+
+
+def build_http_app(readiness: ReadinessCheck, render_metrics: Callable[[], bytes]) -> Starlette:
+    """The Starlette application serving the three endpoints.
+
+    Args:
+        readiness: returns (ready, the checks and their outcomes).
+        render_metrics: the Prometheus text exposition.
+    """
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    def readyz(_: Request) -> Response:
+        ready, checks = readiness()
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                            status_code=200 if ready else 503)
+
+    def metrics(_: Request) -> Response:
+        return Response(render_metrics(), media_type=CONTENT_TYPE)
+
+    return Starlette(routes=[
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+    ])
+
+
+class HttpServer:
+    """uvicorn serving ``app`` from a background thread.
+
+    Args:
+        app: the ASGI application.
+        host: address to listen on.
+        port: port to listen on (0 picks a free one; :attr:`port` tells which after start).
+    """
+
+    def __init__(self, app: Starlette, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="refsync-http",
+                                        daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start listening; raise OSError when the address cannot be bound."""
+        self._thread.start()
+        started = threading.Event()
+        while not started.wait(0.02):
+            if self._server.started:
+                started.set()
+            elif not self._thread.is_alive():
+                raise OSError(f"cannot listen on {self.host}:{self.port} (is it in use?)")
+            timeout -= 0.02
+            if timeout <= 0:
+                raise OSError(f"the HTTP server did not start on {self.host}:{self.port}")
+        sockets = self._server.servers[0].sockets if self._server.servers else []
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread to end."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)

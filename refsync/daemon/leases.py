@@ -1,0 +1,102 @@
+"""The sync lease: which daemon may run a sync now, kept alive by a heartbeat.
+
+Every run of every job writes the same cursors and drains the same outbox, so one lease
+(``sync``) guards them all: whichever daemon holds it runs, the others wait for it (up to the
+tick's misfire grace) or skip the tick. A heartbeat thread renews the lease every third of its
+time to live; when a renewal finds the lease taken over (this daemon was paused longer than the
+TTL), the run is told to stop, and the epoch fence makes sure its next checkpoint writes nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
+from refsync.errors import LeaseLostError
+from refsync.logging import get_logger
+from refsync.state import LeaseToken, StateStore
+
+__all__ = ["SYNC_LEASE", "Heartbeat", "wait_for_lease"]
+
+SYNC_LEASE = "sync"
+
+_log = get_logger("refsync.daemon")
+
+
+def wait_for_lease(
+    store: StateStore,
+    holder: str,
+    ttl: timedelta,
+    *,
+    patience: timedelta,
+    stopping: threading.Event,
+    force: bool = False,
+) -> LeaseToken | None:
+    """Take the sync lease, retrying for up to ``patience``; None if it stayed busy.
+
+    Returns early with None when ``stopping`` is set.
+    """
+    poll = min(max(patience.total_seconds() / 10, 0.05), 1.0)
+    deadline = threading.Event()
+    timer = threading.Timer(patience.total_seconds(), deadline.set)
+    timer.daemon = True
+    timer.start()
+    try:
+        while not stopping.is_set():
+            token = store.acquire_lease(SYNC_LEASE, holder, ttl, force=force)
+            if token is not None or deadline.is_set():
+                return token
+            stopping.wait(poll)
+        return None
+    finally:
+        timer.cancel()
+
+
+class Heartbeat:
+    """Renews a held lease in the background until stopped or lost.
+
+    Args:
+        store: the state store holding the lease.
+        token: the lease as taken.
+        ttl: how long each renewal extends it.
+        on_lost: called once if a renewal finds the lease taken over.
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        token: LeaseToken,
+        ttl: timedelta,
+        on_lost: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.token = token
+        self.ttl = ttl
+        self.lost = False
+        self._on_lost = on_lost
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="refsync-lease", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        interval = self.ttl.total_seconds() / 3
+        while not self._stop.wait(interval):
+            try:
+                self.token = self.store.renew_lease(self.token, self.ttl)
+            except LeaseLostError as exc:
+                _log.error("lease lost; stopping the run", error=exc.message)
+                self.lost = True
+                self._on_lost()
+                return
+            except Exception as exc:  # a heartbeat must never die silently
+                # e.g. the database is briefly unreachable: keep trying; if another daemon takes
+                # the lease over meanwhile, the epoch fence stops this run's writes
+                _log.warning("could not renew the lease", error=f"{type(exc).__name__}: {exc}")

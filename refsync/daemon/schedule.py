@@ -1,0 +1,89 @@
+"""Turn the configuration's schedules into APScheduler triggers, ticks and misfire graces.
+
+Interval schedules are aligned to a fixed grid (midnight of 2000-01-01 in the schedule's timezone),
+so every daemon sharing a database fires the same ticks at the same moments: ``every: 5m`` runs
+at :00, :05, :10... wherever it runs. A tick is identified by its fire time; the run table
+accepts each ``(job, tick)`` once, so a tick is never executed twice across daemons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from refsync.config import ScheduleConfig, parse_duration
+
+__all__ = ["MAX_GRACE", "ScheduledJob", "scheduled_job"]
+
+MAX_GRACE = timedelta(hours=1)
+"""The longest a late tick may still start; later ones are counted as missed."""
+
+_GRID_ORIGIN = datetime(2000, 1, 1)
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """One schedule ready for the scheduler.
+
+    Attributes:
+        config: the schedule as configured.
+        trigger: the APScheduler trigger firing it.
+        period: the time between two ticks (for cron, between the next two).
+        grace: how late a tick may start before it counts as missed (half a period, 1 s to 1 h).
+    """
+
+    config: ScheduleConfig
+    trigger: BaseTrigger
+    period: timedelta
+    grace: timedelta
+
+    @property
+    def grace_seconds(self) -> int:
+        """The misfire grace in whole seconds, as APScheduler takes it."""
+        return max(1, int(self.grace.total_seconds()))
+
+    @property
+    def name(self) -> str:
+        """The job's name (the schedule's ``name``)."""
+        return self.config.name
+
+    def tick(self, now: datetime) -> datetime:
+        """The tick a run starting at ``now`` belongs to: the latest fire time not after it."""
+        if isinstance(self.trigger, IntervalTrigger):
+            origin = self.trigger.start_date
+            steps = (now - origin) // self.period
+            return origin + steps * self.period
+        lookback = now - self.period - self.grace
+        latest: datetime | None = None
+        fire = self.trigger.get_next_fire_time(None, lookback)
+        while fire is not None and fire <= now:
+            latest = fire
+            fire = self.trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+        return latest or now.replace(microsecond=0)
+
+
+def scheduled_job(config: ScheduleConfig, now: datetime) -> ScheduledJob:
+    """Build the trigger, period and misfire grace of one configured schedule."""
+    zone = ZoneInfo(config.timezone)
+    trigger: BaseTrigger
+    if config.every is not None:
+        period = timedelta(seconds=parse_duration(config.every))
+        trigger = IntervalTrigger(
+            seconds=period.total_seconds(), start_date=_GRID_ORIGIN.replace(tzinfo=zone),
+            timezone=zone,
+        )
+    else:
+        assert config.cron is not None  # the config validator guarantees one of the two
+        trigger = CronTrigger.from_crontab(config.cron, timezone=zone)
+        first = trigger.get_next_fire_time(None, now)
+        second = trigger.get_next_fire_time(first, first + timedelta(microseconds=1)) \
+            if first is not None else None
+        period = (second - first) if first is not None and second is not None \
+            else timedelta(days=1)
+    grace = min(max(period / 2, timedelta(seconds=1)), MAX_GRACE)
+    return ScheduledJob(config, trigger, period, grace)

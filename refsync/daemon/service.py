@@ -1,0 +1,284 @@
+"""``refsync run``: the long-lived daemon running the configured schedules (DESIGN section 8).
+
+Each schedule becomes an APScheduler job (coalescing, one instance at a time, a misfire grace of
+half its period). A tick of a job:
+
+1. works out which tick it is (its fire time), so every daemon names it the same way;
+2. takes the sync lease, waiting for it at most the tick's grace (another daemon may be
+   syncing), and starts a heartbeat renewing it;
+3. records the run with its tick; the run table takes each ``(job, tick)`` once, so a tick that
+   another daemon already ran is skipped;
+4. runs the sync with the lease, which fences every checkpoint, then gives the lease back.
+
+SIGTERM or SIGINT stops new ticks and asks the current run to stop after the page it is on; the
+daemon exits when the run has committed, or after ``daemon.shutdown_timeout`` regardless (a
+second signal exits at once). Nothing depends on a clean exit: every page is committed with its
+cursor, and a daemon killed outright leaves a lease that expires and is taken over.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from refsync.config import LoadedConfig, parse_duration
+from refsync.connectors.base import ConnectorContext
+from refsync.connectors.usage import ApiCallCounter, RateLimiters
+from refsync.daemon.http import HttpServer, build_http_app
+from refsync.daemon.leases import SYNC_LEASE, Heartbeat, wait_for_lease
+from refsync.daemon.metrics import COMPLETED, DaemonMetrics
+from refsync.daemon.schedule import ScheduledJob, scheduled_job
+from refsync.errors import TickAlreadyRunError
+from refsync.logging import get_logger
+from refsync.state import StateStore
+from refsync.sync.engine import RunReport
+from refsync.sync.wiring import build_engine
+
+__all__ = ["Daemon", "daemon_identity"]
+
+_log = get_logger("refsync.daemon")
+
+
+def daemon_identity(instance: str | None) -> str:
+    """This process's name in run history and on leases: unique even when replicas share a
+    configured ``instance`` (``NAME@host:pid``, or ``host:pid`` when none is configured)."""
+    process = f"{socket.gethostname()}:{os.getpid()}"
+    return f"{instance}@{process}" if instance else process
+
+
+@dataclass
+class Daemon:
+    """Runs the configured schedules until stopped.
+
+    Args:
+        loaded: the loaded configuration.
+        store: the state store (SQLite: the daemon lock must already be held).
+        http_host: address of the HTTP endpoint (None: the configured one).
+        http_port: its port (None: the configured one; 0 picks a free port).
+        engine_options: extra SyncEngine options (tests pass a clock).
+    """
+
+    loaded: LoadedConfig
+    store: StateStore
+    http_host: str | None = None
+    http_port: int | None = None
+    engine_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        settings = self.loaded.config.daemon
+        self.identity = daemon_identity(self.loaded.config.instance)
+        self.lease_ttl = timedelta(seconds=parse_duration(settings.lease_ttl))
+        self.shutdown_timeout = parse_duration(settings.shutdown_timeout)
+        self.stopping = threading.Event()
+        self.api_calls = ApiCallCounter()
+        self.metrics = DaemonMetrics(self.store, self.api_calls, self.identity)
+        now = datetime.now(UTC)
+        self.jobs = {s.name: scheduled_job(s, now) for s in self.loaded.config.schedules}
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max(1, len(self.jobs)))},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+        self.http: HttpServer | None = None
+        self._active: dict[str, threading.Event] = {}
+        self._active_lock = threading.Lock()
+        self._signals = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the HTTP endpoint and the scheduler (returns at once)."""
+        settings = self.loaded.config.daemon
+        self._seed_last_success()
+        app = build_http_app(self.readiness, self.metrics.render)
+        self.http = HttpServer(app, self.http_host or settings.http_host,
+                               settings.http_port if self.http_port is None else self.http_port)
+        self.http.start()
+        for job in self.jobs.values():
+            self.scheduler.add_job(self._run_tick, job.trigger, args=[job], id=job.name,
+                                   name=job.name, misfire_grace_time=job.grace_seconds)
+        self.scheduler.add_listener(self._on_scheduler_event,
+                                    EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        self.scheduler.start()
+        _log.info("daemon started", instance=self.identity, backend=self.store.backend,
+                  http=f"http://{self.http.host}:{self.http.port}",
+                  jobs={name: _describe(job) for name, job in self.jobs.items()})
+
+    def serve_forever(self) -> int:
+        """Start, then block until a signal stops the daemon; return the exit code."""
+        self.install_signal_handlers()
+        self.start()
+        self.stopping.wait()
+        return self.stop()
+
+    def stop(self) -> int:
+        """Stop new ticks, wait for the running ones (up to the shutdown timeout); exit code."""
+        self.stopping.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        with self._active_lock:
+            active = list(self._active.items())
+        if active:
+            _log.info("waiting for the current page to commit",
+                      jobs=[name for name, _ in active], timeout_s=self.shutdown_timeout)
+        deadline = datetime.now(UTC) + timedelta(seconds=self.shutdown_timeout)
+        clean = True
+        for name, done in active:
+            left = (deadline - datetime.now(UTC)).total_seconds()
+            if not done.wait(max(left, 0)):
+                _log.error("run did not stop in time; exiting anyway (its committed pages are "
+                           "kept, and its lease expires for another daemon)", job=name)
+                clean = False
+        if self.http is not None:
+            self.http.stop()
+        _log.info("daemon stopped", instance=self.identity, clean=clean)
+        return 0 if clean else 1
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: stop gracefully; the second one exits at once."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, _: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            _log.warning("second signal: exiting now", signal=signal.Signals(signum).name)
+            os._exit(128 + signum)
+        _log.info("stopping: no new runs; the current one stops after its page",
+                  signal=signal.Signals(signum).name, timeout_s=self.shutdown_timeout)
+        self.stopping.set()
+
+    # -- one tick ------------------------------------------------------------------------------
+
+    def run_tick(self, job: ScheduledJob, now: datetime | None = None) -> RunReport | None:
+        """Run one tick of ``job`` (what the scheduler calls); None when it was not run here."""
+        tick = job.tick(now or datetime.now(UTC))
+        if self.stopping.is_set():
+            return None
+        force = self.store.backend == "sqlite"  # the file lock already excludes other daemons
+        token = wait_for_lease(self.store, self.identity, self.lease_ttl, patience=job.grace,
+                               stopping=self.stopping, force=force)
+        log = _log.bind(job=job.name, tick=tick.isoformat())
+        if token is None:
+            if not self.stopping.is_set():
+                holder = (self.store.get_lease(SYNC_LEASE) or {}).get("holder")
+                log.info("tick skipped: another daemon is syncing", holder=holder)
+                self.metrics.skipped.labels(job=job.name, reason="lease_held").inc()
+            return None
+        if token.taken_from:
+            abandoned = self.store.abandon_runs(
+                token.taken_from,
+                reason=f"daemon {token.taken_from} stopped renewing its lease; "
+                       f"{self.identity} took over")
+            log.warning("took the sync lease over from a daemon that stopped renewing it",
+                        previous=token.taken_from, abandoned_runs=abandoned)
+            self.metrics.lease_takeovers.inc()
+        done = threading.Event()
+        with self._active_lock:
+            self._active[job.name] = done
+        self.metrics.running.labels(job=job.name).set(1)
+        heartbeat = Heartbeat(self.store, token, self.lease_ttl)
+        try:
+            with heartbeat:
+                report = self._sync(job, tick, token, lambda: heartbeat.lost)
+        finally:
+            self.store.release_lease(heartbeat.token)
+            self.metrics.running.labels(job=job.name).set(0)
+            with self._active_lock:
+                self._active.pop(job.name, None)
+            done.set()
+        if report is None:
+            log.info("tick skipped: another daemon already ran it")
+            self.metrics.skipped.labels(job=job.name, reason="already_run").inc()
+        return report
+
+    def _run_tick(self, job: ScheduledJob) -> None:
+        try:
+            self.run_tick(job)
+        except Exception:  # keep the daemon alive; the run row says failed
+            _log.exception("tick failed unexpectedly", job=job.name)
+
+    def _sync(self, job: ScheduledJob, tick: datetime, token: Any,
+              lease_lost: Callable[[], bool]) -> RunReport | None:
+        run_limiters = RateLimiters(lambda: datetime.now(UTC), time.sleep)
+
+        def context(system: str) -> ConnectorContext:
+            # fresh pacing each run (a spent daily allowance is looked at again), one call count
+            return ConnectorContext(system=system, api_calls=self.api_calls,
+                                    rate_limiters=run_limiters)
+
+        engine = build_engine(self.loaded, self.store, context_factory=context,
+                              instance=self.identity,
+                              should_stop=lambda: self.stopping.is_set() or lease_lost(),
+                              **self.engine_options)
+        try:
+            report = engine.run(trigger="schedule", systems=job.config.systems,
+                                full=job.config.full, job=job.name, lease=token,
+                                scheduled_for=tick)
+        except TickAlreadyRunError:
+            return None
+        finally:
+            self.metrics.observe_budgets(run_limiters.buckets())
+        self.metrics.observe_run(job.name, report)
+        return report
+
+    # -- scheduler events, readiness -------------------------------------------------------------
+
+    def _on_scheduler_event(self, event: JobEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            _log.warning("tick missed: it could not start within its grace", job=event.job_id)
+            self.metrics.missed.labels(job=event.job_id).inc()
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            _log.info("tick skipped: the previous run of the job is still going",
+                      job=event.job_id)
+            self.metrics.skipped.labels(job=event.job_id, reason="still_running").inc()
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the daemon can do its job: store reachable, scheduler running, jobs healthy."""
+        checks: dict[str, Any] = {}
+        try:
+            self.store.schema_revision()
+            checks["state_store"] = "ok"
+        except Exception as exc:  # report, don't crash the probe
+            checks["state_store"] = f"unreachable: {type(exc).__name__}"
+        checks["scheduler"] = "running" if self.scheduler.running and \
+            not self.stopping.is_set() else "stopped"
+        threshold = self.loaded.config.daemon.unready_after_failures
+        failing: list[str] = []
+        if checks["state_store"] == "ok":
+            for name in self.jobs:
+                recent = [r for r in self.store.list_runs(threshold + 5, job=name)
+                          if r["status"] not in ("running", "interrupted")][:threshold]
+                if len(recent) == threshold and all(r["status"] == "failed" for r in recent):
+                    failing.append(name)
+        checks["jobs"] = {name: ("failing" if name in failing else "ok") for name in self.jobs}
+        ready = checks["state_store"] == "ok" and checks["scheduler"] == "running" \
+            and not failing
+        return ready, checks
+
+    def _seed_last_success(self) -> None:
+        for name in self.jobs:
+            for run in self.store.list_runs(50, job=name):
+                if run["status"] in COMPLETED and run["finished_at"] is not None:
+                    self.metrics.last_success.labels(job=name).set(
+                        run["finished_at"].timestamp())
+                    break
+
+
+def _describe(job: ScheduledJob) -> str:
+    schedule = job.config
+    what = f"every {schedule.every}" if schedule.every else f"cron '{schedule.cron}'"
+    return f"{what} ({schedule.timezone})"
+

@@ -1,0 +1,166 @@
+"""The daemon in-process: ticks, the sync lease, metrics and readiness (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import WriteConfig, assert_each_referral_once
+from prometheus_client.parser import text_string_to_metric_families
+
+from refsync.config import load_config
+from refsync.daemon import Daemon
+from refsync.daemon.leases import SYNC_LEASE
+from refsync.sandbox.runner import RunningSandbox
+from refsync.state import StateStore
+
+SCHEDULE = """
+schedules:
+  - name: often
+    every: 1m
+daemon:
+  http_port: 0
+  lease_ttl: 3s
+"""
+TICK = datetime(2026, 12, 1, 10, 0, 30, tzinfo=UTC)
+
+
+def _daemon(path: Path) -> tuple[Daemon, StateStore]:
+    loaded = load_config(path)
+    store = StateStore(loaded.config.state.url)
+    return Daemon(loaded, store), store
+
+
+def _metrics(daemon: Daemon) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    assert daemon.http is not None
+    text = requests.get(f"http://127.0.0.1:{daemon.http.port}/metrics", timeout=5).text
+    found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def test_a_tick_runs_once_however_many_daemons_fire_it(
+    sandbox: RunningSandbox, write_config: WriteConfig, state_url: str
+) -> None:
+    path = write_config(state_url, SCHEDULE)
+    first, store = _daemon(path)
+    second, other_store = _daemon(path)
+    second.identity = "second-daemon"
+    job = first.jobs["often"]
+    report = first.run_tick(job, TICK)
+    assert report is not None and report.status in ("succeeded", "partial"), report
+    assert second.run_tick(second.jobs["often"], TICK + timedelta(seconds=5)) is None
+    assert second.metrics.skipped.labels(job="often", reason="already_run")._value.get() == 1
+    runs = store.list_runs(job="often")
+    assert [(r["scheduled_for"], r["instance"]) for r in runs] == [
+        (datetime(2026, 12, 1, 10, 0, tzinfo=UTC), first.identity)]
+    assert runs[0]["trigger"] == "schedule"
+    # the lease was given back: the next tick may run anywhere at once
+    assert store.get_lease(SYNC_LEASE)["holder"] is None
+    later = second.run_tick(second.jobs["often"], TICK + timedelta(minutes=1))
+    assert later is not None
+    assert_each_referral_once(sandbox, store.link_counts())
+    store.close()
+    other_store.close()
+
+
+def test_a_busy_lease_makes_the_tick_wait_then_skip(
+    sandbox: RunningSandbox, write_config: WriteConfig, state_url: str
+) -> None:
+    if state_url.startswith("sqlite"):
+        pytest.skip("on SQLite one daemon owns the file and takes the lease by force")
+    daemon, store = _daemon(write_config(state_url, SCHEDULE))
+    assert store.acquire_lease(SYNC_LEASE, "someone-else", timedelta(minutes=5)) is not None
+    job = daemon.jobs["often"]
+    quick = type(job)(job.config, job.trigger, job.period, timedelta(milliseconds=200))
+    assert daemon.run_tick(quick, TICK) is None
+    assert daemon.metrics.skipped.labels(job="often", reason="lease_held")._value.get() == 1
+    assert store.list_runs() == []
+    store.close()
+
+
+def test_taking_over_an_expired_lease_abandons_the_dead_daemons_run(
+    sandbox: RunningSandbox, write_config: WriteConfig, state_url: str
+) -> None:
+    daemon, store = _daemon(write_config(state_url, SCHEDULE))
+    past = datetime.now(UTC) - timedelta(minutes=10)
+    dead = store.acquire_lease(SYNC_LEASE, "dead-daemon", timedelta(seconds=3), now=past)
+    assert dead is not None
+    stuck = store.start_run(trigger="schedule", instance="dead-daemon", job="often")
+    report = daemon.run_tick(daemon.jobs["often"], TICK)
+    assert report is not None
+    assert store.get_run(stuck)["status"] == "abandoned"
+    assert "dead-daemon stopped renewing its lease" in store.get_run(stuck)["error"]
+    assert daemon.metrics.lease_takeovers._value.get() == 1
+    # the dead daemon's late write is fenced off by the epoch
+    from refsync.errors import LeaseLostError
+    with pytest.raises(LeaseLostError), store.transaction(lease=dead):
+        pass
+    store.close()
+
+
+def test_metrics_and_health_endpoints(
+    sandbox: RunningSandbox, write_config: WriteConfig, state_url: str
+) -> None:
+    daemon, store = _daemon(write_config(state_url, SCHEDULE))
+    daemon.start()
+    try:
+        base = f"http://127.0.0.1:{daemon.http.port}"  # type: ignore[union-attr]
+        assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
+        ready = requests.get(f"{base}/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"state_store": "ok", "scheduler": "running",
+                                          "jobs": {"often": "ok"}}
+        report = daemon.run_tick(daemon.jobs["often"], TICK)
+        assert report is not None
+        metrics = _metrics(daemon)
+        status = (("job", "often"), ("status", report.status))
+        assert metrics["refsync_runs_total"][status] == 1
+        assert metrics["refsync_run_duration_seconds_count"][(("job", "often"),)] == 1
+        written = metrics["refsync_records_total"][(
+            ("direction", "out"), ("outcome", "written"), ("stream", "leads"),
+            ("system", "salesforce"))]
+        assert written == report.counts["streams"]["salesforce.leads"]["written"] > 0
+        read = metrics["refsync_records_total"][(
+            ("direction", "in"), ("outcome", "read"), ("stream", "leads"),
+            ("system", "partnerstack"))]
+        assert read == report.counts["streams"]["partnerstack.leads"]["read"]
+        calls = metrics["refsync_api_calls_total"]
+        assert sum(v for k, v in calls.items() if ("system", "salesforce") in k) == \
+            sandbox.emulators["salesforce"].calls.snapshot()["total"]
+        assert metrics["refsync_api_budget_remaining"][(("system", "salesforce"),)] > 0
+        assert metrics["refsync_api_budget_remaining"][(("system", "hubspot"),)] > 0
+        backlog = store.backlog()
+        for system, value in backlog["outbox"].items():
+            assert metrics["refsync_outbox_backlog"][(("system", system),)] == value
+        assert metrics["refsync_state_store_up"][()] == 1
+        assert metrics["refsync_last_success_timestamp_seconds"][(("job", "often"),)] > 0
+        assert metrics["refsync_daemon_info"][(("instance", daemon.identity),
+                                               ("version", "0.1.0"))] == 1
+    finally:
+        daemon.stop()
+        store.close()
+
+
+def test_readiness_fails_after_repeated_failed_runs(
+    sandbox: RunningSandbox, write_config: WriteConfig, state_url: str
+) -> None:
+    daemon, store = _daemon(write_config(state_url, SCHEDULE + "  unready_after_failures: 2\n"))
+    daemon.start()
+    try:
+        for _ in range(2):
+            run_id = store.start_run(trigger="schedule", instance="x", job="often")
+            store.finish_run(run_id, status="failed", counts={}, error="boom")
+        ready = requests.get(f"http://127.0.0.1:{daemon.http.port}/readyz",  # type: ignore[union-attr]
+                             timeout=5)
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["jobs"] == {"often": "failing"}
+    finally:
+        daemon.stop()
+    ready_after_stop = daemon.readiness()
+    assert ready_after_stop[0] is False and ready_after_stop[1]["scheduler"] == "stopped"
+    store.close()
