@@ -58,7 +58,6 @@ class StreamConfig(_Strict):
         description="a mapping file (relative to the config file) or builtin:NAME"
     )
     batch_size: int | None = Field(default=None, ge=1, le=10_000)
-    page_size: int | None = Field(default=None, ge=1, le=10_000)
     enabled: bool = True
 
 
@@ -204,11 +203,12 @@ class DaemonConfig(_Strict):
         description="/readyz fails once a job's last N runs all failed",
     )
 
-    @model_validator(mode="after")
-    def _heartbeat_fits(self) -> DaemonConfig:
-        if parse_duration(self.lease_ttl) < 3:
+    @field_validator("lease_ttl")
+    @classmethod
+    def _heartbeat_fits(cls, value: str) -> str:
+        if parse_duration(value) < 3:
             raise ValueError("lease_ttl must be at least 3s (the heartbeat renews it every third)")
-        return self
+        return value
 
 
 class RefsyncConfig(_Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -24,7 +25,9 @@ from refsync.cli.common import (
     pass_cli,
 )
 from refsync.cli.state import print_table
-from refsync.state import StateStore
+from refsync.config import parse_duration
+from refsync.daemon.leases import hold_sync_lease
+from refsync.state import LeaseToken, StateStore
 from refsync.sync.engine import RunReport, SyncEngine
 from refsync.sync.wiring import build_engine
 
@@ -41,6 +44,14 @@ def _engine(cli_context: CliContext, config_path: str | None) -> Iterator[SyncEn
         store.acquire_daemon_lock()
         engine = build_engine(loaded, store)
         yield engine
+
+
+@contextmanager
+def _sync_lease(engine: SyncEngine) -> Iterator[LeaseToken]:
+    """The sync lease daemons take turns with, so a manual run never overlaps theirs."""
+    ttl = timedelta(seconds=parse_duration(engine.config.daemon.lease_ttl))
+    with hold_sync_lease(engine.store, engine.instance, ttl) as token:
+        yield token
 
 
 @contextmanager
@@ -89,7 +100,9 @@ def sync(cli_context: CliContext, config_path: str | None, as_json: bool,
         if unknown:
             fail(f"unknown system {', '.join(unknown)}; configured: "
                  f"{', '.join(engine.config.systems)}", 2)
-        report = engine.run(trigger="manual", systems=list(systems) or None, full=full)
+        with _sync_lease(engine) as lease:
+            report = engine.run(trigger="manual", systems=list(systems) or None, full=full,
+                                lease=lease)
     if as_json:
         echo_json({"run_id": report.run_id, "status": report.status, "counts": report.counts,
                    "error": report.error})
@@ -152,7 +165,7 @@ def retry(cli_context: CliContext, config_path: str | None, as_json: bool, retry
     """Replay quarantined records (ids from `refsync errors`) with the current mappings."""
     if not retry_all and not ids:
         fail("name quarantine ids (see `refsync errors`) or pass --all", 2)
-    with _engine(cli_context, config_path) as engine:
+    with _engine(cli_context, config_path) as engine, _sync_lease(engine):
         report = engine.retry(None if retry_all else list(ids))
     if as_json:
         echo_json({"run_id": report.run_id, "status": report.status, "counts": report.counts})

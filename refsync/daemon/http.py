@@ -5,7 +5,10 @@ uvicorn runs in a thread of its own; the daemon keeps signal handling for itself
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -63,27 +66,39 @@ class HttpServer:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                                 access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="refsync-http",
-                                        daemon=True)
+        self._socket: socket.socket | None = None
+        self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 10.0) -> None:
-        """Start listening; raise OSError when the address cannot be bound."""
+        """Bind and start serving; raise OSError when the address cannot be bound."""
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from exc
+        self._socket = sock
+        self.port = int(sock.getsockname()[1])
+        self._thread = threading.Thread(target=self._serve, name="refsync-http", daemon=True)
         self._thread.start()
-        started = threading.Event()
-        while not started.wait(0.02):
-            if self._server.started:
-                started.set()
-            elif not self._thread.is_alive():
-                raise OSError(f"cannot listen on {self.host}:{self.port} (is it in use?)")
-            timeout -= 0.02
-            if timeout <= 0:
+        waited = 0.0
+        while not self._server.started:
+            if not self._thread.is_alive() or waited > timeout:
                 raise OSError(f"the HTTP server did not start on {self.host}:{self.port}")
-        sockets = self._server.servers[0].sockets if self._server.servers else []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+            time.sleep(0.02)
+            waited += 0.02
+
+    def _serve(self) -> None:
+        assert self._socket is not None
+        # uvicorn calls sys.exit on start-up failures; start() reports them instead
+        with contextlib.suppress(SystemExit):
+            self._server.run(sockets=[self._socket])
 
     def stop(self) -> None:
         """Stop serving and wait for the thread to end."""
         self._server.should_exit = True
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout=5)
+        if self._socket is not None:
+            self._socket.close()

@@ -10,14 +10,15 @@ TTL), the run is told to stop, and the epoch fence makes sure its next checkpoin
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
-from refsync.errors import LeaseLostError
+from refsync.errors import LeaseLostError, StateError
 from refsync.logging import get_logger
 from refsync.state import LeaseToken, StateStore
 
-__all__ = ["SYNC_LEASE", "Heartbeat", "wait_for_lease"]
+__all__ = ["SYNC_LEASE", "Heartbeat", "hold_sync_lease", "wait_for_lease"]
 
 SYNC_LEASE = "sync"
 
@@ -100,3 +101,25 @@ class Heartbeat:
                 # e.g. the database is briefly unreachable: keep trying; if another daemon takes
                 # the lease over meanwhile, the epoch fence stops this run's writes
                 _log.warning("could not renew the lease", error=f"{type(exc).__name__}: {exc}")
+
+
+@contextmanager
+def hold_sync_lease(store: StateStore, holder: str, ttl: timedelta) -> Iterator[LeaseToken]:
+    """Hold the sync lease for a one-off command (``refsync sync``, ``refsync retry``).
+
+    Raises:
+        StateError: a daemon is syncing this database right now.
+    """
+    token = store.acquire_lease(SYNC_LEASE, holder, ttl, force=store.backend == "sqlite")
+    if token is None:
+        current = store.get_lease(SYNC_LEASE) or {}
+        raise StateError(
+            f"{current.get('holder') or 'another process'} is syncing this database right now; "
+            "try again when its run has finished (`refsync runs` shows it), or stop that daemon"
+        )
+    heartbeat = Heartbeat(store, token, ttl)
+    try:
+        with heartbeat:
+            yield token
+    finally:
+        store.release_lease(heartbeat.token)
