@@ -12,7 +12,14 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -22,6 +29,8 @@ from refsync.state import StateStore
 from refsync.sync.engine import RunReport
 
 __all__ = ["COMPLETED", "CONTENT_TYPE", "OUTBOUND_COUNTS", "DaemonMetrics"]
+
+disable_created_metrics()  # no *_created series: they double the output and nothing reads them
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

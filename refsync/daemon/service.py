@@ -18,6 +18,7 @@ cursor, and a daemon killed outright leaves a lease that expires and is taken ov
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -49,6 +50,9 @@ from refsync.sync.wiring import build_engine
 __all__ = ["Daemon", "daemon_identity"]
 
 _log = get_logger("refsync.daemon")
+
+# APScheduler narrates every job start and end at INFO; refsync logs its own lines per run.
+logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def daemon_identity(instance: str | None) -> str:

@@ -123,7 +123,8 @@ class SyncEngine:
                                       scheduled_for=scheduled_for)
         log = get_logger("refsync.sync", run_id=run_id, job=job)
         log.info("run started", trigger=trigger, systems=list(systems or []), full=full,
-                 instance=self.instance)
+                 instance=self.instance,
+                 **({"tick": scheduled_for.isoformat()} if scheduled_for else {}))
         started = time.monotonic()
         counts = RunCounts()
         status, error = "succeeded", None
