@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -125,7 +126,13 @@ class Daemon:
         self.install_signal_handlers()
         self.start()
         self.stopping.wait()
-        return self.stop()
+        code = self.stop()
+        if code != 0:
+            # a run is stuck (e.g. in a remote call): don't wait for its thread at exit
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
 
     def stop(self) -> int:
         """Stop new ticks, wait for the running ones (up to the shutdown timeout); exit code."""

@@ -223,3 +223,33 @@ def test_sigterm_mid_run_commits_the_page_marks_the_run_interrupted_and_resumes(
     assert cursor is not None
     assert_each_referral_once(sandbox, reader.link_counts())
     reader.close()
+
+
+def test_a_run_stuck_in_a_remote_call_cannot_hold_up_shutdown(
+    sandbox: RunningSandbox, write_config: WriteConfig, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    config = _slow_config(write_config, url, SCHEDULE.replace("10s", "2s"))
+    # the second page of PartnerStack leads never answers
+    sandbox.emulators["partnerstack"].faults.add([FaultRule(method="GET", path="leads",
+                                                            after=1, hang=True)])
+    reader = StateStore(url)
+    with daemons(config, "stuck") as (daemon,):
+        wait_for(lambda: reader.get_cursor("partnerstack", "leads") is not None, 30,
+                 "the first page to commit")
+        time.sleep(0.3)  # now waiting for the page that never comes
+        assert daemon.stop(signal.SIGTERM, timeout=15) == 1  # gave up after shutdown_timeout
+    (stuck,) = reader.list_runs()
+    assert stuck["status"] == "running"
+    log = (tmp_path / "stuck.log").read_text()
+    assert "run did not stop in time; exiting anyway" in log
+    # the next daemon on the file takes the lease at once and closes the dead run's books
+    sandbox.emulators["partnerstack"].faults.clear()
+    with daemons(config, "next") as (again,):
+        wait_for(lambda: reader.get_run(stuck["id"])["status"] == "abandoned", 30,
+                 "the stuck run to be marked abandoned")
+        wait_for(lambda: any(r["status"] in ("succeeded", "partial")
+                             for r in reader.list_runs(5)), 60, "the next run to finish")
+        assert again.stop() == 0
+    assert_each_referral_once(sandbox, reader.link_counts())
+    reader.close()
