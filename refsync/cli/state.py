@@ -86,11 +86,13 @@ def _compact(value: dict[str, Any]) -> str:
 @config_option
 @json_option
 @click.option("--limit", default=20, show_default=True, help="How many runs, newest first.")
+@click.option("--job", default=None, help="Only runs of this job (a schedule's name, or sync).")
 @pass_cli
-def runs(cli_context: CliContext, config_path: str | None, as_json: bool, limit: int) -> None:
+def runs(cli_context: CliContext, config_path: str | None, as_json: bool, limit: int,
+         job: str | None) -> None:
     """List recent sync runs: trigger, status, counts, which daemon ran them."""
     with cli_context.store(config_path) as store:
-        rows = store.list_runs(limit)
+        rows = store.list_runs(limit, job=job)
     if as_json:
         echo_json(rows)
         return
@@ -106,6 +108,9 @@ def runs(cli_context: CliContext, config_path: str | None, as_json: bool, limit:
             for r in rows
         ],
     )
+    for row in rows:
+        if row["error"]:
+            click.echo(f"{row['id'][:8]} {row['status']}: {row['error']}")
 
 
 @click.command()

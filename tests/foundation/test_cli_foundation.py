@@ -107,6 +107,12 @@ def test_runs_errors_and_cursors_are_listed(tmp_path: Path, state_url: str) -> N
     assert runs[0]["instance"] == "daemon-7" and runs[0]["status"] == "partial"
     table = runner.invoke(cli, ["runs", "-c", str(path)]).output
     assert "daemon-7" in table and "partial" in table
+    with StateStore(state_url) as store:
+        other = store.start_run(trigger="schedule", instance="daemon-8", job="nightly")
+        store.abandon_runs("daemon-8", reason="daemon daemon-8 stopped renewing its lease")
+    table = runner.invoke(cli, ["runs", "-c", str(path), "--job", "nightly"]).output
+    assert "daemon-7" not in table and "daemon-8" in table
+    assert f"{other[:8]} abandoned: daemon daemon-8 stopped renewing its lease" in table
     errors = json.loads(runner.invoke(
         cli, ["errors", "-c", str(path), "--run", run_id[:8], "--json"]).output)
     assert errors[0]["error_code"] == "REQUIRED_FIELD_MISSING"
