@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -164,3 +165,25 @@ def test_readiness_fails_after_repeated_failed_runs(
     ready_after_stop = daemon.readiness()
     assert ready_after_stop[0] is False and ready_after_stop[1]["scheduler"] == "stopped"
     store.close()
+
+
+def test_a_tick_that_cannot_start_within_its_grace_is_logged_and_counted_as_missed(
+    sandbox: RunningSandbox, write_config: WriteConfig, tmp_path: Path
+) -> None:
+    from apscheduler.triggers.date import DateTrigger
+
+    daemon, store = _daemon(write_config(f"sqlite:///{tmp_path / 'state.db'}", SCHEDULE))
+    daemon.start()
+    try:
+        # a tick whose time passed 10 s ago, with a 1 s grace: the scheduler must skip it
+        daemon.scheduler.add_job(lambda: None, DateTrigger(datetime.now(UTC)
+                                                           - timedelta(seconds=10)),
+                                 id="late", misfire_grace_time=1)
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while daemon.metrics.missed.labels(job="late")._value.get() == 0:
+            assert datetime.now(UTC) < deadline, "the missed tick was not counted"
+            time.sleep(0.05)
+        assert "refsync_runs_missed_total{job=\"late\"} 1.0" in daemon.metrics.render().decode()
+    finally:
+        daemon.stop()
+        store.close()
