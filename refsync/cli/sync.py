@@ -26,6 +26,7 @@ from refsync.cli.common import (
 )
 from refsync.cli.state import print_table
 from refsync.config import parse_duration
+from refsync.daemon import daemon_identity
 from refsync.daemon.leases import hold_sync_lease
 from refsync.state import LeaseToken, StateStore
 from refsync.sync.engine import RunReport, SyncEngine
@@ -50,7 +51,8 @@ def _engine(cli_context: CliContext, config_path: str | None) -> Iterator[SyncEn
 def _sync_lease(engine: SyncEngine) -> Iterator[LeaseToken]:
     """The sync lease daemons take turns with, so a manual run never overlaps theirs."""
     ttl = timedelta(seconds=parse_duration(engine.config.daemon.lease_ttl))
-    with hold_sync_lease(engine.store, engine.instance, ttl) as token:
+    holder = daemon_identity(engine.config.instance)  # unique per process, like a daemon's
+    with hold_sync_lease(engine.store, holder, ttl) as token:
         yield token
 
 

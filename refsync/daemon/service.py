@@ -91,8 +91,10 @@ class Daemon:
         self.metrics = DaemonMetrics(self.store, self.api_calls, self.identity)
         now = datetime.now(UTC)
         self.jobs = {s.name: scheduled_job(s, now) for s in self.loaded.config.schedules}
+        # One worker: a daemon runs one job at a time (they share the lease and its holder
+        # name); a job due while another runs waits its turn within its misfire grace.
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max(1, len(self.jobs)))},
+            executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=UTC,
         )
