@@ -3,7 +3,7 @@
 **Full read** (no cursor): ``GET /crm/v3/objects/{type}`` pages through every record in id
 order. Its pages carry a positional cursor (``list:<after>:<start ms>``), so an interrupted full
 read resumes where it stopped; the last page's cursor switches to the modstamp cursor at the
-listing's start, and the next run reads incrementally from there.
+newest modstamp the listing read, and the next run reads incrementally from there.
 
 **Incremental read**: ``POST /crm/v3/objects/{type}/search`` with
 ``lower <= hs_lastmodifieddate <= upper``, sorted by (``hs_lastmodifieddate``,
@@ -99,7 +99,9 @@ def list_pages(
 ) -> Iterator[Page]:
     """Yield every record by list paging (a full read), resuming at ``position`` if given.
 
-    Records changed after the window's upper bound are left for the next incremental read.
+    Records changed after the window's upper bound are left for the next incremental read; the
+    last page's cursor holds the newest modstamp read (no modstamp when nothing was read, so
+    the next run lists again).
     """
     after: str | None = None
     start_ms = to_ms(window.upper)
@@ -110,6 +112,17 @@ def list_pages(
             start_ms = int(started)
     names = _request_names(fields, settings.modstamp_property)
     limit = settings.effective_list_page_size()
+    # The newest modstamp read so far and the ids read at it, carried by every page's cursor
+    # (a resumed listing continues them), so the next incremental read starts there and skips
+    # exactly the versions already read.
+    carried = window.cursor if position else Cursor()
+    newest = carried.modstamp
+    at_newest = {rid for rid, stamp in carried.seen.items() if stamp == newest}
+
+    def cursor(position: str | None) -> Cursor:
+        seen = dict.fromkeys(at_newest, newest) if newest is not None else {}
+        return Cursor(modstamp=newest, seen=seen, position=position)
+
     while True:
         try:
             answer = transport.call(
@@ -126,15 +139,21 @@ def list_pages(
         records = []
         for item in _results(answer):
             record, stamp = _record(item, fields, settings.modstamp_property)
-            if to_ms(stamp) <= start_ms:
-                records.append(record)
+            if to_ms(stamp) > start_ms:
+                continue
+            records.append(record)
+            if newest is None or stamp > newest:
+                newest, at_newest = stamp, {record.id}
+            elif stamp == newest:
+                at_newest.add(record.id)
         after = _next_after(answer)
         if after is None:
-            final = Cursor(modstamp=_from_ms(start_ms))
-            yield Page(records=records, cursor=final)
+            # Continue from the newest modstamp HubSpot reported, not from the listing's start
+            # on refsync's clock: if that clock runs ahead of HubSpot's, a record changed just
+            # after the listing passed it would carry an older modstamp and never be read.
+            yield Page(records=records, cursor=cursor(None))
             return
-        position_token = f"{LIST_POSITION_PREFIX}{after}:{start_ms}"
-        yield Page(records=records, cursor=Cursor(position=position_token))
+        yield Page(records=records, cursor=cursor(f"{LIST_POSITION_PREFIX}{after}:{start_ms}"))
 
 
 def _search_body(
