@@ -43,7 +43,8 @@ def _engine(cli_context: CliContext, config_path: str | None) -> Iterator[SyncEn
     loaded = cli_context.load(config_path)
     with cli_context.store(config_path) as store:
         store.acquire_daemon_lock()
-        engine = build_engine(loaded, store)
+        # named per process, like a daemon, so that run history and the lease tell them apart
+        engine = build_engine(loaded, store, instance=daemon_identity(loaded.config.instance))
         yield engine
 
 
@@ -51,8 +52,8 @@ def _engine(cli_context: CliContext, config_path: str | None) -> Iterator[SyncEn
 def _sync_lease(engine: SyncEngine) -> Iterator[LeaseToken]:
     """The sync lease daemons take turns with, so a manual run never overlaps theirs."""
     ttl = timedelta(seconds=parse_duration(engine.config.daemon.lease_ttl))
-    holder = daemon_identity(engine.config.instance)  # unique per process, like a daemon's
-    with hold_sync_lease(engine.store, holder, ttl) as token:
+    with hold_sync_lease(engine.store, engine.instance, ttl,
+                         say=lambda line: click.echo(line, err=True)) as token:
         yield token
 
 

@@ -17,8 +17,15 @@ from datetime import timedelta
 from refsync.errors import LeaseLostError, StateError
 from refsync.logging import get_logger
 from refsync.state import LeaseToken, StateStore
+from refsync.state.tables import utcnow
 
-__all__ = ["SYNC_LEASE", "Heartbeat", "hold_sync_lease", "wait_for_lease"]
+__all__ = [
+    "SYNC_LEASE",
+    "Heartbeat",
+    "abandon_previous_holders_runs",
+    "hold_sync_lease",
+    "wait_for_lease",
+]
 
 SYNC_LEASE = "sync"
 
@@ -103,20 +110,47 @@ class Heartbeat:
                 _log.warning("could not renew the lease", error=f"{type(exc).__name__}: {exc}")
 
 
+def abandon_previous_holders_runs(store: StateStore, token: LeaseToken) -> int:
+    """After a take-over, mark the runs the previous holder left ``running`` as abandoned."""
+    if not token.taken_from:
+        return 0
+    return store.abandon_runs(
+        token.taken_from,
+        reason=f"{token.taken_from} stopped renewing its lease; {token.holder} took over")
+
+
 @contextmanager
-def hold_sync_lease(store: StateStore, holder: str, ttl: timedelta) -> Iterator[LeaseToken]:
+def hold_sync_lease(
+    store: StateStore, holder: str, ttl: timedelta, *, say: Callable[[str], None] = _log.info
+) -> Iterator[LeaseToken]:
     """Hold the sync lease for a one-off command (``refsync sync``, ``refsync retry``).
 
+    When the holder has stopped renewing it (a killed process), wait for it to expire and take
+    it over, marking the dead process's unfinished runs abandoned.
+
     Raises:
-        StateError: a daemon is syncing this database right now.
+        StateError: a live daemon is syncing this database right now.
     """
-    token = store.acquire_lease(SYNC_LEASE, holder, ttl, force=store.backend == "sqlite")
+    force = store.backend == "sqlite"  # the file lock already excludes other processes
+    token = store.acquire_lease(SYNC_LEASE, holder, ttl, force=force)
     if token is None:
         current = store.get_lease(SYNC_LEASE) or {}
-        raise StateError(
-            f"{current.get('holder') or 'another process'} is syncing this database right now; "
-            "try again when its run has finished (`refsync runs` shows it), or stop that daemon"
-        )
+        now = utcnow()
+        beat, expires = current.get("heartbeat_at"), current.get("expires_at")
+        silent = beat is not None and now - beat > ttl / 3 + timedelta(seconds=2)
+        if silent and expires is not None:
+            wait = max(expires - now, timedelta(0)) + timedelta(milliseconds=200)
+            say(f"the sync lease is held by {current.get('holder')}, which stopped renewing it; "
+                f"waiting {wait.total_seconds():.0f} s for it to expire")
+            token = wait_for_lease(store, holder, ttl, patience=wait + timedelta(seconds=1),
+                                   stopping=threading.Event())
+        if token is None:
+            raise StateError(
+                f"{current.get('holder') or 'another process'} is syncing this database right "
+                "now; try again when its run has finished (`refsync runs` shows it), or stop "
+                "that daemon"
+            )
+    abandon_previous_holders_runs(store, token)
     heartbeat = Heartbeat(store, token, ttl)
     try:
         with heartbeat:

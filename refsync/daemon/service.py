@@ -39,7 +39,12 @@ from refsync.config import LoadedConfig, parse_duration
 from refsync.connectors.base import ConnectorContext
 from refsync.connectors.usage import ApiCallCounter, RateLimiters
 from refsync.daemon.http import HttpServer, build_http_app
-from refsync.daemon.leases import SYNC_LEASE, Heartbeat, wait_for_lease
+from refsync.daemon.leases import (
+    SYNC_LEASE,
+    Heartbeat,
+    abandon_previous_holders_runs,
+    wait_for_lease,
+)
 from refsync.daemon.metrics import COMPLETED, DaemonMetrics
 from refsync.daemon.schedule import ScheduledJob, scheduled_job
 from refsync.errors import TickAlreadyRunError
@@ -191,10 +196,7 @@ class Daemon:
                 self.metrics.skipped.labels(job=job.name, reason="lease_held").inc()
             return None
         if token.taken_from:
-            abandoned = self.store.abandon_runs(
-                token.taken_from,
-                reason=f"daemon {token.taken_from} stopped renewing its lease; "
-                       f"{self.identity} took over")
+            abandoned = abandon_previous_holders_runs(self.store, token)
             log.warning("took the sync lease over from a daemon that stopped renewing it",
                         previous=token.taken_from, abandoned_runs=abandoned)
             self.metrics.lease_takeovers.inc()

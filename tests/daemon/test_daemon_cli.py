@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -75,3 +75,23 @@ def test_a_manual_sync_waits_its_turn_while_a_daemon_syncs(
         result = CliRunner().invoke(cli, ["sync", "-c", str(path)])
         assert result.exit_code in (0, 4), result.output
         assert store.get_lease(SYNC_LEASE)["holder"] is None  # type: ignore[index]
+
+
+@pytest.mark.postgres
+def test_a_manual_sync_takes_over_from_a_killed_one(
+    sandbox: RunningSandbox, write_config: WriteConfig, postgres_server: object
+) -> None:
+    url = postgres_server.create_database()  # type: ignore[attr-defined]
+    path = write_config(url)
+    with StateStore(url) as store:
+        # a sync killed 40 s ago: its heartbeat stopped, its lease expires in a second
+        silent_since = datetime.now(UTC) - timedelta(seconds=40)
+        assert store.acquire_lease(SYNC_LEASE, "sync@host:41", timedelta(seconds=41),
+                                   now=silent_since)
+        dead = store.start_run(trigger="manual", instance="sync@host:41")
+        result = CliRunner().invoke(cli, ["sync", "-c", str(path)])
+        assert result.exit_code in (0, 4), result.output
+        assert "sync@host:41, which stopped renewing it; waiting 1 s" in result.output
+        assert store.get_run(dead)["status"] == "abandoned"  # type: ignore[index]
+        (latest, _) = store.list_runs(2)
+        assert latest["status"] in ("succeeded", "partial")
