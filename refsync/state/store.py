@@ -11,6 +11,7 @@ writes nothing.
 from __future__ import annotations
 
 import copy
+import functools
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -291,20 +292,9 @@ class StateStore:
     def due_outbox(
         self, system: str, stream: str, *, limit: int, now: datetime | None = None
     ) -> list[dict[str, Any]]:
-        """Pending writes to one stream whose next attempt is due, oldest first."""
-        with self._reading() as connection:
-            rows = connection.execute(
-                select(outbox_table)
-                .where(
-                    outbox_table.c.system == system,
-                    outbox_table.c.stream == stream,
-                    outbox_table.c.state == "pending",
-                    outbox_table.c.next_attempt_at <= (now or utcnow()),
-                )
-                .order_by(outbox_table.c.id)
-                .limit(limit)
-            ).mappings()
-            return [dict(row) for row in rows]
+        """Pending writes to one stream whose next attempt is due, longest due first."""
+        with self.snapshot() as view:
+            return view.due_outbox(system, stream, limit=limit, now=now)
 
     def link_counts(self) -> dict[str, int]:
         """How many records refsync knows in each system (links per system)."""
@@ -559,16 +549,22 @@ class StateTransaction:
         return {row["external_id"]: dict(row) for row in rows}
 
     def links_by_canonical(
-        self, system: str, object_name: str, canonical_ids: Sequence[str]
+        self, system: str, object_name: str, canonical_ids: Sequence[str],
+        *, entity: str = "referral",
     ) -> dict[str, dict[str, Any]]:
-        """Links of one system object by canonical id (the newest link wins if several)."""
+        """Links of one system object by canonical id (the newest link wins if several).
+
+        ``entity`` (referrals unless said otherwise) lets the lookup use the
+        ``(entity, canonical_id, system)`` index instead of reading every link.
+        """
         if not canonical_ids:
             return {}
         rows = self.connection.execute(
             select(link_table).where(
+                link_table.c.entity == entity,
+                link_table.c.canonical_id.in_(list(canonical_ids)),
                 link_table.c.system == system,
                 link_table.c.object == object_name,
-                link_table.c.canonical_id.in_(list(canonical_ids)),
             ).order_by(link_table.c.id)
         ).mappings()
         return {row["canonical_id"]: dict(row) for row in rows}
@@ -589,6 +585,28 @@ class StateTransaction:
                 outbox_table.c.system == system, outbox_table.c.stream == stream,
                 outbox_table.c.state == "pending",
             ).order_by(outbox_table.c.id)
+        ).mappings()
+        return [dict(row) for row in rows]
+
+    def due_outbox(
+        self, system: str, stream: str, *, limit: int, now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Pending writes to one stream whose next attempt is due, longest due first.
+
+        Ordered by ``(next_attempt_at, id)``, the order of the ``ix_outbox_due`` index, so each
+        call reads only the rows it returns however many are pending (ordering by id alone
+        would sort every pending row of the stream on each call).
+        """
+        rows = self.connection.execute(
+            select(outbox_table)
+            .where(
+                outbox_table.c.system == system,
+                outbox_table.c.stream == stream,
+                outbox_table.c.state == "pending",
+                outbox_table.c.next_attempt_at <= (now or utcnow()),
+            )
+            .order_by(outbox_table.c.next_attempt_at, outbox_table.c.id)
+            .limit(limit)
         ).mappings()
         return [dict(row) for row in rows]
 
@@ -689,13 +707,13 @@ def _with_defaults(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[dict[s
             defaults[name] = info.default
     if "id" in defaults and defaults["id"] is None:
         del defaults["id"]
+    mutable = [key for key, value in defaults.items() if isinstance(value, (dict, list))]
     filled = []
     for row in rows:
-        merged = dict(defaults)
-        merged.update(row)
-        for key, value in merged.items():
-            if isinstance(value, (dict, list)) and value is defaults.get(key):
-                merged[key] = copy.copy(value)
+        merged = {**defaults, **row}
+        for key in mutable:
+            if merged[key] is defaults[key]:
+                merged[key] = copy.copy(defaults[key])
         filled.append(merged)
     return filled
 
@@ -714,17 +732,49 @@ def _upsert(
     *,
     keep: Sequence[str] = (),
 ) -> None:
+    """Insert or update ``rows`` by ``keys`` with as few statements as the rows allow.
+
+    Rows may carry different sets of columns (only the columns a row carries are updated on
+    conflict), so they are sent as one executemany per set of columns. When two rows target the
+    same key, order matters and runs of rows are sent in their given order instead.
+    """
     if not rows:
         return
-    statement = _dialect_insert(connection, table)
-    columns = set().union(*(row.keys() for row in rows))
+    key_names = tuple(keys)
+    batches: list[tuple[tuple[str, ...], list[Mapping[str, Any]]]] = []
+    targets = {tuple(row.get(name) for name in key_names) for row in rows}
+    if len(targets) == len(rows):
+        by_columns: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+        for row in rows:
+            by_columns.setdefault(tuple(sorted(row)), []).append(row)
+        batches = list(by_columns.items())
+    else:
+        for row in rows:
+            columns = tuple(sorted(row))
+            if batches and batches[-1][0] == columns:
+                batches[-1][1].append(row)
+            else:
+                batches.append((columns, [row]))
+    for columns, members in batches:
+        statement = _upsert_statement(
+            connection.dialect.name, table, key_names, columns, tuple(keep)
+        )
+        connection.execute(statement, list(members))
+
+
+@functools.lru_cache(maxsize=128)
+def _upsert_statement(
+    dialect: str, table: Table, keys: tuple[str, ...], columns: tuple[str, ...],
+    keep: tuple[str, ...],
+) -> Any:
+    """The upsert statement for one table, key and set of columns (built once, reused)."""
+    statement = postgresql_insert(table) if dialect == "postgresql" else sqlite_insert(table)
     updated = {
         name: statement.excluded[name]
         for name in columns
         if name not in keys and name not in keep and name != "id"
     }
-    statement = statement.on_conflict_do_update(index_elements=list(keys), set_=updated)
-    connection.execute(statement, list(rows))
+    return statement.on_conflict_do_update(index_elements=list(keys), set_=updated)
 
 
 def _insert_ignore(

@@ -22,6 +22,7 @@ from refsync.config import RefsyncConfig
 from refsync.connectors.base import Page, ReadRecord
 from refsync.domain import Lifecycle, ReferralStatus
 from refsync.errors import RecordError
+from refsync.mapping.compiled import MappedRecord
 from refsync.mapping.paths import path_getter
 from refsync.mapping.rules import FieldState, decide
 from refsync.state import StateTransaction
@@ -44,6 +45,32 @@ _REFERRAL_COLUMNS = {
     "source_system", "notes",
 }
 _NOT_PUSHED_TO_CRM = {ReferralStatus.DUPLICATE.value, ReferralStatus.REJECTED.value}
+_MATCH_COLUMN_NAMES = tuple(sorted(set(_MATCH_COLUMNS.values())))
+
+
+@dataclass
+class _Prepared:
+    """A record of a page with what was worked out before touching the state store."""
+
+    record: ReadRecord
+    link: dict[str, Any] | None
+    kind: str  # deleted, echo, unchanged or mapped
+    read_hash: str | None = None
+    mapped: MappedRecord | None = None
+    keys: dict[str, str | None] | None = None
+
+
+@dataclass
+class _PageState:
+    """One page's prefetched reads, its queued writes, and what it changed so far."""
+
+    referrals: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    candidates: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    touched_ids: set[str] = field(default_factory=set)
+    touched_keys: set[tuple[str, Any]] = field(default_factory=set)
+    referral_rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    link_rows: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    outbox_rows: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -130,42 +157,150 @@ class PageProcessor:
     on_change: Callable[[FieldChange], None] | None = None
     customers: CustomerIndex | None = None
     _events: list[dict[str, Any]] = field(default_factory=list)
+    _page: _PageState = field(default_factory=lambda: _PageState())
 
     def process(self, tx: StateTransaction, page: Page) -> None:
-        """Apply one page inside ``tx`` (the caller commits it with the cursor)."""
+        """Apply one page inside ``tx`` (the caller commits it with the cursor).
+
+        The reads the page needs (links, referrals, match candidates) are made once for the
+        whole page, and its writes are queued and written together at the end. A read of
+        something the page already changed goes to the database after the queue is written,
+        so every record sees what the records before it did, as if written one by one.
+        """
         binding = self.binding
         self.counts.add(binding, "read", len(page.records))
         links = tx.links_by_external(binding.system, binding.object, [r.id for r in page.records])
-        for record in page.records:
-            self._process_record(tx, record, links.get(record.id))
+        prepared = [self._prepare(record, links.get(record.id)) for record in page.records]
+        self._page = _PageState()
+        try:
+            self._prefetch(tx, prepared)
+            for item in prepared:
+                self._process_record(tx, item)
+            self._flush(tx)
+        finally:
+            self._page = _PageState()
         tx.append_events(self._events)
         self._events = []
 
+    # -- one page -----------------------------------------------------------------------------
+
+    def _prepare(self, record: ReadRecord, link: dict[str, Any] | None) -> _Prepared:
+        """What can be known about a record without the state store: its hash, its mapping."""
+        binding = self.binding
+        if record.deleted:
+            return _Prepared(record, link, "deleted")
+        read_hash = binding.record_hash(record.data)
+        if link is not None and read_hash == link.get("last_written_hash"):
+            return _Prepared(record, link, "echo", read_hash)
+        if link is not None and read_hash == link.get("last_read_hash"):
+            return _Prepared(record, link, "unchanged", read_hash)
+        return _Prepared(record, link, "mapped", read_hash,
+                         binding.mapping.to_canonical(record.data))
+
+    def _prefetch(self, tx: StateTransaction, prepared: Sequence[_Prepared]) -> None:
+        """Read the referrals and match candidates of a whole page in a few queries."""
+        wanted: set[str] = set()
+        for item in prepared:
+            if item.mapped is None or item.mapped.errors:
+                continue
+            if item.link is not None:
+                wanted.add(item.link["canonical_id"])
+            carried = item.mapped.values.get("id")
+            if carried:
+                wanted.add(carried)
+        page = self._page
+        found = tx.referrals(sorted(wanted)) if wanted else {}
+        page.referrals = {referral_id: found.get(referral_id) for referral_id in wanted}
+        if self.binding.role != "prm":
+            return
+        matching = self.config.matching
+        keys_by_column: dict[str, set[str]] = {}
+        for item in prepared:
+            if item.mapped is None or item.mapped.errors:
+                continue
+            carried = item.mapped.values.get("id")
+            if (item.link is not None and found.get(item.link["canonical_id"]) is not None) or \
+                    (carried and found.get(carried) is not None):
+                continue
+            item.keys = match_keys(item.mapped.values,
+                                   ignore_free=matching.ignore_free_email_domains)
+            for rule in matching.keys:
+                key = item.keys.get(rule)
+                if key:
+                    keys_by_column.setdefault(_MATCH_COLUMNS[rule], set()).add(key)
+        for column, keys in keys_by_column.items():
+            grouped: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
+            for row in tx.referrals_by(column, sorted(keys)):
+                grouped.setdefault(row[column], []).append(row)
+            for key, rows in grouped.items():
+                page.candidates[(column, key)] = rows
+
+    def _referral(self, tx: StateTransaction, referral_id: str) -> dict[str, Any] | None:
+        """One referral as the page sees it now (prefetched unless the page changed it)."""
+        page = self._page
+        if referral_id in page.referrals and referral_id not in page.touched_ids:
+            return page.referrals[referral_id]
+        self._flush(tx)
+        return tx.referrals([referral_id]).get(referral_id)
+
+    def _candidates(self, tx: StateTransaction, column: str, key: str) -> list[dict[str, Any]]:
+        """Referrals whose match column holds ``key``, oldest first, as the page sees them now."""
+        page = self._page
+        cached = page.candidates.get((column, key))
+        if cached is not None and (column, key) not in page.touched_keys and \
+                not any(row["id"] in page.touched_ids for row in cached):
+            return cached
+        self._flush(tx)
+        return tx.referrals_by(column, [key])
+
+    def _queue_referral(self, row: dict[str, Any]) -> None:
+        page = self._page
+        page.referral_rows[row["id"]] = {**page.referral_rows.get(row["id"], {}), **row}
+        page.touched_ids.add(row["id"])
+        for column in _MATCH_COLUMN_NAMES:
+            if column in row:
+                page.touched_keys.add((column, row[column]))
+
+    def _flush(self, tx: StateTransaction) -> None:
+        """Write what the page has queued so far (in the caller's transaction)."""
+        page = self._page
+        if page.referral_rows:
+            tx.upsert_referrals(list(page.referral_rows.values()))
+            page.referral_rows = {}
+        if page.link_rows:
+            tx.upsert_links(list(page.link_rows.values()))
+            page.link_rows = {}
+        if page.outbox_rows:
+            tx.enqueue(list(page.outbox_rows.values()))
+            page.outbox_rows = {}
+
     # -- one record ---------------------------------------------------------------------------
 
-    def _process_record(
-        self, tx: StateTransaction, record: ReadRecord, link: dict[str, Any] | None
-    ) -> None:
-        binding, mapping = self.binding, self.binding.mapping
-        if record.deleted:
+    def _process_record(self, tx: StateTransaction, item: _Prepared) -> None:
+        binding = self.binding
+        record, link = item.record, item.link
+        if item.kind == "deleted":
             self.counts.add(binding, "deleted")
             if link is not None:
                 self._event("remote_deleted", link["canonical_id"], {"external_id": record.id})
             return
-        read_hash = binding.record_hash(record.data)
-        if link is not None and read_hash == link.get("last_written_hash"):
+        read_hash = item.read_hash
+        assert read_hash is not None
+        if item.kind == "echo":
+            assert link is not None
             self.counts.add(binding, "echoes")
             self._link(tx, record, link["canonical_id"], read_hash)
             return
-        if link is not None and read_hash == link.get("last_read_hash"):
+        if item.kind == "unchanged":
             self.counts.add(binding, "unchanged")
             return
-        mapped = mapping.to_canonical(record.data)
+        mapped = item.mapped
+        assert mapped is not None
         if mapped.errors:
             self._quarantine(tx, record, mapped.errors, link)
             return
         values = mapped.values
-        referral = self._identify(tx, record, link, values)
+        referral = self._identify(tx, record, link, values, item.keys)
         if referral is None:
             return
         if referral.get("_new"):
@@ -179,15 +314,16 @@ class PageProcessor:
         record: ReadRecord,
         link: dict[str, Any] | None,
         values: dict[str, Any],
+        keys: dict[str, str | None] | None = None,
     ) -> dict[str, Any] | None:
         binding = self.binding
         if link is not None:
-            found = tx.referrals([link["canonical_id"]]).get(link["canonical_id"])
+            found = self._referral(tx, link["canonical_id"])
             if found is not None:
                 return found
         carried = values.get("id")
         if carried:
-            found = tx.referrals([carried]).get(carried)
+            found = self._referral(tx, carried)
             if found is not None:
                 self._event("matched", carried, {
                     "system": binding.system, "external_id": record.id, "by": "refsync_id",
@@ -198,21 +334,26 @@ class PageProcessor:
         if binding.role != "prm":
             self.counts.add(binding, "ignored")
             return None
-        return self._match_or_new(tx, record, values)
+        return self._match_or_new(tx, record, values, keys)
 
     def _match_or_new(
-        self, tx: StateTransaction, record: ReadRecord, values: dict[str, Any]
+        self,
+        tx: StateTransaction,
+        record: ReadRecord,
+        values: dict[str, Any],
+        keys: dict[str, str | None] | None = None,
     ) -> dict[str, Any]:
         binding = self.binding
         matching = self.config.matching
-        keys = match_keys(values, ignore_free=matching.ignore_free_email_domains)
+        if keys is None:
+            keys = match_keys(values, ignore_free=matching.ignore_free_email_domains)
         partner = values.get("partner_id")
         new_id = values.get("id") or str(uuid.uuid4())
         for rule in matching.keys:
             key = keys.get(rule)
             if not key:
                 continue
-            candidates = tx.referrals_by(_MATCH_COLUMNS[rule], [key])
+            candidates = self._candidates(tx, _MATCH_COLUMNS[rule], key)
             candidates = [c for c in candidates if c["status"] != ReferralStatus.DUPLICATE.value]
             if not candidates:
                 continue
@@ -276,7 +417,7 @@ class PageProcessor:
             row["status_reason"] = referral["status_reason"]
             row["provenance"]["status"] = {"system": "refsync", "at": moment.isoformat()}
         row.update(normalised_columns(row))
-        tx.upsert_referrals([row])
+        self._queue_referral(row)
         self.counts.add(binding, "created")
         self._event("created", row["id"], {"system": binding.system, "external_id": record.id,
                                            "status": row["status"]})
@@ -354,7 +495,7 @@ class PageProcessor:
                 row.setdefault("closed_at", None)
                 row["closed_at"] = row["closed_at"] or record.modstamp or self.clock()
             row.update(normalised_columns(row))
-            tx.upsert_referrals([row])
+            self._queue_referral(row)
             self.counts.add(binding, "updated")
             for change in changed:
                 kind = "status_changed" if change.field == "status" else "field_changed"
@@ -385,6 +526,7 @@ class PageProcessor:
             if not same_stream and not changed:
                 continue
             if output.role != "prm" and row.get("status") in _NOT_PUSHED_TO_CRM:
+                self._flush(tx)
                 existing = tx.links_by_canonical(output.system, output.object, [row["id"]])
                 if not existing:
                     continue
@@ -394,17 +536,22 @@ class PageProcessor:
                 "payload_hash": f"v{row.get('version', 1)}",
                 "next_attempt_at": self.clock(),
             })
-        tx.enqueue(entries)
+        queued = self._page.outbox_rows
+        for entry in entries:
+            target = (entry["system"], entry["stream"], entry["referral_id"])
+            queued[target] = {**queued.get(target, {}), **entry}
 
     def _link(
         self, tx: StateTransaction, record: ReadRecord, canonical_id: str, read_hash: str
     ) -> None:
-        tx.upsert_links([{
+        target = (self.binding.system, self.binding.object, record.id)
+        queued = self._page.link_rows
+        queued[target] = {**queued.get(target, {}), **{
             "system": self.binding.system, "object": self.binding.object,
             "external_id": record.id, "canonical_id": canonical_id,
             "last_read_hash": read_hash, "remote_modstamp": record.modstamp,
             "updated_at": self.clock(),
-        }])
+        }}
 
     def _quarantine(
         self,

@@ -71,13 +71,18 @@ class OutboxDrainer:
     def drain(self) -> bool:
         """Write every due row; return False when the run must stop early (quota spent)."""
         started = self.clock()
+        binding = self.binding
         while True:
-            due = self.store.due_outbox(
-                self.binding.system, self.binding.stream, limit=self.batch_size, now=started
-            )
-            if not due:
-                return True
-            if not self._push_batch(due):
+            # one read transaction per batch: the due rows, their referrals and links
+            with self.store.snapshot() as view:
+                due = view.due_outbox(
+                    binding.system, binding.stream, limit=self.batch_size, now=started
+                )
+                if not due:
+                    return True
+                referrals = view.referrals([row["referral_id"] for row in due])
+                links = view.links_by_canonical(binding.system, binding.object, list(referrals))
+            if not self._push_batch(due, referrals, links):
                 return False
             if self.should_stop():
                 self.stopped = True
@@ -107,11 +112,9 @@ class OutboxDrainer:
                                         "update" if link else "create", result.values))
         return planned
 
-    def _push_batch(self, due: list[dict[str, Any]]) -> bool:
+    def _push_batch(self, due: list[dict[str, Any]], referrals: dict[str, dict[str, Any]],
+                    links: dict[str, dict[str, Any]]) -> bool:
         binding, mapping = self.binding, self.binding.mapping
-        with self.store.snapshot() as view:
-            referrals = view.referrals([row["referral_id"] for row in due])
-            links = view.links_by_canonical(binding.system, binding.object, list(referrals))
         sendable: list[tuple[dict[str, Any], dict[str, Any], str]] = []
         done: list[int] = []
         quarantined: list[dict[str, Any]] = []

@@ -35,6 +35,8 @@ def test_syncs_killed_mid_flight_lose_and_duplicate_nothing(
     assert report.audit.outbox_pending == 0 and not report.audit.quarantine_open
     for system in report.audit.systems.values():
         assert system.synced == system.expected > 150, text
-    # a killed run never gets to record its end: it is left 'running'
+    # a killed run never gets to record its end; the next process to take the sync lease over
+    # from it marks it abandoned
     killed_mid_run = sum(1 for a in report.attempts if a.killed and a.phase == "mid-run")
-    assert report.run_statuses["running"] == killed_mid_run, text
+    assert report.run_statuses["abandoned"] == killed_mid_run, text
+    assert report.run_statuses["running"] == 0, text
