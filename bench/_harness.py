@@ -347,48 +347,6 @@ def _ratio(actual: int, least: int) -> float | None:
 
 # -- running syncs ----------------------------------------------------------------------------
 
-_CONFIG = """\
-# A refsync configuration for the benchmarks: the sandbox, rate limits lifted.
-version: 1
-instance: refsync-bench
-state: {{url: "{state_url}"}}
-logging: {{level: warning}}
-systems:
-  partnerstack:
-    role: prm
-    settings:
-      base_url: {partnerstack}/api/v2
-      public_key: pk_sandbox_refsync
-      secret_key: ${{BENCH_PARTNERSTACK_SECRET:-sk_sandbox_refsync}}
-      settle_lag_seconds: 0
-      requests_per_minute: 100000000
-    streams:
-      leads: {{object: leads, direction: {prm_direction}, mapping: "builtin:partnerstack-leads"}}
-  salesforce:
-    role: crm
-    settings:
-      base_url: {salesforce}
-      consumer_key: refsync-sandbox-key
-      consumer_secret: ${{BENCH_SALESFORCE_SECRET:-refsync-sandbox-secret}}
-      ca_bundle: {ca_bundle}
-      settle_lag_seconds: 0
-      calls_per_second: 1000000
-    streams:
-      leads: {{object: Lead, direction: both, mapping: "builtin:salesforce-lead", batch_size: 200}}
-  hubspot:
-    role: marketing
-    settings:
-      base_url: {hubspot}
-      access_token: ${{BENCH_HUBSPOT_TOKEN:-pat-sandbox-refsync}}
-      settle_lag_seconds: 0
-      rate_limit_max: 100000000
-      search_per_second: 1000000
-    streams:
-      contacts: {{object: contacts, direction: both, mapping: "builtin:hubspot-contacts"}}
-matching: {{keys: [email]}}
-"""
-
-
 @dataclass
 class RunFigures:
     """What one timed sync run did."""
@@ -438,6 +396,7 @@ class SyncHarness:
     def __init__(self, count: int, *, latency_ms: int = 0, state_url: str | None = None,
                  prm_writeback: bool = False, profile: str | None = None) -> None:
         from refsync.logging import configure_logging
+        from refsync.sandbox.config import sandbox_config
 
         configure_logging(level="warning", fmt="json")
         self.count = count
@@ -447,9 +406,16 @@ class SyncHarness:
         self.sandbox = RemoteSandbox(count, latency_ms, self.workdir / "tls")
         self.state_url = state_url or f"sqlite:///{self.workdir / 'state.db'}"
         self.config_path = self.workdir / "refsync.yaml"
-        self.config_path.write_text(_CONFIG.format(
-            state_url=self.state_url, ca_bundle=self.sandbox.ca_bundle,
-            prm_direction="both" if prm_writeback else "in", **self.sandbox.urls), "utf-8")
+        self.config_path.write_text(sandbox_config(
+            self.sandbox.urls, self.sandbox.ca_bundle, self.state_url,
+            comment="A refsync configuration for the benchmarks: the sandbox, rate limits lifted.",
+            instance="refsync-bench", env_prefix="BENCH",
+            settings={"partnerstack": {"requests_per_minute": 100_000_000},
+                      "salesforce": {"calls_per_second": 1_000_000},
+                      "hubspot": {"rate_limit_max": 100_000_000, "search_per_second": 1_000_000}},
+            streams={"partnerstack.leads": {"direction": "both" if prm_writeback else "in"}},
+            top={"logging": {"level": "warning"}, "rules": None},
+        ), "utf-8")
         self.timer = HttpTimer().install()
 
     @property

@@ -14,52 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from refsync.config import load_config
+from refsync.sandbox.config import sandbox_config
 from refsync.sandbox.runner import start_sandbox
 from refsync.state import StateStore
 from refsync.sync.engine import RunReport
 from refsync.sync.wiring import build_engine
 
 __all__ = ["DemoSummary", "demo_config", "run_demo"]
-
-_CONFIG = """\
-# Written by `refsync demo`: the sandbox's URLs and fixed test credentials.
-version: 1
-instance: refsync-demo
-state: {{url: "sqlite:///{state}"}}
-systems:
-  partnerstack:
-    role: prm
-    settings:
-      base_url: {partnerstack}/api/v2
-      public_key: pk_sandbox_refsync
-      secret_key: ${{DEMO_PARTNERSTACK_SECRET:-sk_sandbox_refsync}}
-      settle_lag_seconds: 0
-    streams:
-      leads: {{object: leads, direction: both, mapping: "builtin:partnerstack-leads"}}
-  salesforce:
-    role: crm
-    settings:
-      base_url: {salesforce}
-      consumer_key: refsync-sandbox-key
-      consumer_secret: ${{DEMO_SALESFORCE_SECRET:-refsync-sandbox-secret}}
-      ca_bundle: {ca_bundle}
-      settle_lag_seconds: 0
-    streams:
-      leads: {{object: Lead, direction: both, mapping: "builtin:salesforce-lead", batch_size: 200}}
-  hubspot:
-    role: marketing
-    settings:
-      base_url: {hubspot}
-      access_token: ${{DEMO_HUBSPOT_TOKEN:-pat-sandbox-refsync}}
-      settle_lag_seconds: 0
-    streams:
-      contacts: {{object: contacts, direction: both, mapping: "builtin:hubspot-contacts"}}
-matching: {{keys: [email]}}
-rules:
-  protection_window_days: 90
-  customers_from: {{system: salesforce, object: Account}}
-"""
-
 
 @dataclass
 class DemoSummary:
@@ -80,7 +41,9 @@ class DemoSummary:
 
 def demo_config(urls: dict[str, str], ca_bundle: Path, state: Path) -> str:
     """The demo's configuration text for a running sandbox."""
-    return _CONFIG.format(state=state, ca_bundle=ca_bundle, **urls)
+    return sandbox_config(
+        urls, ca_bundle, f"sqlite:///{state}", instance="refsync-demo", env_prefix="DEMO",
+        comment="Written by `refsync demo`: the sandbox's URLs and fixed test credentials.")
 
 
 def run_demo(

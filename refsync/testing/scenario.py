@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from refsync.sandbox.config import sandbox_config
 from refsync.sandbox.demo import generate_demo
 from refsync.sandbox.hubspot.auth import OAUTH_CLIENT
 from refsync.sandbox.runner import RunningSandbox, start_sandbox
@@ -39,68 +40,6 @@ SANDBOX_SECRETS: dict[str, str] = {
     "SANDBOX_HUBSPOT_CLIENT_SECRET": OAUTH_CLIENT["client_secret"],
     "SANDBOX_HUBSPOT_REFRESH_TOKEN": OAUTH_CLIENT["refresh_token"],
 }
-
-_HUBSPOT_TOKEN = "      access_token: ${SANDBOX_HUBSPOT_TOKEN}\n"
-_HUBSPOT_OAUTH = f"""\
-      client_id: {OAUTH_CLIENT["client_id"]}
-      client_secret: ${{SANDBOX_HUBSPOT_CLIENT_SECRET}}
-      refresh_token: ${{SANDBOX_HUBSPOT_REFRESH_TOKEN}}
-"""
-
-_CONFIG = """\
-# A refsync configuration for the sandbox (crash harness / fault soak).
-version: 1
-instance: {instance}
-state: {{url: "{state_url}"}}
-logging: {{level: warning}}
-daemon: {{lease_ttl: {lease_ttl}}}
-systems:
-  partnerstack:
-    role: prm
-    settings:
-      base_url: {partnerstack}/api/v2
-      public_key: pk_sandbox_refsync
-      secret_key: ${{SANDBOX_PARTNERSTACK_SECRET}}
-      settle_lag_seconds: 0
-      requests_per_minute: 1000000
-{http}
-    streams:
-      leads: {{object: leads, direction: both, mapping: "builtin:partnerstack-leads"}}
-  salesforce:
-    role: crm
-    settings:
-      base_url: {salesforce}
-      consumer_key: refsync-sandbox-key
-      consumer_secret: ${{SANDBOX_SALESFORCE_SECRET}}
-      ca_bundle: {ca_bundle}
-      settle_lag_seconds: 0
-      calls_per_second: 100000
-{http}
-    streams:
-      leads:
-        object: Lead
-        direction: both
-        mapping: "builtin:salesforce-lead"
-        batch_size: {sf_batch}
-  hubspot:
-    role: marketing
-    settings:
-      base_url: {hubspot}
-{hubspot_auth}      settle_lag_seconds: 0
-      search_per_second: 1000
-{http}
-    streams:
-      contacts:
-        object: contacts
-        direction: both
-        mapping: "builtin:hubspot-contacts"
-        batch_size: {hs_batch}
-matching: {{keys: [email]}}
-rules:
-  protection_window_days: 90
-  customers_from: {{system: salesforce, object: Account}}
-"""
-
 
 def scenario_seed(seed: int, referrals: int, partners: int = 12) -> dict[str, dict[str, Any]]:
     """Seed payloads for the sandbox: ``referrals`` PartnerStack leads and the CRMs around them.
@@ -154,13 +93,24 @@ def scenario_config(
         crm_batch_size: records per CRM write call (default: each API's maximum).
         lease_ttl: how long the sync lease of a process that died stays taken.
     """
-    http = (f"      backoff_seconds: {backoff_seconds}\n"
-            f"      max_attempts: {max_attempts}").rstrip()
-    return _CONFIG.format(
-        instance=instance, state_url=state_url, ca_bundle=sandbox.ca_bundle, http=http,
-        hubspot_auth=_HUBSPOT_OAUTH if hubspot_oauth else _HUBSPOT_TOKEN,
-        lease_ttl=lease_ttl, sf_batch=crm_batch_size or 200, hs_batch=crm_batch_size or 100,
-        **sandbox.urls,
+    http = {"backoff_seconds": backoff_seconds, "max_attempts": max_attempts}
+    hubspot_auth: dict[str, Any] = {
+        "access_token": None, "client_id": OAUTH_CLIENT["client_id"],
+        "client_secret": "${SANDBOX_HUBSPOT_CLIENT_SECRET}",
+        "refresh_token": "${SANDBOX_HUBSPOT_REFRESH_TOKEN}",
+    } if hubspot_oauth else {}
+    return sandbox_config(
+        sandbox.urls, sandbox.ca_bundle, state_url,
+        comment="A refsync configuration for the sandbox (crash harness / fault soak).",
+        instance=instance, env_prefix="SANDBOX", secret_defaults=False,
+        settings={
+            "partnerstack": {"requests_per_minute": 1_000_000, **http},
+            "salesforce": {"calls_per_second": 100_000, **http},
+            "hubspot": {"search_per_second": 1000, **http, **hubspot_auth},
+        },
+        streams={"salesforce.leads": {"batch_size": crm_batch_size or 200},
+                 "hubspot.contacts": {"batch_size": crm_batch_size or 100}},
+        top={"logging": {"level": "warning"}, "daemon": {"lease_ttl": lease_ttl}},
     )
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from refsync.sandbox.config import sandbox_config
 from refsync.sandbox.demo import generate_demo
 from refsync.sandbox.runner import RunningSandbox, start_sandbox
-from refsync.sync.demo import demo_config
 
 SYSTEMS = ("salesforce", "hubspot", "partnerstack")
 
@@ -25,12 +26,16 @@ def sandbox(tmp_path: Path) -> Iterator[RunningSandbox]:
 
 @pytest.fixture
 def write_config(tmp_path: Path, sandbox: RunningSandbox) -> WriteConfig:
-    """Write a config for the sandbox on ``state_url`` with extra top-level YAML; return it."""
+    """Write a config for the sandbox on ``state_url`` with extra top-level YAML; return it.
 
-    def write(state_url: str, extra: str = "", name: str = "refsync.yaml") -> Path:
-        text = demo_config(sandbox.urls, sandbox.ca_bundle, tmp_path / "unused.db")
-        text = text.replace(f'"sqlite:///{tmp_path / "unused.db"}"', f'"{state_url}"')
-        text = text.replace("instance: refsync-demo\n", "")
+    ``settings`` and ``streams`` go to :func:`sandbox_config` (connector settings by system,
+    stream keys by ``system.stream``).
+    """
+
+    def write(state_url: str, extra: str = "", name: str = "refsync.yaml",
+              **changes: Any) -> Path:
+        text = sandbox_config(sandbox.urls, sandbox.ca_bundle, state_url,
+                              comment="daemon test", **changes)
         path = tmp_path / name
         path.write_text(text + extra)
         return path

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -31,11 +32,9 @@ daemon:
   shutdown_timeout: 10s
 """
 # Small pages and batches, and 100 ms per call, so that a run lasts a few seconds.
-SLOW_STREAMS = {
-    "public_key: pk_sandbox_refsync\n": "public_key: pk_sandbox_refsync\n      page_size: 20\n",
-    "batch_size: 200}": "batch_size: 25}",
-    'mapping: "builtin:hubspot-contacts"}': 'mapping: "builtin:hubspot-contacts", '
-                                           'batch_size: 25}',
+SLOW_STREAMS: dict[str, Any] = {
+    "settings": {"partnerstack": {"page_size": 20}},
+    "streams": {"salesforce.leads": {"batch_size": 25}, "hubspot.contacts": {"batch_size": 25}},
 }
 
 
@@ -107,13 +106,7 @@ def _slow(sandbox: RunningSandbox, delay_ms: int = 100) -> None:
 
 
 def _slow_config(write_config: WriteConfig, state_url: str, extra: str = SCHEDULE) -> Path:
-    path = write_config(state_url, extra)
-    text = path.read_text()
-    for old, new in SLOW_STREAMS.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    path.write_text(text)
-    return path
+    return write_config(state_url, extra, **SLOW_STREAMS)
 
 
 @pytest.mark.postgres

@@ -10,9 +10,9 @@ import pytest
 import requests
 
 from refsync.config import load_config
+from refsync.sandbox.config import sandbox_config
 from refsync.sandbox.runner import RunningSandbox, start_sandbox
 from refsync.state import StateStore
-from refsync.sync.demo import demo_config
 from refsync.sync.engine import SyncEngine
 from refsync.sync.wiring import build_engine
 
@@ -26,11 +26,12 @@ def sandbox(tmp_path: Path) -> Iterator[RunningSandbox]:
 
 def engine_for(sandbox: RunningSandbox, tmp_path: Path, state_url: str,
                salesforce_mapping: str | None = None) -> tuple[SyncEngine, StateStore]:
-    text = demo_config(sandbox.urls, sandbox.ca_bundle, tmp_path / "unused.db")
-    text = text.replace(f'"sqlite:///{tmp_path / "unused.db"}"', f'"{state_url}"')
+    streams = {}
     if salesforce_mapping is not None:
         (tmp_path / "lead.yaml").write_text(salesforce_mapping)
-        text = text.replace('"builtin:salesforce-lead"', '"lead.yaml"')
+        streams = {"salesforce.leads": {"mapping": "lead.yaml"}}
+    text = sandbox_config(sandbox.urls, sandbox.ca_bundle, state_url, comment="engine test",
+                          instance="refsync-test", streams=streams)
     path = tmp_path / "refsync.yaml"
     path.write_text(text)
     loaded = load_config(path)
