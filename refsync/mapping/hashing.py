@@ -29,6 +29,8 @@ __all__ = ["hash_normaliser", "hash_values"]
 
 
 def _generic(value: Any) -> Any:
+    if value.__class__ is str:  # the common case, answered as the general path below would
+        return value if value.strip() else None
     if t.is_blank(value):
         return None
     if isinstance(value, (bool, str)):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 import functools
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Table, and_, func, select, update
+from sqlalchemy import Connection, Dialect, Engine, Table, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -57,6 +58,8 @@ outbox_table: Table = OutboxRow.__table__  # type: ignore[attr-defined]
 quarantine_table: Table = QuarantineRow.__table__  # type: ignore[attr-defined]
 run_table: Table = RunRow.__table__  # type: ignore[attr-defined]
 lease_table: Table = LeaseRow.__table__  # type: ignore[attr-defined]
+
+_REFERRAL_WITHOUT_PROVENANCE = [c for c in referral_table.columns if c.name != "provenance"]
 
 
 @dataclass(frozen=True)
@@ -512,26 +515,27 @@ class StateTransaction:
 
     # reads inside the transaction (they see its own uncommitted writes) ------------------
 
-    def referrals(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Canonical referrals by id."""
+    def referrals(
+        self, ids: Sequence[str], *, provenance: bool = True
+    ) -> dict[str, dict[str, Any]]:
+        """Canonical referrals by id; ``provenance=False`` leaves that column out (a push
+        needs none of it, and it is the largest value of a row to decode)."""
         if not ids:
             return {}
-        rows = self.connection.execute(
-            select(referral_table).where(referral_table.c.id.in_(list(ids)))
-        ).mappings()
-        return {row["id"]: dict(row) for row in rows}
+        query = select(referral_table) if provenance else select(*_REFERRAL_WITHOUT_PROVENANCE)
+        rows = _fetch_dicts(self.connection, query.where(referral_table.c.id.in_(list(ids))))
+        return {row["id"]: row for row in rows}
 
     def referrals_by(self, column: str, values: Sequence[str]) -> list[dict[str, Any]]:
         """Referrals whose match column (``email_norm``, ``domain``, ``company_norm``,
         ``phone_norm``) is one of ``values``, oldest submission first."""
         if not values:
             return []
-        rows = self.connection.execute(
+        return _fetch_dicts(self.connection, (
             select(referral_table)
             .where(referral_table.c[column].in_(list(values)))
             .order_by(referral_table.c.created_at, referral_table.c.id)
-        ).mappings()
-        return [dict(row) for row in rows]
+        ))
 
     def links_by_external(
         self, system: str, object_name: str, external_ids: Sequence[str]
@@ -539,14 +543,14 @@ class StateTransaction:
         """Links of one system object by external id."""
         if not external_ids:
             return {}
-        rows = self.connection.execute(
+        rows = _fetch_dicts(self.connection, (
             select(link_table).where(
                 link_table.c.system == system,
                 link_table.c.object == object_name,
                 link_table.c.external_id.in_(list(external_ids)),
             )
-        ).mappings()
-        return {row["external_id"]: dict(row) for row in rows}
+        ))
+        return {row["external_id"]: row for row in rows}
 
     def links_by_canonical(
         self, system: str, object_name: str, canonical_ids: Sequence[str],
@@ -559,15 +563,15 @@ class StateTransaction:
         """
         if not canonical_ids:
             return {}
-        rows = self.connection.execute(
+        rows = _fetch_dicts(self.connection, (
             select(link_table).where(
                 link_table.c.entity == entity,
                 link_table.c.canonical_id.in_(list(canonical_ids)),
                 link_table.c.system == system,
                 link_table.c.object == object_name,
             ).order_by(link_table.c.id)
-        ).mappings()
-        return {row["canonical_id"]: dict(row) for row in rows}
+        ))
+        return {row["canonical_id"]: row for row in rows}
 
     def cursor(self, system: str, stream: str) -> dict[str, Any] | None:
         """One stream's cursor as this transaction sees it."""
@@ -610,6 +614,26 @@ class StateTransaction:
         ).mappings()
         return [dict(row) for row in rows]
 
+    def due_writes(
+        self, system: str, stream: str, *, limit: int, now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """The rows :meth:`due_outbox` returns, with only what a push needs of each.
+
+        ``id``, ``referral_id`` and ``attempts``: the payload and timestamps are not read.
+        """
+        rows = self.connection.execute(
+            select(outbox_table.c.id, outbox_table.c.referral_id, outbox_table.c.attempts)
+            .where(
+                outbox_table.c.system == system,
+                outbox_table.c.stream == stream,
+                outbox_table.c.state == "pending",
+                outbox_table.c.next_attempt_at <= (now or utcnow()),
+            )
+            .order_by(outbox_table.c.next_attempt_at, outbox_table.c.id)
+            .limit(limit)
+        )
+        return [{"id": row[0], "referral_id": row[1], "attempts": row[2]} for row in rows]
+
     def outbox_rows(self, outbox_ids: Sequence[int]) -> list[dict[str, Any]]:
         """Outbox rows by id."""
         if not outbox_ids:
@@ -645,7 +669,7 @@ class StateTransaction:
     def append_events(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Append ledger events."""
         if rows:
-            self.connection.execute(event_table.insert(), _with_defaults(EventRow, rows))
+            _insert(self.connection, event_table, _with_defaults(EventRow, rows))
 
     def enqueue(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Queue writes; a newer write of the same referral to the same stream replaces the old."""
@@ -675,7 +699,7 @@ class StateTransaction:
     def quarantine(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Record records that could not be read or written, with their reasons."""
         if rows:
-            self.connection.execute(quarantine_table.insert(), _with_defaults(QuarantineRow, rows))
+            _insert(self.connection, quarantine_table, _with_defaults(QuarantineRow, rows))
 
     def resolve_quarantine(self, quarantine_ids: Sequence[int]) -> None:
         """Mark quarantined records as dealt with."""
@@ -695,6 +719,52 @@ class StateTransaction:
               "updated_at": utcnow()}],
             ["system", "stream"],
         )
+
+
+def _fetch_dicts(connection: Connection, statement: Any) -> list[dict[str, Any]]:
+    """Run a ``select`` of whole table rows; return them as plain dicts.
+
+    The values go through the same result processors SQLAlchemy would apply (chosen from the
+    column types and the driver's type codes), but straight from the driver's rows: building
+    SQLAlchemy rows and then dicts from them costs several times the query itself.
+    """
+    result = connection.execute(statement)
+    try:
+        keys = tuple(result.keys())
+        raw = result.cursor.fetchall() if result.cursor is not None else []
+        description = result.cursor.description if result.cursor is not None else None
+    finally:
+        result.close()
+    if not raw:
+        return []
+    columns = statement.selected_columns
+    dialect = connection.dialect
+    converters = []
+    for index, key in enumerate(keys):
+        code = description[index][1] if description else None
+        processor = _result_processor(dialect, columns[key].type, code)
+        if processor is not None:
+            converters.append((key, processor))
+    rows = []
+    for values in raw:
+        row = dict(zip(keys, values, strict=True))
+        for key, processor in converters:
+            row[key] = processor(row[key])
+        rows.append(row)
+    return rows
+
+
+def _result_processor(dialect: Dialect, type_: Any, code: Any) -> Callable[[Any], Any] | None:
+    cache = _RESULT_PROCESSORS.setdefault(dialect, {})
+    marker = (type_, code)
+    if marker not in cache:
+        cache[marker] = type_.dialect_impl(dialect).result_processor(dialect, code)
+    return cache[marker]
+
+
+_RESULT_PROCESSORS: weakref.WeakKeyDictionary[Dialect, dict[tuple[Any, Any], Any]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _with_defaults(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -742,24 +812,108 @@ def _upsert(
         return
     key_names = tuple(keys)
     batches: list[tuple[tuple[str, ...], list[Mapping[str, Any]]]] = []
-    targets = {tuple(row.get(name) for name in key_names) for row in rows}
+    targets = {tuple([row.get(name) for name in key_names]) for row in rows}
+    sorted_columns = _ColumnSets()
     if len(targets) == len(rows):
         by_columns: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
         for row in rows:
-            by_columns.setdefault(tuple(sorted(row)), []).append(row)
+            by_columns.setdefault(sorted_columns[tuple(row)], []).append(row)
         batches = list(by_columns.items())
     else:
         for row in rows:
-            columns = tuple(sorted(row))
+            columns = sorted_columns[tuple(row)]
             if batches and batches[-1][0] == columns:
                 batches[-1][1].append(row)
             else:
                 batches.append((columns, [row]))
+    dialect = connection.dialect
     for columns, members in batches:
-        statement = _upsert_statement(
-            connection.dialect.name, table, key_names, columns, tuple(keep)
-        )
-        connection.execute(statement, list(members))
+        statement = _upsert_statement(dialect.name, table, key_names, columns, tuple(keep))
+        _execute_many(connection, _driver_statement(dialect, statement, columns), members)
+
+
+def _insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` in their order, one executemany per run of rows with the same columns."""
+    batches: list[tuple[tuple[str, ...], list[Mapping[str, Any]]]] = []
+    sorted_columns = _ColumnSets()
+    for row in rows:
+        columns = sorted_columns[tuple(row)]
+        if batches and batches[-1][0] == columns:
+            batches[-1][1].append(row)
+        else:
+            batches.append((columns, [row]))
+    dialect = connection.dialect
+    for columns, members in batches:
+        statement = _driver_statement(dialect, _insert_statement(table), columns)
+        _execute_many(connection, statement, members)
+
+
+class _ColumnSets(dict[tuple[str, ...], tuple[str, ...]]):
+    """A row's column names (in its key order) → the same names sorted, sorted once per order."""
+
+    def __missing__(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        ordered = self[names] = tuple(sorted(names))
+        return ordered
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_statement(table: Table) -> Any:
+    return table.insert()
+
+
+@dataclass(frozen=True)
+class _DriverStatement:
+    """A statement compiled once for one dialect and set of columns, sent as driver SQL.
+
+    ``parameters`` lists, per placeholder, the parameter name, the row key it takes its
+    value from and the bind processor of its column type: the same conversions (UTC
+    datetimes, JSON text, decimals) SQLAlchemy applies, without its per-row bookkeeping.
+    """
+
+    sql: str
+    positional: bool
+    parameters: tuple[tuple[str, str, Callable[[Any], Any] | None], ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _driver_statement(
+    dialect: Dialect, statement: Any, columns: tuple[str, ...]
+) -> _DriverStatement:
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+    names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
+    parameters = []
+    for name in names:
+        bind = compiled.binds[name]
+        processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        parameters.append((compiled.escaped_bind_names.get(name, name), bind.key, processor))
+    return _DriverStatement(compiled.string, compiled.positional, tuple(parameters))
+
+
+def _execute_many(
+    connection: Connection, statement: _DriverStatement, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Run ``statement`` once per row (one executemany), converting values as SQLAlchemy would.
+
+    Every value goes through its column's processor, ``None`` included: a ``None`` in a JSON
+    column is stored as JSON ``null``, as SQLAlchemy stores it.
+    """
+    if statement.positional:
+        plain = [key for _, key, _ in statement.parameters]
+        converters = [(index, processor) for index, (_, _, processor)
+                      in enumerate(statement.parameters) if processor is not None]
+        params: list[Any] = []
+        for row in rows:
+            values = [row[key] for key in plain]
+            for index, processor in converters:
+                values[index] = processor(values[index])
+            params.append(tuple(values))
+    else:
+        params = [
+            {name: row[key] if processor is None else processor(row[key])
+             for name, key, processor in statement.parameters}
+            for row in rows
+        ]
+    connection.exec_driver_sql(statement.sql, params)
 
 
 @functools.lru_cache(maxsize=128)

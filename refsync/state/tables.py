@@ -6,6 +6,7 @@ Only :mod:`refsync.state` reads or writes these tables; everything else goes thr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -52,6 +53,58 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """On SQLite, one function that converts and formats (the hot path of every write).
+
+        It stores exactly what :meth:`process_bind_param` followed by SQLite's ``DATETIME``
+        formatting stores (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC, no offset) without the two
+        layers of calls; anything but a ``datetime`` goes the general way.
+        """
+        general = super().bind_processor(dialect)
+        if dialect.name != "sqlite" or general is None:
+            return general
+
+        # rows written together often share one timestamp object: remember the last one (as
+        # one tuple, replaced whole, so that threads sharing the engine never mix two entries)
+        last: list[tuple[Any, Any]] = [(None, None)]
+
+        def process(value: Any) -> Any:
+            if value.__class__ is datetime:
+                cached = last[0]
+                if cached[0] is value:
+                    return cached[1]
+                zone = value.tzinfo
+                if zone is None:
+                    text = value.isoformat(" ", "microseconds")
+                elif zone is UTC:
+                    text = value.isoformat(" ", "microseconds")[:-6]  # drop "+00:00"
+                else:
+                    text = value.astimezone(UTC).isoformat(" ", "microseconds")[:-6]
+                last[0] = (value, text)
+                return text
+            return general(value)
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        """On SQLite, parse the stored text and mark it UTC in one step (general otherwise)."""
+        general = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite" or general is None:
+            return general
+        parse = datetime.fromisoformat
+
+        def process(value: Any) -> Any:
+            if value.__class__ is str:
+                try:
+                    parsed = parse(value + "+00:00")  # the stored text is UTC without an offset
+                except ValueError:
+                    parsed = None
+                if parsed is not None and parsed.tzinfo is not None:
+                    return parsed
+            return general(value)  # anything else: parse, then convert to UTC
+
+        return process
 
 
 def _json() -> Any:

@@ -76,7 +76,11 @@ class RunCounts:
         """Count ``amount`` of ``name`` for a stream and in total."""
         if amount:
             self.total[name] += amount
-            self.by_stream.setdefault(binding.label, Counter())[name] += amount
+            label = binding.label
+            counts = self.by_stream.get(label)
+            if counts is None:
+                counts = self.by_stream[label] = Counter()
+            counts[name] += amount
 
     def as_dict(self) -> dict[str, Any]:
         """Totals (every counter, zeros included) plus per-stream counts, JSON-ready."""

@@ -32,6 +32,11 @@ _LEGAL_SUFFIXES = re.compile(
     r"bv|nv|oy|ab|as|spa|srl|pty|kk)\b\.?",
 )
 
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
+_NOT_DIGIT = re.compile(r"\D")
+_PUNCTUATION = re.compile(r"[^a-z0-9 ]+")
+_SPACES = re.compile(r"\s+")
+
 
 def email_key(value: Any) -> str | None:
     """``  Alice@Acme.COM `` → ``alice@acme.com``."""
@@ -55,7 +60,7 @@ def domain_key(value: Any) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip().lower()
-    text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text)
+    text = _SCHEME.sub("", text)
     text = text.split("/", 1)[0].split("?", 1)[0].split("@")[-1].split(":", 1)[0]
     text = text.removeprefix("www.")
     return text if "." in text else None
@@ -68,7 +73,7 @@ def phone_key(value: Any) -> str | None:
     """
     if not isinstance(value, (str, int)):
         return None
-    digits = re.sub(r"\D", "", str(value))
+    digits = _NOT_DIGIT.sub("", str(value))
     if str(value).strip().startswith("00"):
         digits = digits[2:]
     return f"+{digits}" if len(digits) >= 7 else None
@@ -79,9 +84,9 @@ def company_key(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode().lower()
-    text = re.sub(r"[^a-z0-9 ]+", " ", text)
+    text = _PUNCTUATION.sub(" ", text)
     text = _LEGAL_SUFFIXES.sub(" ", text)
-    text = re.sub(r"\s+", " ", text).strip()
+    text = _SPACES.sub(" ", text).strip()
     return text or None
 
 

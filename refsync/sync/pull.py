@@ -12,6 +12,8 @@ only; a CRM record refsync did not create and cannot identify is left alone and 
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from refsync.sync.bindings import RunCounts, StreamBinding
 from refsync.sync.customers import CustomerIndex
 from refsync.sync.keys import company_key, domain_key, email_key, match_keys, phone_key
 
-__all__ = ["FieldChange", "PageProcessor", "normalised_columns"]
+__all__ = ["FieldChange", "PageProcessor", "new_referral_id", "normalised_columns"]
 
 _MATCH_COLUMNS = {
     "email": "email_norm",
@@ -83,6 +85,27 @@ class FieldChange:
     old: Any
     new: Any
     reason: str
+
+
+def new_referral_id() -> str:
+    """A new refsync id: a UUID that starts with its creation time (the RFC 9562 version 7 layout).
+
+    48 bits of Unix time in milliseconds, then 74 random bits. Ids made one after the other
+    sort together, so the state store's indexes on referral ids (referrals, links, outbox rows,
+    events) grow at their end instead of at random places: a backfill rewrites far fewer
+    database pages per commit, and the pages it works on stay in memory however large the
+    store grows. The id is as unique as a random (version 4) UUID and reads the same to every
+    system it is written to.
+    """
+    stamp = time.time_ns() // 1_000_000 & _MASK_48
+    value = stamp << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & _CLEAR_VERSION_AND_VARIANT | _VERSION_7_AND_VARIANT
+    return str(uuid.UUID(int=value))
+
+
+_MASK_48 = (1 << 48) - 1
+_CLEAR_VERSION_AND_VARIANT = ~(0xF << 76 | 0x3 << 62) & ((1 << 128) - 1)
+_VERSION_7_AND_VARIANT = 0x7 << 76 | 0x2 << 62
 
 
 def normalised_columns(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -348,7 +371,7 @@ class PageProcessor:
         if keys is None:
             keys = match_keys(values, ignore_free=matching.ignore_free_email_domains)
         partner = values.get("partner_id")
-        new_id = values.get("id") or str(uuid.uuid4())
+        new_id = values.get("id") or new_referral_id()
         for rule in matching.keys:
             key = keys.get(rule)
             if not key:
@@ -403,19 +426,20 @@ class PageProcessor:
     ) -> None:
         binding = self.binding
         moment = record.modstamp or self.clock()
+        at = moment.isoformat()
         row: dict[str, Any] = {"id": referral["id"], "custom": {}, "provenance": {},
                                "source_system": binding.system, "version": 1}
         for name, value in values.items():
             if name == "id" or value is None:
                 continue
             _set_value(row, name, value)
-            row["provenance"][name] = {"system": binding.system, "at": moment.isoformat()}
+            row["provenance"][name] = {"system": binding.system, "at": at}
         row.setdefault("status", ReferralStatus.SUBMITTED.value)
         row.setdefault("submitted_at", moment)
         if "status" in referral:
             row["status"] = referral["status"]
             row["status_reason"] = referral["status_reason"]
-            row["provenance"]["status"] = {"system": "refsync", "at": moment.isoformat()}
+            row["provenance"]["status"] = {"system": "refsync", "at": at}
         row.update(normalised_columns(row))
         self._queue_referral(row)
         self.counts.add(binding, "created")

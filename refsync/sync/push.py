@@ -75,12 +75,14 @@ class OutboxDrainer:
         while True:
             # one read transaction per batch: the due rows, their referrals and links
             with self.store.snapshot() as view:
-                due = view.due_outbox(
+                due = view.due_writes(
                     binding.system, binding.stream, limit=self.batch_size, now=started
                 )
                 if not due:
                     return True
-                referrals = view.referrals([row["referral_id"] for row in due])
+                # mappings name canonical fields only: the provenance ledger is never pushed
+                referrals = view.referrals([row["referral_id"] for row in due],
+                                           provenance=False)
                 links = view.links_by_canonical(binding.system, binding.object, list(referrals))
             if not self._push_batch(due, referrals, links):
                 return False
