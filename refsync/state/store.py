@@ -484,6 +484,20 @@ class StateStore:
             )
 
 
+def _due(query: Any, system: str, stream: str, limit: int, now: datetime | None) -> Any:
+    """Restrict ``query`` to a stream's due outbox rows, in ``ix_outbox_due`` order."""
+    return (
+        query.where(
+            outbox_table.c.system == system,
+            outbox_table.c.stream == stream,
+            outbox_table.c.state == "pending",
+            outbox_table.c.next_attempt_at <= (now or utcnow()),
+        )
+        .order_by(outbox_table.c.next_attempt_at, outbox_table.c.id)
+        .limit(limit)
+    )
+
+
 def _lease_matches(token: LeaseToken) -> Any:
     return and_(
         lease_table.c.name == token.name,
@@ -601,18 +615,8 @@ class StateTransaction:
         call reads only the rows it returns however many are pending (ordering by id alone
         would sort every pending row of the stream on each call).
         """
-        rows = self.connection.execute(
-            select(outbox_table)
-            .where(
-                outbox_table.c.system == system,
-                outbox_table.c.stream == stream,
-                outbox_table.c.state == "pending",
-                outbox_table.c.next_attempt_at <= (now or utcnow()),
-            )
-            .order_by(outbox_table.c.next_attempt_at, outbox_table.c.id)
-            .limit(limit)
-        ).mappings()
-        return [dict(row) for row in rows]
+        query = _due(select(outbox_table), system, stream, limit, now)
+        return [dict(row) for row in self.connection.execute(query).mappings()]
 
     def due_writes(
         self, system: str, stream: str, *, limit: int, now: datetime | None = None
@@ -621,17 +625,8 @@ class StateTransaction:
 
         ``id``, ``referral_id`` and ``attempts``: the payload and timestamps are not read.
         """
-        rows = self.connection.execute(
-            select(outbox_table.c.id, outbox_table.c.referral_id, outbox_table.c.attempts)
-            .where(
-                outbox_table.c.system == system,
-                outbox_table.c.stream == stream,
-                outbox_table.c.state == "pending",
-                outbox_table.c.next_attempt_at <= (now or utcnow()),
-            )
-            .order_by(outbox_table.c.next_attempt_at, outbox_table.c.id)
-            .limit(limit)
-        )
+        columns = select(outbox_table.c.id, outbox_table.c.referral_id, outbox_table.c.attempts)
+        rows = self.connection.execute(_due(columns, system, stream, limit, now))
         return [{"id": row[0], "referral_id": row[1], "attempts": row[2]} for row in rows]
 
     def outbox_rows(self, outbox_ids: Sequence[int]) -> list[dict[str, Any]]:
