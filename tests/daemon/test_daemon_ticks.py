@@ -69,12 +69,13 @@ def test_a_tick_runs_once_however_many_daemons_fire_it(
     other_store.close()
 
 
+@pytest.mark.postgres
 def test_a_busy_lease_makes_the_tick_wait_then_skip(
-    sandbox: RunningSandbox, write_config: WriteConfig, state_url: str
+    sandbox: RunningSandbox, write_config: WriteConfig, postgres_server: object
 ) -> None:
-    if state_url.startswith("sqlite"):
-        pytest.skip("on SQLite one daemon owns the file and takes the lease by force")
-    daemon, store = _daemon(write_config(state_url, SCHEDULE))
+    # PostgreSQL only: on SQLite one daemon owns the file and takes the lease by force
+    url = postgres_server.create_database()  # type: ignore[attr-defined]
+    daemon, store = _daemon(write_config(url, SCHEDULE))
     assert store.acquire_lease(SYNC_LEASE, "someone-else", timedelta(minutes=5)) is not None
     job = daemon.jobs["often"]
     quick = type(job)(job.config, job.trigger, job.period, timedelta(milliseconds=200))
