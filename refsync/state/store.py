@@ -783,10 +783,9 @@ def _with_defaults(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[dict[s
     return filled
 
 
-def _dialect_insert(connection: Connection, table: Table) -> Any:
-    if connection.dialect.name == "postgresql":
-        return postgresql_insert(table)
-    return sqlite_insert(table)
+def _dialect_insert(dialect_name: str, table: Table) -> Any:
+    """The dialect's ``INSERT`` construct, which knows ``ON CONFLICT``."""
+    return postgresql_insert(table) if dialect_name == "postgresql" else sqlite_insert(table)
 
 
 def _upsert(
@@ -806,21 +805,13 @@ def _upsert(
     if not rows:
         return
     key_names = tuple(keys)
-    batches: list[tuple[tuple[str, ...], list[Mapping[str, Any]]]] = []
     targets = {tuple([row.get(name) for name in key_names]) for row in rows}
-    sorted_columns = _ColumnSets()
-    if len(targets) == len(rows):
+    batches = _column_runs(rows)
+    if len(targets) == len(rows):  # no key twice: the order between rows does not matter
         by_columns: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
-        for row in rows:
-            by_columns.setdefault(sorted_columns[tuple(row)], []).append(row)
+        for columns, members in batches:
+            by_columns.setdefault(columns, []).extend(members)
         batches = list(by_columns.items())
-    else:
-        for row in rows:
-            columns = sorted_columns[tuple(row)]
-            if batches and batches[-1][0] == columns:
-                batches[-1][1].append(row)
-            else:
-                batches.append((columns, [row]))
     dialect = connection.dialect
     for columns, members in batches:
         statement = _upsert_statement(dialect.name, table, key_names, columns, tuple(keep))
@@ -829,18 +820,25 @@ def _upsert(
 
 def _insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``rows`` in their order, one executemany per run of rows with the same columns."""
-    batches: list[tuple[tuple[str, ...], list[Mapping[str, Any]]]] = []
+    dialect = connection.dialect
+    for columns, members in _column_runs(rows):
+        statement = _driver_statement(dialect, _insert_statement(table), columns)
+        _execute_many(connection, statement, members)
+
+
+def _column_runs(
+    rows: Sequence[Mapping[str, Any]],
+) -> list[tuple[tuple[str, ...], list[Mapping[str, Any]]]]:
+    """Consecutive rows that carry the same columns, in their order, with those columns sorted."""
+    runs: list[tuple[tuple[str, ...], list[Mapping[str, Any]]]] = []
     sorted_columns = _ColumnSets()
     for row in rows:
         columns = sorted_columns[tuple(row)]
-        if batches and batches[-1][0] == columns:
-            batches[-1][1].append(row)
+        if runs and runs[-1][0] == columns:
+            runs[-1][1].append(row)
         else:
-            batches.append((columns, [row]))
-    dialect = connection.dialect
-    for columns, members in batches:
-        statement = _driver_statement(dialect, _insert_statement(table), columns)
-        _execute_many(connection, statement, members)
+            runs.append((columns, [row]))
+    return runs
 
 
 class _ColumnSets(dict[tuple[str, ...], tuple[str, ...]]):
@@ -917,7 +915,7 @@ def _upsert_statement(
     keep: tuple[str, ...],
 ) -> Any:
     """The upsert statement for one table, key and set of columns (built once, reused)."""
-    statement = postgresql_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    statement = _dialect_insert(dialect, table)
     updated = {
         name: statement.excluded[name]
         for name in columns
@@ -929,5 +927,6 @@ def _upsert_statement(
 def _insert_ignore(
     connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
 ) -> None:
-    statement = _dialect_insert(connection, table).on_conflict_do_nothing(index_elements=list(keys))
+    statement = _dialect_insert(connection.dialect.name, table)
+    statement = statement.on_conflict_do_nothing(index_elements=list(keys))
     connection.execute(statement, list(rows))
