@@ -10,6 +10,7 @@ TTL), the run is told to stop, and the epoch fence makes sure its next checkpoin
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -24,12 +25,22 @@ __all__ = [
     "Heartbeat",
     "abandon_previous_holders_runs",
     "hold_sync_lease",
+    "take_sync_lease",
     "wait_for_lease",
 ]
 
 SYNC_LEASE = "sync"
 
 _log = get_logger("refsync.daemon")
+
+
+def take_sync_lease(store: StateStore, holder: str, ttl: timedelta) -> LeaseToken | None:
+    """Take the sync lease once; None when another process holds it.
+
+    On SQLite the database file's lock already keeps every other process out, so a lease left
+    by a process that died is taken at once instead of after its expiry.
+    """
+    return store.acquire_lease(SYNC_LEASE, holder, ttl, force=store.backend == "sqlite")
 
 
 def wait_for_lease(
@@ -39,26 +50,19 @@ def wait_for_lease(
     *,
     patience: timedelta,
     stopping: threading.Event,
-    force: bool = False,
 ) -> LeaseToken | None:
     """Take the sync lease, retrying for up to ``patience``; None if it stayed busy.
 
     Returns early with None when ``stopping`` is set.
     """
     poll = min(max(patience.total_seconds() / 10, 0.05), 1.0)
-    deadline = threading.Event()
-    timer = threading.Timer(patience.total_seconds(), deadline.set)
-    timer.daemon = True
-    timer.start()
-    try:
-        while not stopping.is_set():
-            token = store.acquire_lease(SYNC_LEASE, holder, ttl, force=force)
-            if token is not None or deadline.is_set():
-                return token
-            stopping.wait(poll)
-        return None
-    finally:
-        timer.cancel()
+    deadline = time.monotonic() + patience.total_seconds()
+    while not stopping.is_set():
+        token = take_sync_lease(store, holder, ttl)
+        if token is not None or time.monotonic() >= deadline:
+            return token
+        stopping.wait(poll)
+    return None
 
 
 class Heartbeat:
@@ -131,8 +135,7 @@ def hold_sync_lease(
     Raises:
         StateError: a live daemon is syncing this database right now.
     """
-    force = store.backend == "sqlite"  # the file lock already excludes other processes
-    token = store.acquire_lease(SYNC_LEASE, holder, ttl, force=force)
+    token = take_sync_lease(store, holder, ttl)
     if token is None:
         current = store.get_lease(SYNC_LEASE) or {}
         now = utcnow()

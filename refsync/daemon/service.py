@@ -185,9 +185,8 @@ class Daemon:
         tick = job.tick(now or datetime.now(UTC))
         if self.stopping.is_set():
             return None
-        force = self.store.backend == "sqlite"  # the file lock already excludes other daemons
         token = wait_for_lease(self.store, self.identity, self.lease_ttl, patience=job.grace,
-                               stopping=self.stopping, force=force)
+                               stopping=self.stopping)
         log = _log.bind(job=job.name, tick=tick.isoformat())
         if token is None:
             if not self.stopping.is_set():
