@@ -108,6 +108,11 @@ _CLEAR_VERSION_AND_VARIANT = ~(0xF << 76 | 0x3 << 62) & ((1 << 128) - 1)
 _VERSION_7_AND_VARIANT = 0x7 << 76 | 0x2 << 62
 
 
+def _queue(queued: dict[Any, dict[str, Any]], target: Any, row: Mapping[str, Any]) -> None:
+    """Queue a row for the page's write; a later row for the same target adds to it."""
+    queued[target] = {**queued.get(target, {}), **row}
+
+
 def normalised_columns(row: Mapping[str, Any]) -> dict[str, Any]:
     """The match columns of a referral row, computed from its values."""
     return {
@@ -222,10 +227,10 @@ class PageProcessor:
 
     def _prefetch(self, tx: StateTransaction, prepared: Sequence[_Prepared]) -> None:
         """Read the referrals and match candidates of a whole page in a few queries."""
+        usable = [item for item in prepared if item.mapped is not None and not item.mapped.errors]
         wanted: set[str] = set()
-        for item in prepared:
-            if item.mapped is None or item.mapped.errors:
-                continue
+        for item in usable:
+            assert item.mapped is not None
             if item.link is not None:
                 wanted.add(item.link["canonical_id"])
             carried = item.mapped.values.get("id")
@@ -238,9 +243,8 @@ class PageProcessor:
             return
         matching = self.config.matching
         keys_by_column: dict[str, set[str]] = {}
-        for item in prepared:
-            if item.mapped is None or item.mapped.errors:
-                continue
+        for item in usable:
+            assert item.mapped is not None
             carried = item.mapped.values.get("id")
             if (item.link is not None and found.get(item.link["canonical_id"]) is not None) or \
                     (carried and found.get(carried) is not None):
@@ -278,7 +282,7 @@ class PageProcessor:
 
     def _queue_referral(self, row: dict[str, Any]) -> None:
         page = self._page
-        page.referral_rows[row["id"]] = {**page.referral_rows.get(row["id"], {}), **row}
+        _queue(page.referral_rows, row["id"], row)
         page.touched_ids.add(row["id"])
         for column in _MATCH_COLUMN_NAMES:
             if column in row:
@@ -560,22 +564,19 @@ class PageProcessor:
                 "payload_hash": f"v{row.get('version', 1)}",
                 "next_attempt_at": self.clock(),
             })
-        queued = self._page.outbox_rows
         for entry in entries:
-            target = (entry["system"], entry["stream"], entry["referral_id"])
-            queued[target] = {**queued.get(target, {}), **entry}
+            _queue(self._page.outbox_rows,
+                   (entry["system"], entry["stream"], entry["referral_id"]), entry)
 
     def _link(
         self, tx: StateTransaction, record: ReadRecord, canonical_id: str, read_hash: str
     ) -> None:
-        target = (self.binding.system, self.binding.object, record.id)
-        queued = self._page.link_rows
-        queued[target] = {**queued.get(target, {}), **{
+        _queue(self._page.link_rows, (self.binding.system, self.binding.object, record.id), {
             "system": self.binding.system, "object": self.binding.object,
             "external_id": record.id, "canonical_id": canonical_id,
             "last_read_hash": read_hash, "remote_modstamp": record.modstamp,
             "updated_at": self.clock(),
-        }}
+        })
 
     def _quarantine(
         self,
