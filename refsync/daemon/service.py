@@ -49,7 +49,7 @@ from refsync.daemon.metrics import COMPLETED, DaemonMetrics
 from refsync.daemon.schedule import ScheduledJob, scheduled_job
 from refsync.errors import TickAlreadyRunError
 from refsync.logging import get_logger
-from refsync.state import StateStore
+from refsync.state import LeaseToken, StateStore
 from refsync.sync.engine import RunReport
 from refsync.sync.wiring import build_engine
 
@@ -104,8 +104,9 @@ class Daemon:
             timezone=UTC,
         )
         self.http: HttpServer | None = None
-        self._active: dict[str, threading.Event] = {}
-        self._active_lock = threading.Lock()
+        self._running: str | None = None  # the job being run (one at a time, see above)
+        self._idle = threading.Event()
+        self._idle.set()
         self._signals = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -146,19 +147,14 @@ class Daemon:
         self.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        with self._active_lock:
-            active = list(self._active.items())
-        if active:
-            _log.info("waiting for the current page to commit",
-                      jobs=[name for name, _ in active], timeout_s=self.shutdown_timeout)
-        deadline = datetime.now(UTC) + timedelta(seconds=self.shutdown_timeout)
-        clean = True
-        for name, done in active:
-            left = (deadline - datetime.now(UTC)).total_seconds()
-            if not done.wait(max(left, 0)):
-                _log.error("run did not stop in time; exiting anyway (its committed pages are "
-                           "kept, and its lease expires for another daemon)", job=name)
-                clean = False
+        running = self._running
+        if running is not None:
+            _log.info("waiting for the current page to commit", job=running,
+                      timeout_s=self.shutdown_timeout)
+        clean = self._idle.wait(self.shutdown_timeout)
+        if not clean:
+            _log.error("run did not stop in time; exiting anyway (its committed pages are "
+                       "kept, and its lease expires for another daemon)", job=running)
         if self.http is not None:
             self.http.stop()
         _log.info("daemon stopped", instance=self.identity, clean=clean)
@@ -199,9 +195,8 @@ class Daemon:
             log.warning("took the sync lease over from a daemon that stopped renewing it",
                         previous=token.taken_from, abandoned_runs=abandoned)
             self.metrics.lease_takeovers.inc()
-        done = threading.Event()
-        with self._active_lock:
-            self._active[job.name] = done
+        self._running = job.name
+        self._idle.clear()
         self.metrics.running.labels(job=job.name).set(1)
         heartbeat = Heartbeat(self.store, token, self.lease_ttl)
         try:
@@ -210,9 +205,8 @@ class Daemon:
         finally:
             self.store.release_lease(heartbeat.token)
             self.metrics.running.labels(job=job.name).set(0)
-            with self._active_lock:
-                self._active.pop(job.name, None)
-            done.set()
+            self._running = None
+            self._idle.set()
         if report is None:
             log.info("tick skipped: another daemon already ran it")
             self.metrics.skipped.labels(job=job.name, reason="already_run").inc()
@@ -224,7 +218,7 @@ class Daemon:
         except Exception:  # keep the daemon alive; the run row says failed
             _log.exception("tick failed unexpectedly", job=job.name)
 
-    def _sync(self, job: ScheduledJob, tick: datetime, token: Any,
+    def _sync(self, job: ScheduledJob, tick: datetime, token: LeaseToken,
               lease_lost: Callable[[], bool]) -> RunReport | None:
         run_limiters = RateLimiters(lambda: datetime.now(UTC), time.sleep)
 
