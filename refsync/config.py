@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,12 +73,24 @@ class SystemConfig(_Strict):
     streams: dict[str, StreamConfig] = Field(min_length=1)
 
 
+_DURATION = r"^(\d+)(ms|s|m|h|d)$"
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``500ms``, ``30s``, ``5m``, ``1h`` or ``1d``."""
+    match = re.match(_DURATION, text.strip())
+    if match is None:
+        raise ValueError(f"'{text}' is not a duration such as 30s, 5m or 1h")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
 class ScheduleConfig(_Strict):
     """When the daemon runs a sync: every interval, or on a cron expression."""
 
     name: str = Field(pattern=_IDENTIFIER)
     every: str | None = Field(
-        default=None, pattern=r"^\d+(ms|s|m|h|d)$", description="e.g. 30s, 5m, 1h"
+        default=None, pattern=_DURATION, description="e.g. 30s, 5m, 1h"
     )
     cron: str | None = Field(default=None, description="five-field crontab, e.g. */5 * * * *")
     timezone: str = "UTC"
@@ -173,18 +186,6 @@ class RulesConfig(_Strict):
     )
 
 
-_DURATION = r"^\d+(ms|s|m|h|d)$"
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``500ms``, ``30s``, ``5m``, ``1h`` or ``1d``."""
-    match = re.match(r"^(\d+)(ms|s|m|h|d)$", text.strip())
-    if match is None:
-        raise ValueError(f"'{text}' is not a duration such as 30s, 5m or 1h")
-    return int(match.group(1)) * _UNITS[match.group(2)]
-
-
 class DaemonConfig(_Strict):
     """How ``refsync run`` behaves: its HTTP endpoint, leases, shutdown and readiness."""
 
@@ -209,6 +210,16 @@ class DaemonConfig(_Strict):
         if parse_duration(value) < 3:
             raise ValueError("lease_ttl must be at least 3s (the heartbeat renews it every third)")
         return value
+
+    @property
+    def lease_duration(self) -> timedelta:
+        """``lease_ttl`` as a duration."""
+        return timedelta(seconds=parse_duration(self.lease_ttl))
+
+    @property
+    def shutdown_seconds(self) -> float:
+        """``shutdown_timeout`` in seconds."""
+        return parse_duration(self.shutdown_timeout)
 
 
 class RefsyncConfig(_Strict):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Any
 
 import click
@@ -25,7 +24,6 @@ from refsync.cli.common import (
     pass_cli,
 )
 from refsync.cli.state import print_table
-from refsync.config import parse_duration
 from refsync.daemon import daemon_identity
 from refsync.daemon.leases import hold_sync_lease
 from refsync.state import LeaseToken, StateStore
@@ -51,8 +49,7 @@ def _engine(cli_context: CliContext, config_path: str | None) -> Iterator[SyncEn
 @contextmanager
 def _sync_lease(engine: SyncEngine) -> Iterator[LeaseToken]:
     """The sync lease daemons take turns with, so a manual run never overlaps theirs."""
-    ttl = timedelta(seconds=parse_duration(engine.config.daemon.lease_ttl))
-    with hold_sync_lease(engine.store, engine.instance, ttl,
+    with hold_sync_lease(engine.store, engine.instance, engine.config.daemon.lease_duration,
                          say=lambda line: click.echo(line, err=True)) as token:
         yield token
 

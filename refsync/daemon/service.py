@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
@@ -35,7 +35,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEve
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from refsync.config import LoadedConfig, parse_duration
+from refsync.config import LoadedConfig
 from refsync.connectors.base import ConnectorContext
 from refsync.connectors.usage import ApiCallCounter, RateLimiters
 from refsync.daemon.http import HttpServer, build_http_app
@@ -89,8 +89,8 @@ class Daemon:
     def __post_init__(self) -> None:
         settings = self.loaded.config.daemon
         self.identity = daemon_identity(self.loaded.config.instance)
-        self.lease_ttl = timedelta(seconds=parse_duration(settings.lease_ttl))
-        self.shutdown_timeout = parse_duration(settings.shutdown_timeout)
+        self.lease_ttl = settings.lease_duration
+        self.shutdown_timeout = settings.shutdown_seconds
         self.stopping = threading.Event()
         self.api_calls = ApiCallCounter()
         self.metrics = DaemonMetrics(self.store, self.api_calls, self.identity)
