@@ -27,6 +27,9 @@ from refsync.mapping import transforms as t
 
 __all__ = ["hash_normaliser", "hash_values"]
 
+#: the text hashed: compact JSON, UTF-8 as is (one encoder, built once)
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
 
 def _generic(value: Any) -> Any:
     if value.__class__ is str:  # the common case, answered as the general path below would
@@ -94,5 +97,4 @@ def hash_values(
 ) -> str:
     """SHA-256 (hex) over ``(path, normalised value)`` for each ``(path, reader, normaliser)``."""
     items = [[path, normalise(read(record))] for path, read, normalise in fields]
-    text = json.dumps(items, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_encode(items).encode("utf-8")).hexdigest()

@@ -260,12 +260,13 @@ class StateStore:
         with self.snapshot() as view:
             return view.links_by_external(system, object_name, external_ids)
 
-    def links_of(self, canonical_id: str) -> list[dict[str, Any]]:
-        """Every system record linked to one canonical referral or partner."""
+    def links_of(self, canonical_id: str, *, entity: str = "referral") -> list[dict[str, Any]]:
+        """Every system record linked to one canonical record (a referral unless ``entity``
+        says otherwise), found through the ``(entity, canonical_id, system)`` index."""
         with self._reading() as connection:
             rows = connection.execute(
                 select(link_table)
-                .where(link_table.c.canonical_id == canonical_id)
+                .where(link_table.c.entity == entity, link_table.c.canonical_id == canonical_id)
                 .order_by(link_table.c.system)
             ).mappings()
             return [dict(row) for row in rows]

@@ -186,6 +186,11 @@ class PageProcessor:
     customers: CustomerIndex | None = None
     _events: list[dict[str, Any]] = field(default_factory=list)
     _page: _PageState = field(default_factory=lambda: _PageState())
+    _now: datetime | None = None
+    """The page's moment: every row a page writes carries one timestamp (read once)."""
+
+    def _time(self) -> datetime:
+        return self._now or self.clock()
 
     def process(self, tx: StateTransaction, page: Page) -> None:
         """Apply one page inside ``tx`` (the caller commits it with the cursor).
@@ -200,15 +205,17 @@ class PageProcessor:
         links = tx.links_by_external(binding.system, binding.object, [r.id for r in page.records])
         prepared = [self._prepare(record, links.get(record.id)) for record in page.records]
         self._page = _PageState()
+        self._now = self.clock()
         try:
             self._prefetch(tx, prepared)
             for item in prepared:
                 self._process_record(tx, item)
             self._flush(tx)
+            tx.append_events(self._events)
         finally:
             self._page = _PageState()
-        tx.append_events(self._events)
-        self._events = []
+            self._now = None
+            self._events = []
 
     # -- one page -----------------------------------------------------------------------------
 
@@ -395,7 +402,7 @@ class PageProcessor:
                 return first
             window = timedelta(days=self.config.rules.protection_window_days)
             registered = first.get("submitted_at") or first.get("created_at")
-            submitted = values.get("submitted_at") or record.modstamp or self.clock()
+            submitted = values.get("submitted_at") or record.modstamp or self._time()
             if registered is not None and submitted - registered <= window:
                 when = registered.date().isoformat()
                 reason = (
@@ -429,7 +436,7 @@ class PageProcessor:
         read_hash: str,
     ) -> None:
         binding = self.binding
-        moment = record.modstamp or self.clock()
+        moment = record.modstamp or self._time()
         at = moment.isoformat()
         row: dict[str, Any] = {"id": referral["id"], "custom": {}, "provenance": {},
                                "source_system": binding.system, "version": 1}
@@ -510,7 +517,7 @@ class PageProcessor:
                 new_value = decision.hub_value
                 _set_value(row, name, new_value)
                 provenance[name] = {"system": binding.system,
-                                    "at": (record.modstamp or self.clock()).isoformat()}
+                                    "at": (record.modstamp or self._time()).isoformat()}
                 changed.append(FieldChange(row["id"], binding.system, name, hub_value,
                                            new_value, reason))
             if decision.write_remote:
@@ -518,10 +525,10 @@ class PageProcessor:
         if changed:
             row["provenance"] = provenance
             row["version"] = int(row.get("version") or 1) + 1
-            row["updated_at"] = self.clock()
+            row["updated_at"] = self._time()
             if any(c.field == "status" for c in changed) and row["status"] in ("won", "lost"):
                 row.setdefault("closed_at", None)
-                row["closed_at"] = row["closed_at"] or record.modstamp or self.clock()
+                row["closed_at"] = row["closed_at"] or record.modstamp or self._time()
             row.update(normalised_columns(row))
             self._queue_referral(row)
             self.counts.add(binding, "updated")
@@ -562,7 +569,7 @@ class PageProcessor:
                 "referral_id": row["id"], "system": output.system, "stream": output.stream,
                 "payload": {"version": row.get("version", 1)},
                 "payload_hash": f"v{row.get('version', 1)}",
-                "next_attempt_at": self.clock(),
+                "next_attempt_at": self._time(),
             })
         for entry in entries:
             _queue(self._page.outbox_rows,
@@ -575,7 +582,7 @@ class PageProcessor:
             "system": self.binding.system, "object": self.binding.object,
             "external_id": record.id, "canonical_id": canonical_id,
             "last_read_hash": read_hash, "remote_modstamp": record.modstamp,
-            "updated_at": self.clock(),
+            "updated_at": self._time(),
         })
 
     def _quarantine(
@@ -606,7 +613,7 @@ class PageProcessor:
         self._events.append({
             "kind": kind, "referral_id": referral_id, "run_id": self.run_id,
             "system": self.binding.system, "stream": self.binding.stream,
-            "payload": payload, "at": self.clock(),
+            "payload": payload, "at": self._time(),
         })
 
 

@@ -117,6 +117,7 @@ class OutboxDrainer:
     def _push_batch(self, due: list[dict[str, Any]], referrals: dict[str, dict[str, Any]],
                     links: dict[str, dict[str, Any]]) -> bool:
         binding, mapping = self.binding, self.binding.mapping
+        now = self.clock()  # one moment for the batch's rows
         sendable: list[tuple[dict[str, Any], dict[str, Any], str]] = []
         done: list[int] = []
         quarantined: list[dict[str, Any]] = []
@@ -163,7 +164,7 @@ class OutboxDrainer:
             if failure is not None:
                 for row, _, _ in sendable:
                     tx.delay_outbox(row["id"], error=failure.message,
-                                    next_attempt_at=self.clock() + retry_delay(row["attempts"]))
+                                    next_attempt_at=now + retry_delay(row["attempts"]))
                 self.counts.add(binding, "deferred", len(sendable))
                 return not stop
             new_links = []
@@ -174,13 +175,13 @@ class OutboxDrainer:
                         "system": binding.system, "object": binding.object,
                         "external_id": outcome.remote_id or str(outcome.key),
                         "canonical_id": row["referral_id"], "last_written_hash": payload_hash,
-                        "updated_at": self.clock(),
+                        "updated_at": now,
                     })
                     done.append(row["id"])
                     written_events.append({
                         "kind": "written", "referral_id": row["referral_id"],
                         "run_id": self.run_id, "system": binding.system,
-                        "stream": binding.stream, "at": self.clock(),
+                        "stream": binding.stream, "at": now,
                         "payload": {"remote_id": outcome.remote_id, "created": outcome.created},
                     })
                     continue
@@ -188,7 +189,7 @@ class OutboxDrainer:
                 assert error is not None
                 if error.action in (Action.RETRY, Action.RATE_LIMITED):
                     tx.delay_outbox(row["id"], error=error.message,
-                                    next_attempt_at=self.clock() + retry_delay(row["attempts"]))
+                                    next_attempt_at=now + retry_delay(row["attempts"]))
                     self.counts.add(binding, "deferred")
                     continue
                 quarantined_row = self._quarantine_row(row, payload, error.code, error.message)

@@ -127,3 +127,34 @@ def test_new_referral_ids_are_uuids_that_sort_by_creation() -> None:
     stamp = uuid.UUID(later[-1]).int >> 80
     assert abs(stamp - datetime.now(UTC).timestamp() * 1000) < 60_000
     assert all(uuid.UUID(text).int >> 80 >= uuid.UUID(first).int >> 80 for text in later)
+
+
+def test_links_of_a_referral_are_found_through_the_canonical_index(tmp_path: Path) -> None:
+    """``refsync referrals show`` reads a referral's links by index, not by a scan of all links."""
+    from sqlalchemy import event
+
+    with StateStore(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        with store.transaction() as tx:
+            tx.upsert_links([{"system": "hubspot", "object": "contacts", "external_id": str(n),
+                              "canonical_id": f"ref-{n}"} for n in range(3)])
+        statements: list[tuple[str, Any]] = []
+
+        def remember(conn: Any, cursor: Any, sql: str, params: Any, *_: Any) -> None:
+            if sql.lstrip().upper().startswith("SELECT") and "FROM link" in sql:
+                statements.append((sql, params))
+
+        engine = store.engine
+        event.listen(engine, "before_cursor_execute", remember)
+        try:
+            links = store.links_of("ref-1")
+        finally:
+            event.remove(engine, "before_cursor_execute", remember)
+        assert [link["external_id"] for link in links] == ["1"]
+        (sql, params), = statements
+        connection = sqlite3.connect(tmp_path / "state.db")
+        try:
+            plan = " ".join(str(row) for row in
+                            connection.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+        finally:
+            connection.close()
+        assert "ix_link_canonical" in plan, plan
