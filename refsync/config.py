@@ -27,6 +27,7 @@ __all__ = [
     "LoadedConfig",
     "LoggingConfig",
     "MatchingConfig",
+    "OpportunitySourceConfig",
     "RefsyncConfig",
     "RulesConfig",
     "ScheduleConfig",
@@ -172,6 +173,24 @@ class CustomerSourceConfig(_Strict):
     type_field: str = "Type"
 
 
+class OpportunitySourceConfig(_Strict):
+    """Where open deals are read from, to reject referrals of prospects already being sold to.
+
+    Salesforce-shaped: each opportunity names its account in a lookup field, and the account is
+    one of those ``customers_from`` reads, so both must name the same system.
+    """
+
+    system: str = Field(description="the system customers_from reads, e.g. salesforce")
+    object: str = "Opportunity"
+    account_field: str = Field(
+        default="AccountId", description="the opportunity's lookup to its account"
+    )
+    closed_field: str = Field(
+        default="IsClosed", description="true once the deal is closed (won or lost)"
+    )
+    name_field: str = "Name"
+
+
 class RulesConfig(_Strict):
     """Rules of engagement: duplicate and channel-conflict handling."""
 
@@ -183,6 +202,9 @@ class RulesConfig(_Strict):
     )
     customers_from: CustomerSourceConfig | None = Field(
         default=None, description="read existing customers from this CRM object"
+    )
+    open_opportunities_from: OpportunitySourceConfig | None = Field(
+        default=None, description="read open deals from this CRM object (needs customers_from)"
     )
 
 
@@ -276,7 +298,8 @@ def load_config(
     """
     config_path = Path(path)
     loaded = load_yaml(config_path, environ=environ, resolve_references=True)
-    problems = _literal_secrets(config_path, loaded) + _unknown_schedule_systems(loaded)
+    problems = (_literal_secrets(config_path, loaded) + _unknown_schedule_systems(loaded)
+                + _opportunity_source_problems(loaded))
     try:
         config = validate_model(RefsyncConfig, loaded)
     except ConfigError as exc:
@@ -304,6 +327,45 @@ def _unknown_schedule_systems(loaded: LoadedYaml) -> list[Problem]:
                     f"use one of: {', '.join(sorted(map(str, systems)))}",
                 ))
     return problems
+
+
+def _opportunity_source_problems(loaded: LoadedYaml) -> list[Problem]:
+    """``rules.open_opportunities_from`` finds accounts among those ``customers_from`` reads."""
+    data = loaded.data if isinstance(loaded.data, dict) else {}
+    raw_rules = data.get("rules")
+    rules: dict[Any, Any] = raw_rules if isinstance(raw_rules, dict) else {}
+    source = rules.get("open_opportunities_from")
+    if not isinstance(source, dict):
+        return []
+    system = source.get("system")
+    customers = rules.get("customers_from")
+    if not isinstance(customers, dict):
+        named = f"system: {system}, " if isinstance(system, str) else ""
+        return [loaded.source.problem(
+            ("rules", "open_opportunities_from"),
+            "rules.open_opportunities_from needs rules.customers_from: an opportunity is "
+            "matched to a referral through its account, read from customers_from",
+            f"add customers_from: {{{named}object: Account}} under rules", key=True)]
+    accounts_system = customers.get("system")
+    if isinstance(system, str) and isinstance(accounts_system, str) \
+            and system != accounts_system:
+        return [loaded.source.problem(
+            ("rules", "open_opportunities_from", "system"),
+            f"rules.open_opportunities_from reads system '{system}' but rules.customers_from "
+            f"reads '{accounts_system}': an opportunity's account must be one customers_from "
+            "reads",
+            f"use system: {accounts_system}, the system customers_from reads")]
+    raw_systems = data.get("systems")
+    systems: dict[Any, Any] = raw_systems if isinstance(raw_systems, dict) else {}
+    declared = systems.get(system) if isinstance(system, str) else None
+    connector = (declared.get("connector") if isinstance(declared, dict) else None) or system
+    if declared is not None and connector == "hubspot":
+        return [loaded.source.problem(
+            ("rules", "open_opportunities_from", "system"),
+            f"rules.open_opportunities_from cannot read '{system}': HubSpot deals reach their "
+            "company through associations, not a property, which is not supported yet",
+            "remove open_opportunities_from, or read opportunities from a Salesforce system")]
+    return []
 
 
 def _secret_paths(data: Any) -> list[tuple[str | int, ...]]:

@@ -32,6 +32,7 @@ def demo(as_json: bool, workdir: str | None) -> None:
             "status_updates_to_partners": summary.status_updates_to_partners,
             "duplicates": summary.duplicates, "conflicts": summary.conflicts,
             "customers_rejected": summary.customers_rejected,
+            "open_deals_rejected": summary.open_deals_rejected,
             "quarantined": summary.quarantined, "api_calls": summary.api_calls,
             "config": summary.config_path,
         })
@@ -45,6 +46,8 @@ def demo(as_json: bool, workdir: str | None) -> None:
     click.echo(f"Duplicates caught (another partner registered the prospect first): "
                f"{summary.duplicates}")
     click.echo(f"Referrals of existing customers rejected: {summary.customers_rejected}")
+    click.echo("Referrals of prospects with an open deal rejected (channel conflict): "
+               f"{summary.open_deals_rejected}")
     click.echo(f"Status conflicts recorded: {summary.conflicts}")
     click.echo(f"Quarantined for review (`refsync errors`): {summary.quarantined}")
     click.echo("API calls used: " + ", ".join(

@@ -100,7 +100,9 @@ def sandbox_config(
         },
         "matching": {"keys": ["email"]},
         "rules": {"protection_window_days": 90,
-                  "customers_from": {"system": "salesforce", "object": "Account"}},
+                  "customers_from": {"system": "salesforce", "object": "Account"},
+                  "open_opportunities_from": {"system": "salesforce",
+                                              "object": "Opportunity"}},
     }
     systems = config["systems"]
     for system, extra in (settings or {}).items():

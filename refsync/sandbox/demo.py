@@ -157,6 +157,17 @@ def generate_demo(
             "CloseDate": (now + timedelta(days=rng.randrange(20, 90))).date().isoformat(),
             "LeadSource": "Web",
         })
+    # Awkward case 4: a referred prospect sales already works an open deal with (channel
+    # conflict); fixed values, so the rest of the demo data stays as it was.
+    in_play = prospects[8]
+    account_id = f"001DEMO{len(accounts) + 1:011d}"
+    accounts.append({"Id": account_id, "Name": in_play.company, "Type": "Prospect",
+                     "Website": f"https://{in_play.domain}", "BillingCountry": in_play.country})
+    opportunities.append({
+        "AccountId": account_id, "Name": f"{in_play.company} - New Business",
+        "StageName": "Proposal/Price Quote", "Amount": 24000,
+        "CloseDate": (now + timedelta(days=30)).date().isoformat(), "LeadSource": "Web",
+    })
     for prospect in others[6:]:
         sf_leads.append(_sf_lead(prospect, prospect.email, "Open - Not Contacted",
                                  rng.choice(("Web", "Phone Inquiry", "Purchased List"))))

@@ -1,24 +1,47 @@
-"""Existing customers, read from a CRM object, so that referrals of them are rejected."""
+"""Existing customers and open deals, read from the CRM, so that referrals of them are rejected.
+
+Customers are the account records whose type marks a customer. Open deals are opportunities not
+yet closed; each names its account in a lookup field, and the referral is matched against that
+account's website domain and company name, the same keys as customers.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from refsync.config import CustomerSourceConfig
+from refsync.config import CustomerSourceConfig, OpportunitySourceConfig
 from refsync.connectors.base import Connector
 from refsync.sync.keys import company_key, domain_key
 
-__all__ = ["CustomerIndex", "load_customers"]
+__all__ = ["CustomerIndex", "OpenDeal", "load_customers"]
+
+
+class OpenDeal(NamedTuple):
+    """An open opportunity on the account a referral matches."""
+
+    how: str
+    """Which key matched, e.g. ``company name acme``."""
+    account: str
+    """The account's name."""
+    opportunity: str
+    """The opportunity's name."""
+    opportunity_id: str
+    """The opportunity's record id."""
 
 
 @dataclass
 class CustomerIndex:
-    """Customers by normalised website domain and company name."""
+    """Customers, and accounts with an open deal, by normalised website domain and company name.
+
+    The open-deal maps hold ``(account name, opportunity name, opportunity id)``.
+    """
 
     by_domain: dict[str, tuple[str, str]] = field(default_factory=dict)
     by_company: dict[str, tuple[str, str]] = field(default_factory=dict)
+    open_by_domain: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    open_by_company: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     def add(self, remote_id: str, name: Any, website: Any) -> None:
         """Index one customer record."""
@@ -43,22 +66,80 @@ class CustomerIndex:
             return f"company name {company}", name, remote_id
         return None
 
+    def add_open_deal(
+        self, account_id: str, account_name: Any, website: Any, opportunity_id: str,
+        opportunity_name: Any,
+    ) -> None:
+        """Index one open opportunity under its account's domain and company name."""
+        label = (str(account_name or account_id), str(opportunity_name or opportunity_id),
+                 opportunity_id)
+        domain = domain_key(website)
+        if domain:
+            self.open_by_domain.setdefault(domain, label)
+        company = company_key(account_name)
+        if company:
+            self.open_by_company.setdefault(company, label)
+
+    def find_open_deal(self, keys: Mapping[str, str | None]) -> OpenDeal | None:
+        """The open deal on the account a referral's keys match (same key order as ``find``)."""
+        for rule in ("website_domain", "email_domain"):
+            key = keys.get(rule)
+            if key and key in self.open_by_domain:
+                return OpenDeal(f"{rule.replace('_', ' ')} {key}", *self.open_by_domain[key])
+        company = keys.get("company_name")
+        if company and company in self.open_by_company:
+            return OpenDeal(f"company name {company}", *self.open_by_company[company])
+        return None
+
     def __len__(self) -> int:
+        """How many customers are indexed (accounts with open deals are not counted)."""
         return len({remote_id for _, remote_id in
                     [*self.by_domain.values(), *self.by_company.values()]})
 
 
 def load_customers(
-    connector: Connector, source: CustomerSourceConfig, customer_types: Iterable[str]
+    connector: Connector,
+    source: CustomerSourceConfig,
+    customer_types: Iterable[str],
+    opportunities: OpportunitySourceConfig | None = None,
 ) -> CustomerIndex:
-    """Read the customer object in full and index the records whose type marks a customer."""
+    """Read the customer object in full and index the records whose type marks a customer.
+
+    With ``opportunities``, the opportunity object is then read in full too, and every account
+    with at least one opportunity not closed is indexed as having an open deal. Pass no
+    ``customer_types`` to index open deals only.
+    """
     wanted = set(customer_types)
     index = CustomerIndex()
+    accounts: dict[str, tuple[Any, Any]] = {}
     fields = [source.name_field, source.website_field, source.type_field]
     for page in connector.read(source.object, fields, None):
         for record in page.records:
-            if record.deleted or record.data.get(source.type_field) not in wanted:
+            if record.deleted:
                 continue
-            index.add(record.id, record.data.get(source.name_field),
-                      record.data.get(source.website_field))
+            name, website = (record.data.get(source.name_field),
+                             record.data.get(source.website_field))
+            if opportunities is not None:
+                accounts[record.id] = (name, website)
+            if record.data.get(source.type_field) in wanted:
+                index.add(record.id, name, website)
+    if opportunities is None:
+        return index
+    fields = [opportunities.account_field, opportunities.closed_field, opportunities.name_field]
+    for page in connector.read(opportunities.object, fields, None):
+        for record in page.records:
+            account = record.data.get(opportunities.account_field)
+            if record.deleted or _is_true(record.data.get(opportunities.closed_field)) \
+                    or account not in accounts:
+                continue
+            name, website = accounts[account]
+            index.add_open_deal(str(account), name, website, record.id,
+                                record.data.get(opportunities.name_field))
     return index
+
+
+def _is_true(value: Any) -> bool:
+    """A closed flag as a connector returns it: a boolean, or its text (``"true"``, ``"1"``)."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "1", "yes"}
+    return bool(value)

@@ -33,6 +33,7 @@ class DemoSummary:
     status_updates_to_partners: int = 0
     duplicates: int = 0
     customers_rejected: int = 0
+    open_deals_rejected: int = 0
     conflicts: int = 0
     quarantined: int = 0
     api_calls: dict[str, int] = field(default_factory=dict)
@@ -75,10 +76,12 @@ def run_demo(
             summary.referrals = sum(summary.by_status.values())
             summary.records_by_system = store.link_counts()
             summary.duplicates = summary.by_status.get("duplicate", 0)
+            rejected_by = _rejections_by_rule(store)
+            summary.customers_rejected = rejected_by.get("existing_customer", 0)
+            summary.open_deals_rejected = rejected_by.get("open_opportunity", 0)
         for report in summary.runs:
             counts = report.counts
             summary.conflicts += int(counts.get("conflicts", 0))
-            summary.customers_rejected += int(counts.get("rejected", 0))
             summary.quarantined += int(counts.get("quarantined", 0))
         for report in summary.runs[1:]:
             prm = report.counts.get("streams", {}).get("partnerstack.leads", {})
@@ -88,6 +91,18 @@ def run_demo(
             for system, emulator in sandbox.emulators.items()
         }
     return summary
+
+
+def _rejections_by_rule(store: StateStore) -> dict[str, int]:
+    """Rejected referrals by the rule that rejected them (from their ``rejected`` events)."""
+    rules: dict[str, int] = {}
+    for referral in store.list_referrals(status="rejected", limit=10_000):
+        for event in store.events_of(referral["id"]):
+            if event["kind"] == "rejected":
+                rule = str((event["payload"] or {}).get("rule", "other"))
+                rules[rule] = rules.get(rule, 0) + 1
+                break
+    return rules
 
 
 def _describe(step: int, report: RunReport) -> str:

@@ -92,10 +92,14 @@ class SyncEngine:
     def _customers(self) -> CustomerIndex | None:
         rules = self.config.rules
         source = rules.customers_from
-        if source is None or not rules.reject_existing_customers:
+        opportunities = rules.open_opportunities_from if rules.reject_open_opportunities \
+            else None
+        if source is None or not (rules.reject_existing_customers or opportunities):
             return None
         connector = next(b.connector for b in self.bindings if b.system == source.system)
-        return load_customers(connector, source, rules.customer_account_types)
+        customer_types = rules.customer_account_types if rules.reject_existing_customers \
+            else []
+        return load_customers(connector, source, customer_types, opportunities)
 
     def _outputs(self, systems: Sequence[str] | None = None) -> list[StreamBinding]:
         return [b for b in self.bindings if b.writes and (not systems or b.system in systems)]

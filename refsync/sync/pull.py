@@ -425,6 +425,16 @@ class PageProcessor:
                     "status_reason": reason, "_evidence": {
                         "rule": "existing_customer", "customer": name,
                         "customer_id": remote_id, "match": how}}
+        deal = self.customers.find_open_deal(keys) if self.customers is not None else None
+        if deal is not None:
+            self.counts.add(binding, "rejected")
+            reason = (f"{deal.account} has an open opportunity ({deal.opportunity}, CRM record "
+                      f"{deal.opportunity_id}; {deal.how})")
+            return {"_new": True, "id": new_id, "status": ReferralStatus.REJECTED.value,
+                    "status_reason": reason, "_evidence": {
+                        "rule": "open_opportunity", "account": deal.account,
+                        "opportunity": deal.opportunity, "opportunity_id": deal.opportunity_id,
+                        "match": deal.how}}
         return {"_new": True, "id": new_id}
 
     def _create(

@@ -123,3 +123,79 @@ def test_config_path_precedence() -> None:
     assert config_path_from("a.yaml", {"REFSYNC_CONFIG": "b.yaml"}) == Path("a.yaml")
     assert config_path_from(None, {"REFSYNC_CONFIG": "b.yaml"}) == Path("b.yaml")
     assert config_path_from(None, {}) == Path("refsync.yaml")
+
+
+RULES_WITH_DEALS = MINIMAL.replace("systems:\n", """\
+systems:
+  salesforce:
+    settings: {}
+    streams:
+      leads: {object: Lead, mapping: builtin:salesforce-lead}
+  hubspot:
+    settings: {}
+    streams:
+      contacts: {object: contacts, mapping: builtin:hubspot-contacts}
+""") + """\
+rules:
+  customers_from: {system: salesforce}
+  open_opportunities_from:
+    system: salesforce
+"""
+
+
+def test_open_opportunities_source_has_salesforce_defaults(tmp_path: Path) -> None:
+    rules = load_config(write(tmp_path, RULES_WITH_DEALS), environ={"PS_SECRET": "x"}).config.rules
+    assert rules.reject_open_opportunities is True
+    source = rules.open_opportunities_from
+    assert source is not None
+    assert (source.system, source.object, source.account_field, source.closed_field,
+            source.name_field) == ("salesforce", "Opportunity", "AccountId", "IsClosed", "Name")
+    example = load_config(EXAMPLE, environ={}).config.rules
+    assert example.open_opportunities_from is not None and example.customers_from is not None
+    assert example.open_opportunities_from.system == example.customers_from.system
+
+
+@pytest.mark.parametrize(("change", "needle", "message", "fix"), [
+    (("  customers_from: {system: salesforce}\n", ""), "open_opportunities_from:",
+     "rules.open_opportunities_from needs rules.customers_from",
+     "add customers_from: {system: salesforce, object: Account} under rules"),
+    (("    system: salesforce\n", "    system: hubspot\n"), "system: hubspot",
+     "reads system 'hubspot' but rules.customers_from reads 'salesforce'",
+     "use system: salesforce, the system customers_from reads"),
+    (("salesforce}\n  open_opportunities_from:\n    system: salesforce\n",
+      "hubspot}\n  open_opportunities_from:\n    system: hubspot\n"), "    system: hubspot",
+     "HubSpot deals reach their company through associations",
+     "remove open_opportunities_from, or read opportunities from a Salesforce system"),
+])
+def test_open_opportunities_source_must_share_the_customer_system(
+    tmp_path: Path, change: tuple[str, str], needle: str, message: str, fix: str
+) -> None:
+    text = RULES_WITH_DEALS.replace(*change)
+    assert text != RULES_WITH_DEALS
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), environ={"PS_SECRET": "x"})
+    (problem,) = error.value.problems
+    expected = next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+    assert problem.line == expected, (problem, text)
+    assert message in problem.message
+    assert problem.fix == fix
+
+
+def test_check_refuses_open_opportunities_without_customers_with_the_line(
+    tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from refsync.cli import cli
+
+    text = EXAMPLE.read_text()
+    broken = text.replace("  customers_from: {system: salesforce, object: Account}\n", "")
+    assert broken != text
+    path = write(tmp_path, broken)
+    result = CliRunner().invoke(cli, ["check", "-c", str(path)])
+    assert result.exit_code == 2, result.output
+    line = next(i for i, row in enumerate(broken.splitlines(), 1)
+                if row.startswith("  open_opportunities_from:"))
+    reported = [row for row in result.output.splitlines() if row.startswith(str(path))]
+    assert len(reported) == 1 and reported[0].startswith(f"{path}:{line}:3: "), result.output
+    assert "needs rules.customers_from" in reported[0]

@@ -28,5 +28,11 @@ def test_demo_syncs_referrals_everywhere_and_brings_status_back(tmp_path: Path) 
         duplicates = store.list_referrals(status="duplicate")
         assert duplicates and "already referred by partner" in duplicates[0]["status_reason"]
         assert all(run["status"] != "running" for run in store.list_runs())
-    assert summary["customers_rejected"] >= 1
+        # the demo's customers and the prospects its CRM already has open deals with
+        reasons = [r["status_reason"] or "" for r in store.list_referrals(status="rejected")]
+        assert any("is already a customer" in reason for reason in reasons)
+        assert any("has an open opportunity" in reason for reason in reasons)
+    assert summary["customers_rejected"] >= 1 and summary["open_deals_rejected"] >= 1
+    assert summary["customers_rejected"] + summary["open_deals_rejected"] == \
+        sum(run["counts"].get("rejected", 0) for run in (first, second, third))
 
