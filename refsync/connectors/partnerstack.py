@@ -34,6 +34,7 @@ from typing import Any, ClassVar, TypeVar
 import requests
 from pydantic import Field, SecretStr
 
+from refsync import jsontext
 from refsync.connectors.base import (
     REMOTE_ID_FIELD,
     CheckReport,
@@ -303,7 +304,7 @@ class PartnerStackConnector(ConnectorBase):
             found = self.table.classify(facts_from_exception(error), system=self.system)
             raise to_exception(found, system=self.system) from error
         if response.ok:
-            body = response.json() if response.content else None
+            body = jsontext.loads(response.content) if response.content else None
             return body.get("data") if isinstance(body, dict) else None
         facts = _facts(response, self.context.clock(), record_level=record_level)
         found = self.table.classify(facts, system=self.system)

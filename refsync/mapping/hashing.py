@@ -16,19 +16,17 @@ value is first normalised so that the ways a system echoes a value back hash ali
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from refsync.errors import RecordError
+from refsync.jsontext import hash_text
 from refsync.mapping import transforms as t
 
 __all__ = ["hash_normaliser", "hash_values"]
 
-#: the text hashed: compact JSON, UTF-8 as is (one encoder, built once)
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
 def _generic(value: Any) -> Any:
@@ -97,4 +95,4 @@ def hash_values(
 ) -> str:
     """SHA-256 (hex) over ``(path, normalised value)`` for each ``(path, reader, normaliser)``."""
     items = [[path, normalise(read(record))] for path, read, normalise in fields]
-    return hashlib.sha256(_encode(items).encode("utf-8")).hexdigest()
+    return hashlib.sha256(hash_text(items).encode("utf-8")).hexdigest()

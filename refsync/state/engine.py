@@ -14,6 +14,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.url import URL
 
+from refsync import jsontext
 from refsync.errors import StateError, StoreLockedError
 
 __all__ = ["DaemonLock", "create_state_engine", "normalise_url", "sqlite_path"]
@@ -57,9 +58,12 @@ def create_state_engine(url: str, **engine_options: Any) -> Engine:
     with ``synchronous=NORMAL`` and a busy timeout; write transactions start with
     ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing with "database is locked".
     A connection with the execution option ``refsync_readonly=True`` begins a deferred
-    transaction instead. PostgreSQL: psycopg 3 with pre-ping.
+    transaction instead. PostgreSQL: psycopg 3 with pre-ping. JSON columns are written as
+    compact text and read by :mod:`refsync.jsontext` (orjson) on both.
     """
     parsed = normalise_url(url)
+    engine_options.setdefault("json_serializer", jsontext.dumps)
+    engine_options.setdefault("json_deserializer", jsontext.loads)
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_path(parsed)
         if path is not None:

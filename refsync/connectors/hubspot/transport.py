@@ -25,7 +25,6 @@ and independent of the client's strict response models.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +35,7 @@ import hubspot.crm.objects.exceptions as objects_exceptions
 import hubspot.crm.properties.exceptions as properties_exceptions
 import urllib3.exceptions
 
+from refsync import jsontext
 from refsync.connectors.base import ConnectorContext
 from refsync.connectors.errors import (
     DEFAULT_TABLE,
@@ -127,7 +127,7 @@ def _decode(raw: bytes | str | None) -> Any:
     if not raw:
         return None
     try:
-        return json.loads(raw)
+        return jsontext.loads(raw)
     except (TypeError, ValueError):
         return None
 
