@@ -165,8 +165,8 @@ def retry(cli_context: CliContext, config_path: str | None, as_json: bool, retry
     """Replay quarantined records (ids from `refsync errors`) with the current mappings."""
     if not retry_all and not ids:
         fail("name quarantine ids (see `refsync errors`) or pass --all", 2)
-    with _engine(cli_context, config_path) as engine, _sync_lease(engine):
-        report = engine.retry(None if retry_all else list(ids))
+    with _engine(cli_context, config_path) as engine, _sync_lease(engine) as lease:
+        report = engine.retry(None if retry_all else list(ids), lease=lease)
     if as_json:
         echo_json({"run_id": report.run_id, "status": report.status, "counts": report.counts})
     else:

@@ -129,10 +129,10 @@ class SyncEngine:
         log.info("run started", trigger=trigger, systems=list(systems or []), full=full,
                  instance=self.instance,
                  **({"tick": scheduled_for.isoformat()} if scheduled_for else {}))
-        started = time.monotonic()
         counts = RunCounts()
-        status, error = "succeeded", None
-        try:
+
+        def cycle() -> str:
+            status = "succeeded"
             customers = self._customers()
             for binding in self._inputs(systems):
                 if self.should_stop():
@@ -140,17 +140,43 @@ class SyncEngine:
                 if not self._pull(binding, run_id, counts, full=full, lease=lease,
                                   customers=customers):
                     status = "partial"
-            for binding in self._outputs():
-                if self.should_stop():
-                    break
-                drainer = OutboxDrainer(self.store, binding, run_id, counts, self.clock, lease,
-                                        should_stop=self.should_stop)
-                if not drainer.drain() and not drainer.stopped:
-                    status = "partial"
+            return self._push_all(run_id, counts, lease, status)
+
+        return self._recorded(run_id, counts, log, cycle)
+
+    def _push_all(self, run_id: str, counts: RunCounts, lease: LeaseToken | None,
+                  status: str) -> str:
+        """Drain every output stream's outbox; return the run's status so far, updated."""
+        for binding in self._outputs():
             if self.should_stop():
-                status = "interrupted"
-            if status == "succeeded" and (counts.total["quarantined"] or counts.total["deferred"]):
+                break
+            drainer = OutboxDrainer(self.store, binding, run_id, counts, self.clock, lease,
+                                    should_stop=self.should_stop)
+            if not drainer.drain() and not drainer.stopped:
                 status = "partial"
+        if self.should_stop():
+            return "interrupted"
+        if status == "succeeded" and (counts.total["quarantined"] or counts.total["deferred"]):
+            return "partial"
+        return status
+
+    def _recorded(
+        self,
+        run_id: str,
+        counts: RunCounts,
+        log: Any,
+        work: Callable[[], str],
+        extra: Callable[[], dict[str, Any]] = dict,
+    ) -> RunReport:
+        """Do a run's ``work`` (which returns its status) and record how it ended.
+
+        A lost lease ends it ``interrupted`` and a refsync error ``failed``, both reported, not
+        raised; an unexpected exception is recorded as ``failed`` and raised again.
+        """
+        started = time.monotonic()
+        error = None
+        try:
+            status = work()
         except LeaseLostError as exc:
             status, error = "interrupted", exc.message
         except RefsyncError as exc:
@@ -158,10 +184,10 @@ class SyncEngine:
             log.error("run failed", error=exc.message)
         except BaseException as exc:
             # an unexpected bug: record the run as failed, then let the error surface
-            self.store.finish_run(run_id, status="failed", counts=counts.as_dict(),
+            self.store.finish_run(run_id, status="failed", counts={**counts.as_dict(), **extra()},
                                   error=f"{type(exc).__name__}: {exc}")
             raise
-        summary = counts.as_dict()
+        summary = {**counts.as_dict(), **extra()}
         duration = round(time.monotonic() - started, 3)
         self.store.finish_run(run_id, status=status, counts=summary, error=error)
         details = {k: v for k, v in summary.items() if k != "streams" and v}
@@ -208,17 +234,43 @@ class SyncEngine:
             return False
         return True
 
-    def retry(self, quarantine_ids: Sequence[int] | None = None) -> RunReport:
+    def retry(
+        self, quarantine_ids: Sequence[int] | None = None, *, lease: LeaseToken | None = None
+    ) -> RunReport:
         """Replay quarantined records with the current mappings, as a run of its own.
 
         Writes that failed go back to the outbox and are pushed now; records that could not be
         read are mapped again from the payload kept in quarantine. A record that fails again
-        is quarantined again with its new reason.
+        is quarantined again with its new reason. The replay commits as one transaction and the
+        pushes batch by batch, fenced by ``lease`` like a sync; failures end the run the way
+        they end a sync (recorded, never left ``running``).
         """
         run_id = self.store.start_run(trigger="retry", instance=self.instance, job="retry")
+        log = get_logger("refsync.sync", run_id=run_id, job="retry")
+        log.info("run started", trigger="retry", instance=self.instance)
         counts = RunCounts()
+        replayed: list[int] = []
+
+        def replay_and_push() -> str:
+            replayed.append(self._replay_quarantine(run_id, counts, quarantine_ids, lease))
+            return self._push_all(run_id, counts, lease, "succeeded")
+
+        return self._recorded(run_id, counts, log, replay_and_push,
+                              extra=lambda: {"replayed": sum(replayed)})
+
+    def _replay_quarantine(
+        self, run_id: str, counts: RunCounts, quarantine_ids: Sequence[int] | None,
+        lease: LeaseToken | None,
+    ) -> int:
+        """Resolve open quarantine rows, queue failed writes again and re-read failed reads,
+        in one transaction; return how many rows were replayed."""
         by_label = {b.label: b for b in self.bindings}
-        with self.store.transaction() as tx:
+        with self.store.snapshot() as view:
+            rereads = any(row["direction"] == "in" for row in view.open_quarantine(quarantine_ids))
+        # a re-read record may become a new referral: the same rules apply as in a sync (the
+        # customer index is read from the CRM before the transaction, not while it is open)
+        customers = self._customers() if rereads else None
+        with self.store.transaction(lease=lease) as tx:
             rows = tx.open_quarantine(quarantine_ids)
             tx.resolve_quarantine([row["id"] for row in rows])
             outgoing = [row for row in rows if row["direction"] == "out" and row["referral_id"]]
@@ -239,18 +291,9 @@ class SyncEngine:
                     data=dict(data.get("data") or {}),
                 )
                 processor = PageProcessor(binding, self._outputs(), self.config, self.lifecycle,
-                                          run_id, counts, self.clock)
+                                          run_id, counts, self.clock, customers=customers)
                 processor.process(tx, Page([record], Cursor()))
-        status = "succeeded"
-        for binding in self._outputs():
-            if not OutboxDrainer(self.store, binding, run_id, counts, self.clock).drain():
-                status = "partial"
-        if counts.total["quarantined"] or counts.total["deferred"]:
-            status = "partial"
-        summary = counts.as_dict()
-        summary["replayed"] = len(rows)
-        self.store.finish_run(run_id, status=status, counts=summary)
-        return RunReport(run_id, status, summary)
+        return len(rows)
 
     def plan(self, *, systems: Sequence[str] | None = None, full: bool = False) -> PlanReport:
         """Compute what a run would change, writing nothing anywhere."""

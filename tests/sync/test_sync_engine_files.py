@@ -129,3 +129,90 @@ def test_referrals_flow_prm_to_crm_and_status_flows_back(workspace: Path) -> Non
     events = [e["kind"] for e in store.events_of(alice["Refsync_Id"])]
     assert "status_changed" in events and "created" in events
     store.close()
+
+
+def _quarantine_crm_write(store: StateStore, referral_id: str) -> None:
+    """As if the CRM had refused the referral's last write: quarantined, not written."""
+    from sqlalchemy import update
+
+    from refsync.state.store import link_table
+
+    with store.transaction() as tx:
+        tx.connection.execute(update(link_table).where(
+            link_table.c.canonical_id == referral_id, link_table.c.system == "crm",
+        ).values(last_written_hash=None))
+        tx.quarantine([{"run_id": "earlier", "system": "crm", "stream": "leads",
+                        "direction": "out", "referral_id": referral_id,
+                        "payload": {"data": {}}, "error_code": "TEST",
+                        "message": "refused earlier"}])
+
+
+def test_a_retry_that_fails_is_recorded_failed_not_left_running(workspace: Path) -> None:
+    from refsync.errors import FatalConnectorError
+
+    engine, store = engine_for(workspace)
+    assert engine.run().status == "succeeded"
+    referral_id = read_jsonl(workspace / "crm" / "Lead.jsonl")[0]["Refsync_Id"]
+    _quarantine_crm_write(store, referral_id)
+    crm = next(b for b in engine.bindings if b.system == "crm")
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise FatalConnectorError("the CRM refused the credentials", system="crm")
+
+    crm.connector.write = refuse  # type: ignore[method-assign]
+    report = engine.retry(None)
+    assert report.status == "failed" and "refused the credentials" in (report.error or "")
+    run = store.list_runs(job="retry")[0]
+    assert run["status"] == "failed" and run["counts"]["replayed"] == 1, run
+    # the write went back to the outbox: the next sync makes it
+    with store.snapshot() as view:
+        assert [row["referral_id"] for row in view.pending_outbox("crm", "leads")] == \
+            [referral_id]
+    store.close()
+
+
+def test_a_retry_whose_lease_was_taken_over_writes_nothing(workspace: Path) -> None:
+    from datetime import timedelta
+
+    engine, store = engine_for(workspace)
+    assert engine.run().status == "succeeded"
+    referral_id = read_jsonl(workspace / "crm" / "Lead.jsonl")[0]["Refsync_Id"]
+    _quarantine_crm_write(store, referral_id)
+    stale = store.acquire_lease("sync", "retrying-process", timedelta(seconds=30))
+    assert stale is not None
+    # another process took the lease over (this one was paused past its expiry)
+    assert store.acquire_lease("sync", "daemon", timedelta(seconds=30), force=True)
+    report = engine.retry(None, lease=stale)
+    assert report.status == "interrupted" and "no longer held" in (report.error or "")
+    # the replay was rolled back: the record is still quarantined, to be retried
+    assert len(store.list_quarantine()) == 1
+    store.close()
+
+
+def test_a_re_read_referral_meets_the_same_rules_as_in_a_sync(
+    workspace: Path, state_url: str
+) -> None:
+    (workspace / "refsync.yaml").write_text(CONFIG.format(url=state_url).replace(
+        "rules: {protection_window_days: 90}",
+        "rules: {protection_window_days: 90, customers_from: {system: crm, object: Account}}"))
+    write_jsonl(workspace / "crm" / "Account.jsonl", [
+        {"Id": "001A", "SystemModstamp": "2026-01-01T10:00:00Z", "Name": "Initech LLC",
+         "Website": "https://initech.example", "Type": "Customer - Direct"}])
+    engine, store = engine_for(workspace)
+    assert engine.run().status == "succeeded"
+    # a lead that could not be read earlier (say, a mapping since fixed) is replayed
+    with store.transaction() as tx:
+        tx.quarantine([{"run_id": "earlier", "system": "prm", "stream": "leads",
+                        "direction": "in", "external_id": "L9",
+                        "payload": {"id": "L9", "modstamp": "2026-01-03T10:00:00+00:00",
+                                    "data": {"id": "L9", "partner": "p-ana",
+                                             "email": "peter@initech.example",
+                                             "company": "Initech", "status": "new"}},
+                        "error_code": "TEST", "message": "could not map earlier"}])
+    report = engine.retry(None)
+    assert report.counts["rejected"] == 1, report.counts
+    (rejected,) = store.list_referrals(status="rejected")
+    assert "Initech LLC is already a customer" in rejected["status_reason"]
+    assert all(row["Email"] != "peter@initech.example"
+               for row in read_jsonl(workspace / "crm" / "Lead.jsonl"))
+    store.close()
