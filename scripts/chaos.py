@@ -2,6 +2,10 @@
 
     python scripts/chaos.py --kills 60 --referrals 3000 --seed 7
     python scripts/chaos.py --state-url postgresql+psycopg://user@host/empty_db
+    python scripts/chaos.py --retry --kills 8 --seed 7
+
+With ``--retry`` it kills ``refsync retry --all`` instead, while it replays writes the CRMs
+refused (quarantined by syncs through refused-record faults before each attempt).
 
 Exit status 0 when no referral was lost or duplicated, 1 otherwise (the seed is printed).
 """
@@ -14,13 +18,24 @@ from pathlib import Path
 
 from refsync.logging import configure_logging
 from refsync.testing.chaos import ChaosOptions, run_chaos
+from refsync.testing.chaos_retry import RetryChaosOptions, run_retry_chaos
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the options, run the harness, print its report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kills", type=int, default=30, help="SIGKILLs to deliver mid-sync")
-    parser.add_argument("--referrals", type=int, default=3000, help="PartnerStack leads seeded")
+    parser.add_argument("--kills", type=int, default=None,
+                        help="SIGKILLs to deliver mid-sync (default 30; 8 with --retry)")
+    parser.add_argument("--referrals", type=int, default=None,
+                        help="PartnerStack leads seeded (default 3000; 200 with --retry)")
+    parser.add_argument("--retry", action="store_true",
+                        help="kill `refsync retry --all` replaying quarantined writes instead")
+    parser.add_argument("--rate-record", type=float, default=None,
+                        help="with --retry: share of records a CRM batch write refuses "
+                             "before each attempt (default 0.2)")
+    parser.add_argument("--crm-batch-size", type=int, default=None,
+                        help="records per CRM write call (default: each API's maximum; "
+                             "5 with --retry)")
     parser.add_argument("--seed", type=int, default=1, help="seeds the data and the kills")
     parser.add_argument("--state-url", default=None,
                         help="state store URL (an empty database); default: a SQLite file")
@@ -32,12 +47,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the uninterrupted reference sync")
     parser.add_argument("--quiet", action="store_true", help="print the report only")
     args = parser.parse_args(argv)
+    if args.rate_record is not None and not args.retry:
+        parser.error("--rate-record needs --retry")
     configure_logging(level="error")
-    report = run_chaos(ChaosOptions(
-        seed=args.seed, referrals=args.referrals, kills=args.kills, state_url=args.state_url,
-        workdir=args.workdir, new_leads=args.new_leads, reference=not args.no_reference,
-        say=(lambda _line: None) if args.quiet else print,
-    ))
+    chosen = {name: getattr(args, name) for name in (
+        "referrals", "kills", "crm_batch_size", "rate_record") if getattr(args, name) is not None}
+    options_type = RetryChaosOptions if args.retry else ChaosOptions
+    options = options_type(
+        seed=args.seed, state_url=args.state_url, workdir=args.workdir,
+        new_leads=args.new_leads, reference=not args.no_reference,
+        say=(lambda _line: None) if args.quiet else print, **chosen,
+    )
+    report = (run_retry_chaos(options) if isinstance(options, RetryChaosOptions)
+              else run_chaos(options))
     print("\n".join(report.lines()))
     return 0 if report.ok else 1
 

@@ -27,12 +27,12 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from refsync.config import load_config
 from refsync.daemon.leases import SYNC_LEASE
@@ -89,6 +89,8 @@ class ChaosOptions:
             to be interrupted in (default: referrals / (2 * kills), at least 1).
         reference: also sync the seeded data without kills and compare every outcome.
         max_settle_runs: syncs allowed after the last kill to finish the work.
+        crm_batch_size: records per CRM write call (smaller: more write calls to kill
+            between); each API's maximum if None.
         python: the interpreter that runs ``python -m refsync``.
         say: receives one line per step (progress).
     """
@@ -101,6 +103,7 @@ class ChaosOptions:
     new_leads: int | None = None
     reference: bool = True
     max_settle_runs: int = 6
+    crm_batch_size: int | None = None
     python: str = sys.executable
     say: Callable[[str], None] = lambda _line: None
 
@@ -407,7 +410,7 @@ def _workdir(path: Path | None) -> Iterator[Path]:
 
 
 class _Child:
-    """Runs ``python -m refsync sync`` against the scenario config, output kept in files."""
+    """Runs ``python -m refsync`` commands against the scenario config, output kept in files."""
 
     def __init__(self, options: ChaosOptions, config: Path, logs: Path) -> None:
         self.options = options
@@ -416,8 +419,9 @@ class _Child:
         self.environment = sandbox_environment()
         logs.mkdir(parents=True, exist_ok=True)
 
-    def start(self, number: int) -> subprocess.Popen[bytes]:
-        command = [self.options.python, "-m", "refsync", "sync", "-c", str(self.config), "--json"]
+    def start(self, number: int, args: Sequence[str] = ("sync",)) -> subprocess.Popen[bytes]:
+        command = [self.options.python, "-m", "refsync", *args, "-c", str(self.config),
+                   "--json"]
         with open(self.logs / f"{number:03d}.out", "wb") as out, \
                 open(self.logs / f"{number:03d}.err", "wb") as err:
             return subprocess.Popen(command, stdout=out, stderr=err, env=self.environment)
@@ -436,6 +440,9 @@ class _Child:
 class _Campaign:
     """The kill loop over one running sandbox: attempts, interim checks, settling."""
 
+    #: the ``refsync`` command each attempt runs (and kills)
+    command: tuple[str, ...] = ("sync",)
+
     def __init__(self, options: ChaosOptions, report: ChaosReport, sandbox: RunningSandbox,
                  workdir: Path, per_call: float) -> None:
         self.options = options
@@ -446,7 +453,8 @@ class _Campaign:
         self.config = workdir / "refsync.yaml"
         self.state_url = options.state_url or f"sqlite:///{workdir / 'state.db'}"
         self.config.write_text(scenario_config(sandbox, self.state_url, instance="chaos",
-                                               lease_ttl=f"{LEASE_TTL}s"), "utf-8")
+                                               lease_ttl=f"{LEASE_TTL}s",
+                                               crm_batch_size=options.crm_batch_size), "utf-8")
         self.bindings = build_bindings(load_config(self.config, environ={**SANDBOX_SECRETS}))
         self.untouched = _untouched(sandbox, self.bindings)
         self.switch = KillSwitch()
@@ -464,24 +472,38 @@ class _Campaign:
             newest = store.list_runs(limit=1)
             return store.counts()["runs"], newest[0]["status"] if newest else None
 
+    def submit_leads(self) -> None:
+        """Partners submit this attempt's new leads in the PRM."""
+        if not self.per_attempt:
+            return
+        partnerstack = self.sandbox.emulators["partnerstack"]
+        with partnerstack.lock:
+            partnerstack.simulate({"new_leads": self.per_attempt})
+        self.report.new_leads += self.per_attempt
+
+    def prepare(self, number: int) -> int:
+        """Get attempt ``number`` ready; return roughly the API calls it will make."""
+        if number > 1:
+            self.submit_leads()
+        # roughly the API calls this attempt needs (a write per PRM lead written back, a few
+        # reads); the kill lands somewhere inside that
+        if number == 1:
+            return 8 + self.options.referrals
+        with StateStore(self.state_url, migrate=False) as store:
+            return 8 + store.counts()["outbox_pending"] // 3 + self.per_attempt
+
+    def check(self, store: StateStore) -> list[str]:
+        """What is wrong with the committed state between attempts (cheap checks only)."""
+        return cursor_problems(store, self.bindings, self.sandbox.emulators)
+
     def attempt(self) -> Attempt:
         """Start a child with a kill armed; check the committed state once it is gone."""
         self.number += 1
         number, options, report = self.number, self.options, self.report
-        if self.per_attempt and number > 1:
-            partnerstack = self.sandbox.emulators["partnerstack"]
-            with partnerstack.lock:
-                partnerstack.simulate({"new_leads": self.per_attempt})
-            report.new_leads += self.per_attempt
+        calls = self.prepare(number)
         runs_before, _ = self._runs()
-        # roughly the API calls this attempt needs (a write per PRM lead written back, a few
-        # reads); the kill lands somewhere inside that
-        calls = 8 + options.referrals
-        if number > 1:
-            with StateStore(self.state_url, migrate=False) as store:
-                calls = 8 + store.counts()["outbox_pending"] // 3 + self.per_attempt
         after, delay, only, plan = _kill_plan(self.rng, calls, calls * self.per_call)
-        process = self.child.start(number)
+        process = self.child.start(number, self.command)
         self.switch.arm(process, after, delay, only)
         exit_code = process.wait()
         self.switch.disarm()
@@ -498,7 +520,7 @@ class _Campaign:
             f"killed {attempt.phase}, last call {attempt.killed_during}" if attempt.killed
             else f"exit {exit_code}"))
         with StateStore(self.state_url, migrate=False) as store:
-            for problem in cursor_problems(store, self.bindings, self.sandbox.emulators):
+            for problem in self.check(store):
                 report.interim_problems.append(f"after attempt {number}: {problem}")
         return attempt
 
@@ -550,8 +572,16 @@ class _Campaign:
 
 def run_chaos(options: ChaosOptions) -> ChaosReport:
     """Interrupt syncs with SIGKILL as ``options`` says, let them finish, audit the result."""
+    return _run_campaign(options, ChaosReport(options), _Campaign)
+
+
+_Report = TypeVar("_Report", bound=ChaosReport)
+
+
+def _run_campaign(options: ChaosOptions, report: _Report,
+                  campaign_type: type[_Campaign]) -> _Report:
+    """The reference sync, then ``campaign_type``'s attempts, settling and audit."""
     started = time.monotonic()
-    report = ChaosReport(options)
     seed_data = scenario_seed(options.seed, options.referrals)
     with _workdir(options.workdir) as workdir:
         if options.reference:
@@ -561,7 +591,7 @@ def run_chaos(options: ChaosOptions) -> ChaosReport:
         per_call = (report.reference.seconds / max(1, report.reference.api_calls)
                     if report.reference else 0.004)
         with scenario_sandbox(seed_data, workdir) as sandbox:
-            campaign = _Campaign(options, report, sandbox, workdir, per_call)
+            campaign = campaign_type(options, report, sandbox, workdir, per_call)
             while report.kills < options.kills and campaign.number < 3 * options.kills:
                 campaign.attempt()
             campaign.settle()
