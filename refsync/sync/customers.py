@@ -31,21 +31,17 @@ class OpenDeal(NamedTuple):
     """The opportunity's record id."""
 
 
+_DOMAIN_RULES = ("website_domain", "email_domain")
+
+
 @dataclass
-class CustomerIndex:
-    """Customers, and accounts with an open deal, by normalised website domain and company name.
+class _KeyedIndex:
+    """Labels of CRM records by normalised website domain and company name (first one wins)."""
 
-    The open-deal maps hold ``(account name, opportunity name, opportunity id)``.
-    """
+    by_domain: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    by_company: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    by_domain: dict[str, tuple[str, str]] = field(default_factory=dict)
-    by_company: dict[str, tuple[str, str]] = field(default_factory=dict)
-    open_by_domain: dict[str, tuple[str, str, str]] = field(default_factory=dict)
-    open_by_company: dict[str, tuple[str, str, str]] = field(default_factory=dict)
-
-    def add(self, remote_id: str, name: Any, website: Any) -> None:
-        """Index one customer record."""
-        label = (str(name or remote_id), remote_id)
+    def add(self, name: Any, website: Any, label: tuple[str, ...]) -> None:
         domain = domain_key(website)
         if domain:
             self.by_domain.setdefault(domain, label)
@@ -53,48 +49,60 @@ class CustomerIndex:
         if company:
             self.by_company.setdefault(company, label)
 
-    def find(self, keys: Mapping[str, str | None]) -> tuple[str, str, str] | None:
-        """``(how, customer name, remote id)`` of the customer a referral's keys match, if any."""
-        for rule in ("website_domain", "email_domain"):
+    def find(self, keys: Mapping[str, str | None]) -> tuple[str, tuple[str, ...]] | None:
+        """``(how it matched, label)``: website or email domain first, then company name."""
+        for rule in _DOMAIN_RULES:
             key = keys.get(rule)
             if key and key in self.by_domain:
-                name, remote_id = self.by_domain[key]
-                return f"{rule.replace('_', ' ')} {key}", name, remote_id
+                return f"{rule.replace('_', ' ')} {key}", self.by_domain[key]
         company = keys.get("company_name")
         if company and company in self.by_company:
-            name, remote_id = self.by_company[company]
-            return f"company name {company}", name, remote_id
+            return f"company name {company}", self.by_company[company]
         return None
+
+    def labels(self) -> list[tuple[str, ...]]:
+        return [*self.by_domain.values(), *self.by_company.values()]
+
+
+@dataclass
+class CustomerIndex:
+    """Customers, and accounts with an open deal, by normalised website domain and company name."""
+
+    customers: _KeyedIndex = field(default_factory=_KeyedIndex)
+    open_deals: _KeyedIndex = field(default_factory=_KeyedIndex)
+
+    def add(self, remote_id: str, name: Any, website: Any) -> None:
+        """Index one customer record."""
+        self.customers.add(name, website, (str(name or remote_id), remote_id))
+
+    def find(self, keys: Mapping[str, str | None]) -> tuple[str, str, str] | None:
+        """``(how, customer name, remote id)`` of the customer a referral's keys match, if any."""
+        found = self.customers.find(keys)
+        if found is None:
+            return None
+        how, (name, remote_id) = found
+        return how, name, remote_id
 
     def add_open_deal(
         self, account_id: str, account_name: Any, website: Any, opportunity_id: str,
         opportunity_name: Any,
     ) -> None:
         """Index one open opportunity under its account's domain and company name."""
-        label = (str(account_name or account_id), str(opportunity_name or opportunity_id),
-                 opportunity_id)
-        domain = domain_key(website)
-        if domain:
-            self.open_by_domain.setdefault(domain, label)
-        company = company_key(account_name)
-        if company:
-            self.open_by_company.setdefault(company, label)
+        self.open_deals.add(account_name, website, (
+            str(account_name or account_id), str(opportunity_name or opportunity_id),
+            opportunity_id))
 
     def find_open_deal(self, keys: Mapping[str, str | None]) -> OpenDeal | None:
         """The open deal on the account a referral's keys match (same key order as ``find``)."""
-        for rule in ("website_domain", "email_domain"):
-            key = keys.get(rule)
-            if key and key in self.open_by_domain:
-                return OpenDeal(f"{rule.replace('_', ' ')} {key}", *self.open_by_domain[key])
-        company = keys.get("company_name")
-        if company and company in self.open_by_company:
-            return OpenDeal(f"company name {company}", *self.open_by_company[company])
-        return None
+        found = self.open_deals.find(keys)
+        if found is None:
+            return None
+        how, (account, opportunity, opportunity_id) = found
+        return OpenDeal(how, account, opportunity, opportunity_id)
 
     def __len__(self) -> int:
         """How many customers are indexed (accounts with open deals are not counted)."""
-        return len({remote_id for _, remote_id in
-                    [*self.by_domain.values(), *self.by_company.values()]})
+        return len({label[1] for label in self.customers.labels()})
 
 
 def load_customers(
