@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from refsync.errors import LeaseLostError, StateError, TickAlreadyRunError
 from refsync.state.engine import DaemonLock, create_state_engine, normalise_url, sqlite_path
+from refsync.state.statistics import PlannerStatistics
 from refsync.state.tables import (
     CursorRow,
     EventRow,
@@ -86,6 +87,9 @@ class StateStore:
         self.url = normalise_url(url)
         self.engine = engine or create_state_engine(url)
         self._daemon_lock: DaemonLock | None = None
+        self.statistics = PlannerStatistics(self.engine) if self.backend == "postgresql" \
+            else None
+        """Keeps PostgreSQL's planner statistics fresh as transactions write rows."""
         if migrate:
             self.migrate()
 
@@ -165,6 +169,8 @@ class StateStore:
             if lease is not None:
                 tx.check_lease(lease)
             yield tx
+        if self.statistics is not None:
+            self.statistics.wrote(tx.rows_written)
 
     @contextmanager
     def rehearsal(self) -> Iterator[StateTransaction]:
@@ -512,6 +518,8 @@ class StateTransaction:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        self.rows_written = 0
+        """Rows this transaction inserted or updated through its write methods."""
 
     def check_lease(self, token: LeaseToken) -> None:
         """Fail unless ``token`` still holds its lease (the epoch fence)."""
@@ -649,6 +657,7 @@ class StateTransaction:
 
     def upsert_referrals(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert or replace canonical referrals by id."""
+        self.rows_written += len(rows)
         _upsert(self.connection, referral_table, _with_defaults(ReferralRow, rows), ["id"])
 
     def upsert_partners(self, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -657,6 +666,7 @@ class StateTransaction:
 
     def upsert_links(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert or update links by (system, object, external_id)."""
+        self.rows_written += len(rows)
         _upsert(
             self.connection, link_table, _with_defaults(LinkRow, rows),
             ["system", "object", "external_id"],
@@ -664,11 +674,13 @@ class StateTransaction:
 
     def append_events(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Append ledger events."""
+        self.rows_written += len(rows)
         if rows:
             _insert(self.connection, event_table, _with_defaults(EventRow, rows))
 
     def enqueue(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Queue writes; a newer write of the same referral to the same stream replaces the old."""
+        self.rows_written += len(rows)
         _upsert(
             self.connection, outbox_table, _with_defaults(OutboxRow, rows),
             ["system", "stream", "referral_id"],
@@ -677,6 +689,7 @@ class StateTransaction:
 
     def finish_outbox(self, outbox_ids: Sequence[int], *, state: str = "sent") -> None:
         """Mark outbox rows done (``sent``) or ``quarantined``."""
+        self.rows_written += len(outbox_ids)
         if outbox_ids:
             self.connection.execute(
                 update(outbox_table).where(outbox_table.c.id.in_(list(outbox_ids)))
