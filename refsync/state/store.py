@@ -605,15 +605,18 @@ class StateTransaction:
         ).first()
         return dict(row.value) if row else None
 
-    def pending_outbox(self, system: str, stream: str) -> list[dict[str, Any]]:
-        """Every pending write to one stream, due or not, oldest first."""
-        rows = self.connection.execute(
-            select(outbox_table).where(
-                outbox_table.c.system == system, outbox_table.c.stream == stream,
-                outbox_table.c.state == "pending",
-            ).order_by(outbox_table.c.id)
-        ).mappings()
-        return [dict(row) for row in rows]
+    def pending_outbox(
+        self, system: str, stream: str, *, after_id: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Pending writes to one stream, due or not, oldest first: every one, or ``limit`` of
+        them after the row ``after_id`` (to page through a large backlog)."""
+        query = select(outbox_table).where(
+            outbox_table.c.system == system, outbox_table.c.stream == stream,
+            outbox_table.c.state == "pending", outbox_table.c.id > after_id,
+        ).order_by(outbox_table.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        return [dict(row) for row in self.connection.execute(query).mappings()]
 
     def due_outbox(
         self, system: str, stream: str, *, limit: int, now: datetime | None = None

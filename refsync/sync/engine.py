@@ -31,7 +31,10 @@ from refsync.sync.customers import CustomerIndex, load_customers
 from refsync.sync.pull import FieldChange, PageProcessor
 from refsync.sync.push import OutboxDrainer, PlannedWrite
 
-__all__ = ["PlanReport", "RunReport", "SyncEngine", "default_instance_name"]
+__all__ = ["PLAN_PAGE", "PlanReport", "RunReport", "SyncEngine", "default_instance_name"]
+
+PLAN_PAGE = 1_000
+"""Pending outbox rows a plan reads at a time."""
 
 
 def default_instance_name() -> str:
@@ -312,11 +315,17 @@ class SyncEngine:
                 for page in binding.connector.read(binding.object, fields, cursor):
                     processor.process(tx, page)
             for binding in self._outputs():
-                due = tx.pending_outbox(binding.system, binding.stream)
-                referrals = tx.referrals([row["referral_id"] for row in due])
-                links = tx.links_by_canonical(binding.system, binding.object, list(referrals))
                 drainer = OutboxDrainer(self.store, binding, "plan", counts, self.clock)
-                report.writes.extend(drainer.plan(due, referrals, links))
+                after = 0
+                # a page of the backlog at a time: a large one neither fills memory with rows
+                # nor exceeds the database's limit on parameters in one query
+                while due := tx.pending_outbox(binding.system, binding.stream, after_id=after,
+                                               limit=PLAN_PAGE):
+                    after = due[-1]["id"]
+                    referrals = tx.referrals([row["referral_id"] for row in due])
+                    links = tx.links_by_canonical(binding.system, binding.object,
+                                                  list(referrals))
+                    report.writes.extend(drainer.plan(due, referrals, links))
         report.counts = counts.as_dict()
         return report
 

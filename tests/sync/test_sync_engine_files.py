@@ -216,3 +216,23 @@ def test_a_re_read_referral_meets_the_same_rules_as_in_a_sync(
     assert all(row["Email"] != "peter@initech.example"
                for row in read_jsonl(workspace / "crm" / "Lead.jsonl"))
     store.close()
+
+
+def test_a_plan_pages_through_the_outbox_backlog(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import refsync.sync.engine as engine_module
+
+    engine, store = engine_for(workspace)
+    whole = engine.plan()
+    monkeypatch.setattr(engine_module, "PLAN_PAGE", 1)
+    paged = engine.plan()
+    def summary(report: Any) -> list[tuple[str, str, str]]:
+        # each plan makes its own referral ids (and rolls them back): compare what is written
+        return sorted((w.system, w.action, str(w.payload.get("Email", w.payload.get("email"))))
+                      for w in report.writes)
+
+    planned = summary(whole)
+    assert len(planned) == 5, planned  # 2 referrals to the CRM, 3 leads written back
+    assert summary(paged) == planned
+    store.close()
