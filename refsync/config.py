@@ -176,14 +176,23 @@ class CustomerSourceConfig(_Strict):
 class OpportunitySourceConfig(_Strict):
     """Where open deals are read from, to reject referrals of prospects already being sold to.
 
-    Salesforce-shaped: each opportunity names its account in a lookup field, and the account is
-    one of those ``customers_from`` reads, so both must name the same system.
+    The defaults are Salesforce-shaped: each opportunity names its account in a lookup field.
+    HubSpot deals reach their company through associations instead, so a HubSpot source names
+    the associated object type in ``account_association``, e.g. ``{system: hubspot, object:
+    deals, account_association: companies, closed_field: hs_is_closed, name_field: dealname}``.
+    Either way the account is one of those ``customers_from`` reads, so both must name the
+    same system.
     """
 
     system: str = Field(description="the system customers_from reads, e.g. salesforce")
     object: str = "Opportunity"
     account_field: str = Field(
         default="AccountId", description="the opportunity's lookup to its account"
+    )
+    account_association: str | None = Field(
+        default=None,
+        description="find a deal's accounts through its associations to this object type "
+        "(HubSpot: companies) instead of account_field",
     )
     closed_field: str = Field(
         default="IsClosed", description="true once the deal is closed (won or lost)"
@@ -358,13 +367,25 @@ def _opportunity_source_problems(loaded: LoadedYaml) -> list[Problem]:
     raw_systems = data.get("systems")
     systems: dict[Any, Any] = raw_systems if isinstance(raw_systems, dict) else {}
     declared = systems.get(system) if isinstance(system, str) else None
+    if declared is None:
+        return []
     connector = (declared.get("connector") if isinstance(declared, dict) else None) or system
-    if declared is not None and connector == "hubspot":
+    association = source.get("account_association")
+    if connector == "hubspot" and not association:
         return [loaded.source.problem(
             ("rules", "open_opportunities_from", "system"),
-            f"rules.open_opportunities_from cannot read '{system}': HubSpot deals reach their "
-            "company through associations, not a property, which is not supported yet",
-            "remove open_opportunities_from, or read opportunities from a Salesforce system")]
+            f"rules.open_opportunities_from reads HubSpot system '{system}', whose deals reach "
+            "their company through associations, not a property: name the associated object "
+            "type",
+            "add account_association: companies (a HubSpot source reads {system: "
+            f"{system}, object: deals, account_association: companies, closed_field: "
+            "hs_is_closed, name_field: dealname})")]
+    if connector != "hubspot" and association:
+        return [loaded.source.problem(
+            ("rules", "open_opportunities_from", "account_association"),
+            f"rules.open_opportunities_from reads '{system}' through associations, which only "
+            "HubSpot systems have",
+            "remove account_association; account_field names the opportunity's account")]
     return []
 
 

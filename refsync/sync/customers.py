@@ -1,21 +1,23 @@
 """Existing customers and open deals, read from the CRM, so that referrals of them are rejected.
 
 Customers are the account records whose type marks a customer. Open deals are opportunities not
-yet closed; each names its account in a lookup field, and the referral is matched against that
-account's website domain and company name, the same keys as customers.
+yet closed; each names its account in a lookup field (Salesforce) or reaches its accounts through
+associations (HubSpot deals and companies), and the referral is matched against that account's
+website domain and company name, the same keys as customers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from refsync.config import CustomerSourceConfig, OpportunitySourceConfig
 from refsync.connectors.base import Connector
+from refsync.errors import FatalConnectorError
 from refsync.sync.keys import company_key, domain_key
 
-__all__ = ["CustomerIndex", "OpenDeal", "load_customers"]
+__all__ = ["AssociationReader", "CustomerIndex", "OpenDeal", "load_customers"]
 
 
 class OpenDeal(NamedTuple):
@@ -32,6 +34,17 @@ class OpenDeal(NamedTuple):
 
 
 _DOMAIN_RULES = ("website_domain", "email_domain")
+
+
+@runtime_checkable
+class AssociationReader(Protocol):
+    """A connector that links records through associations (HubSpot), not lookup fields."""
+
+    def associated_ids(
+        self, from_object: str, to_object: str, ids: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """The ids of the ``to_object`` records associated with each of ``ids``."""
+        ...
 
 
 @dataclass
@@ -115,7 +128,13 @@ def load_customers(
 
     With ``opportunities``, the opportunity object is then read in full too, and every account
     with at least one opportunity not closed is indexed as having an open deal. Pass no
-    ``customer_types`` to index open deals only.
+    ``customer_types`` to index open deals only. With ``opportunities.account_association``,
+    an open deal's accounts are its associated records of that type, read in batches after the
+    deals, and the deal is indexed under each of them that the customer object holds.
+
+    Raises:
+        FatalConnectorError: ``account_association`` is set but the connector has no
+            associations.
     """
     wanted = set(customer_types)
     index = CustomerIndex()
@@ -133,6 +152,9 @@ def load_customers(
                 index.add(record.id, name, website)
     if opportunities is None:
         return index
+    if opportunities.account_association is not None:
+        _index_associated_deals(connector, opportunities, accounts, index)
+        return index
     fields = [opportunities.account_field, opportunities.closed_field, opportunities.name_field]
     for page in connector.read(opportunities.object, fields, None):
         for record in page.records:
@@ -144,6 +166,39 @@ def load_customers(
             index.add_open_deal(str(account), name, website, record.id,
                                 record.data.get(opportunities.name_field))
     return index
+
+
+def _index_associated_deals(
+    connector: Connector,
+    opportunities: OpportunitySourceConfig,
+    accounts: Mapping[str, tuple[Any, Any]],
+    index: CustomerIndex,
+) -> None:
+    """Index each open deal under every associated account that ``accounts`` holds."""
+    association = opportunities.account_association
+    assert association is not None
+    if not isinstance(connector, AssociationReader):
+        raise FatalConnectorError(
+            f"rules.open_opportunities_from reads {opportunities.object} through associations "
+            f"to {association}, but system '{opportunities.system}' has no associations: "
+            "remove account_association and name the account lookup in account_field",
+            system=opportunities.system,
+        )
+    open_deals: dict[str, Any] = {}
+    fields = [opportunities.closed_field, opportunities.name_field]
+    for page in connector.read(opportunities.object, fields, None):
+        for record in page.records:
+            if record.deleted or _is_true(record.data.get(opportunities.closed_field)):
+                continue
+            open_deals[record.id] = record.data.get(opportunities.name_field)
+    if not open_deals:
+        return
+    linked = connector.associated_ids(opportunities.object, association, list(open_deals))
+    for deal_id, deal_name in open_deals.items():
+        for account in linked.get(deal_id, []):
+            if account in accounts:
+                name, website = accounts[account]
+                index.add_open_deal(account, name, website, deal_id, deal_name)
 
 
 def _is_true(value: Any) -> bool:

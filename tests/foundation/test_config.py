@@ -164,8 +164,13 @@ def test_open_opportunities_source_has_salesforce_defaults(tmp_path: Path) -> No
      "use system: salesforce, the system customers_from reads"),
     (("salesforce}\n  open_opportunities_from:\n    system: salesforce\n",
       "hubspot}\n  open_opportunities_from:\n    system: hubspot\n"), "    system: hubspot",
-     "HubSpot deals reach their company through associations",
-     "remove open_opportunities_from, or read opportunities from a Salesforce system"),
+     "HubSpot system 'hubspot', whose deals reach their company through associations",
+     "add account_association: companies (a HubSpot source reads {system: hubspot, object: "
+     "deals, account_association: companies, closed_field: hs_is_closed, name_field: "
+     "dealname})"),
+    (("    system: salesforce\n", "    system: salesforce\n    account_association: Account\n"),
+     "account_association:", "reads 'salesforce' through associations, which only HubSpot",
+     "remove account_association; account_field names the opportunity's account"),
 ])
 def test_open_opportunities_source_must_share_the_customer_system(
     tmp_path: Path, change: tuple[str, str], needle: str, message: str, fix: str
@@ -179,6 +184,27 @@ def test_open_opportunities_source_must_share_the_customer_system(
     assert problem.line == expected, (problem, text)
     assert message in problem.message
     assert problem.fix == fix
+
+
+def test_open_opportunities_source_reads_hubspot_deals_through_associations(
+    tmp_path: Path
+) -> None:
+    text = RULES_WITH_DEALS.replace(
+        "  customers_from: {system: salesforce}\n  open_opportunities_from:\n"
+        "    system: salesforce\n",
+        "  customers_from: {system: hubspot, object: companies, name_field: name, "
+        "website_field: domain, type_field: lifecyclestage}\n"
+        "  open_opportunities_from: {system: hubspot, object: deals, account_association: "
+        "companies, closed_field: hs_is_closed, name_field: dealname}\n")
+    assert text != RULES_WITH_DEALS
+    rules = load_config(write(tmp_path, text), environ={"PS_SECRET": "x"}).config.rules
+    source = rules.open_opportunities_from
+    assert source is not None
+    assert (source.system, source.object, source.account_association, source.closed_field,
+            source.name_field) == ("hubspot", "deals", "companies", "hs_is_closed", "dealname")
+    salesforce = load_config(write(tmp_path, RULES_WITH_DEALS), environ={"PS_SECRET": "x"})
+    assert salesforce.config.rules.open_opportunities_from is not None
+    assert salesforce.config.rules.open_opportunities_from.account_association is None
 
 
 def test_check_refuses_open_opportunities_without_customers_with_the_line(

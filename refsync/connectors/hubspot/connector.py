@@ -28,7 +28,10 @@ from refsync.connectors.hubspot.writing import upsert_records
 from refsync.connectors.schema import FieldSchema, ObjectSchema
 from refsync.errors import ConnectorError, RecordError
 
-__all__ = ["HubSpotConnector", "schema_from_properties"]
+__all__ = ["ASSOCIATION_READ_BATCH", "HubSpotConnector", "schema_from_properties"]
+
+ASSOCIATION_READ_BATCH = 1_000
+"""Ids one associations batch read may name (HubSpot refuses more since February 2025)."""
 
 
 def schema_from_properties(
@@ -176,6 +179,47 @@ class HubSpotConnector(ConnectorBase):
             )
             return
         yield from search_pages(self.transport, self.hubspot_settings, object_name, fields, window)
+
+    def associated_ids(
+        self, from_object: str, to_object: str, ids: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """The ids of the ``to_object`` records associated with each of ``ids``.
+
+        One ``POST /crm/v4/associations/{from}/{to}/batch/read`` per 1,000 ids; a record with
+        more associations than one answer holds is asked again from its ``paging.next.after``.
+        Ids without associations map to an empty list (HubSpot reports them as errors of a 207
+        answer, which are not failures here).
+
+        Raises:
+            ConnectorError: the classified failure once retries are spent (a refused read,
+                e.g. an unknown object type, is fatal).
+        """
+        found: dict[str, list[str]] = {str(record_id): [] for record_id in ids}
+        pending: list[dict[str, str]] = [{"id": record_id} for record_id in found]
+        while pending:
+            batch, pending = pending[:ASSOCIATION_READ_BATCH], pending[ASSOCIATION_READ_BATCH:]
+            try:
+                answer = self.transport.call(
+                    "associations_read",
+                    self.transport.associations_batch_api.get_page,
+                    from_object,
+                    to_object,
+                    batch_input_public_fetch_associations_batch_request={"inputs": batch},
+                )
+            except RecordError as error:
+                raise read_failure(error, system=self.system) from error
+            body = answer.body if isinstance(answer.body, dict) else {}
+            for result in body.get("results") or []:
+                if not isinstance(result, dict):
+                    continue
+                from_id = str((result.get("from") or {}).get("id", ""))
+                targets = found.setdefault(from_id, [])
+                targets.extend(str(link["toObjectId"]) for link in result.get("to") or []
+                               if isinstance(link, dict) and link.get("toObjectId") is not None)
+                after = ((result.get("paging") or {}).get("next") or {}).get("after")
+                if after:
+                    pending.append({"id": from_id, "after": str(after)})
+        return found
 
     def write(
         self, object_name: str, key_field: str, records: Sequence[Mapping[str, Any]]

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import hubspot
+import hubspot.crm.associations.v4.exceptions as associations_exceptions
 import hubspot.crm.objects.exceptions as objects_exceptions
 import hubspot.crm.properties.exceptions as properties_exceptions
 import urllib3.exceptions
@@ -61,6 +62,7 @@ __all__ = [
 
 #: exception classes the client's sub-packages raise for non-2xx answers
 _API_EXCEPTIONS: tuple[type[Exception], ...] = (
+    associations_exceptions.ApiException,
     objects_exceptions.ApiException,
     properties_exceptions.ApiException,
 )
@@ -287,7 +289,9 @@ class HubSpotTransport:
         self.basic_api: Any = client.crm.objects.basic_api
         self.batch_api: Any = client.crm.objects.batch_api
         self.properties_api: Any = client.crm.properties.core_api
-        self._apis = (self.search_api, self.basic_api, self.batch_api, self.properties_api)
+        self.associations_batch_api: Any = client.crm.associations.v4.batch_api
+        self._apis = (self.search_api, self.basic_api, self.batch_api, self.properties_api,
+                      self.associations_batch_api)
 
     # --- auth ------------------------------------------------------------------------------
 

@@ -354,11 +354,13 @@ class Portal:
     def batch_read_associations(
         self, from_type: str, to_type: str, body: Any
     ) -> tuple[int, dict[str, Any]]:
-        """``POST /crm/v4/associations/{from}/{to}/batch/read``."""
+        """``POST /crm/v4/associations/{from}/{to}/batch/read`` (at most 1,000 ids, as HubSpot)."""
         source, target = self.store(from_type), self.store(to_type)
         inputs = body.get("inputs") if isinstance(body, dict) else None
         if not isinstance(inputs, list):
             raise HubSpotApiError.validation("Invalid input JSON: 'inputs' must be a list")
+        if len(inputs) > 1000:
+            raise HubSpotApiError.validation("Too many inputs; the maximum is 1000")
         started = iso_ms(self.clock.now_ms())
         results = []
         for item in inputs:

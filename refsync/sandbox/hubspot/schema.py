@@ -226,6 +226,8 @@ def default_schemas() -> dict[str, ObjectSchema]:
         PropertyDef("pipeline", "enumeration", "Pipeline", ("default",),
                     group_name="dealinformation"),
         PropertyDef("closedate", "datetime", "Close date", group_name="dealinformation"),
+        PropertyDef("hs_is_closed", "bool", "Is closed", read_only=True, calculated=True,
+                    group_name="dealinformation"),
         PropertyDef("deal_currency_code", "string", "Currency", group_name="dealinformation"),
         _refsync_id(),
     )

@@ -19,6 +19,8 @@ from refsync.sandbox.hubspot.schema import NUMERIC_TYPES, ObjectSchema, Property
 __all__ = ["HubSpotRecord", "ObjectStore", "id_sequence"]
 
 _SYSTEM_WRITABLE_ON_SEED = frozenset({"createdate", "hs_lastmodifieddate", "lastmodifieddate"})
+_CLOSED_DEAL_STAGES = frozenset({"closedwon", "closedlost"})
+"""The default pipeline's closed stages (HubSpot calculates a deal's ``hs_is_closed`` from them)."""
 
 
 class HubSpotRecord:
@@ -218,9 +220,16 @@ class ObjectStore:
         changes["hs_lastmodifieddate"] = iso_ms(stamp)
         if self.last_modified_name:
             changes[self.last_modified_name] = iso_ms(stamp)
+        changes.update(self._calculated({**record.properties, **changes}))
         self._set(record, changes)
         record.updated_ms = stamp
         self.version += 1
+
+    def _calculated(self, values: dict[str, str]) -> dict[str, str]:
+        """Properties HubSpot calculates from others: a deal's ``hs_is_closed`` from its stage."""
+        if self.schema.name == "deals":
+            return {"hs_is_closed": _as_text(values.get("dealstage") in _CLOSED_DEAL_STAGES)}
+        return {}
 
     def _set(self, record: HubSpotRecord, values: dict[str, str]) -> None:
         unique = self.schema.unique_properties
