@@ -386,6 +386,13 @@ def _opportunity_source_problems(loaded: LoadedYaml) -> list[Problem]:
             f"rules.open_opportunities_from reads '{system}' through associations, which only "
             "HubSpot systems have",
             "remove account_association; account_field names the opportunity's account")]
+    accounts_object = customers.get("object")
+    if association and isinstance(accounts_object, str) and association != accounts_object:
+        return [loaded.source.problem(
+            ("rules", "open_opportunities_from", "account_association"),
+            f"rules.open_opportunities_from finds a deal's accounts among '{association}' but "
+            f"rules.customers_from reads '{accounts_object}': no deal would match an account",
+            f"use account_association: {accounts_object}, the object customers_from reads")]
     return []
 
 

@@ -171,6 +171,13 @@ def test_open_opportunities_source_has_salesforce_defaults(tmp_path: Path) -> No
     (("    system: salesforce\n", "    system: salesforce\n    account_association: Account\n"),
      "account_association:", "reads 'salesforce' through associations, which only HubSpot",
      "remove account_association; account_field names the opportunity's account"),
+    (("  customers_from: {system: salesforce}\n  open_opportunities_from:\n"
+      "    system: salesforce\n",
+      "  customers_from: {system: hubspot, object: companies}\n  open_opportunities_from:\n"
+      "    system: hubspot\n    account_association: contacts\n"),
+     "account_association:", "finds a deal's accounts among 'contacts' but "
+     "rules.customers_from reads 'companies'",
+     "use account_association: companies, the object customers_from reads"),
 ])
 def test_open_opportunities_source_must_share_the_customer_system(
     tmp_path: Path, change: tuple[str, str], needle: str, message: str, fix: str
