@@ -21,6 +21,7 @@ from refsync.connectors.hubspot import HubSpotConnector, HubSpotSettings
 from refsync.connectors.usage import ApiCallCounter
 from refsync.errors import RecordError
 from refsync.sandbox.config import sandbox_config
+from refsync.sandbox.hubspot.portal import ASSOCIATIONS_PER_RESULT
 from refsync.sandbox.runner import RunningSandbox, start_sandbox
 from refsync.state import StateStore
 from refsync.sync.engine import RunReport
@@ -256,3 +257,30 @@ def test_association_reads_go_a_thousand_ids_a_call(sandbox: RunningSandbox) -> 
             "associations_read", connector.transport.associations_batch_api.get_page,
             "deals", "companies", batch_input_public_fetch_associations_batch_request={
                 "inputs": [{"id": deal} for deal in [*bulk, joint]]})
+
+
+def test_a_deal_with_more_companies_than_one_answer_holds_is_read_to_the_end(
+    sandbox: RunningSandbox,
+) -> None:
+    hubspot = sandbox.emulators["hubspot"]
+    per_answer = ASSOCIATIONS_PER_RESULT
+    with hubspot.lock:
+        hubspot.seed({"companies": [{"name": f"Consortium member {n}"}
+                                    for n in range(2 * per_answer + 1)]})
+        members = [r["id"] for r in hubspot.records("companies")
+                   if r["properties"]["name"].startswith("Consortium member ")]
+        hubspot.seed({"deals": [{"dealname": "Consortium bid", "dealstage": "qualifiedtobuy",
+                                 "associations": [{"to": "companies", "id": member}
+                                                  for member in members]}]})
+    consortium = deal_id(sandbox, "Consortium bid")
+    orphan = deal_id(sandbox, "Dunmore Labs - Inbound")
+    connector = HubSpotConnector(
+        HubSpotSettings(base_url=sandbox.urls["hubspot"], settle_lag_seconds=0,
+                        access_token=sandbox.credentials["hubspot"]["access_token"]),
+        ConnectorContext(system="hubspot", clock=ManualClock(), api_calls=ApiCallCounter()))
+    hubspot.calls.reset()
+    linked = connector.associated_ids("deals", "companies", [consortium, orphan])
+    # 1,001 companies, 500 an answer: the first call and two more for the rest
+    assert sorted(linked[consortium], key=int) == sorted(members, key=int)
+    assert linked[orphan] == []
+    assert hubspot.calls.get(ASSOCIATION_READ) == 3

@@ -27,7 +27,10 @@ from refsync.sandbox.hubspot.schema import (
 from refsync.sandbox.hubspot.search import SearchIndex, run_search
 from refsync.sandbox.hubspot.store import HubSpotRecord, ObjectStore, id_sequence
 
-__all__ = ["MAX_LIST_LIMIT", "Portal"]
+__all__ = ["ASSOCIATIONS_PER_RESULT", "MAX_LIST_LIMIT", "Portal"]
+
+ASSOCIATIONS_PER_RESULT = 500
+"""Associations of one record a batch read returns at a time (the rest by ``paging.next``)."""
 
 MAX_LIST_LIMIT = 100
 
@@ -354,7 +357,13 @@ class Portal:
     def batch_read_associations(
         self, from_type: str, to_type: str, body: Any
     ) -> tuple[int, dict[str, Any]]:
-        """``POST /crm/v4/associations/{from}/{to}/batch/read`` (at most 1,000 ids, as HubSpot)."""
+        """``POST /crm/v4/associations/{from}/{to}/batch/read`` (at most 1,000 ids, as HubSpot).
+
+        A record's associations come :data:`ASSOCIATIONS_PER_RESULT` at a time; when it has
+        more, its result carries ``paging.next.after``, which the next call sends back with the
+        id (``{"id": ..., "after": ...}``). HubSpot's tokens are opaque; the emulator's are
+        offsets.
+        """
         source, target = self.store(from_type), self.store(to_type)
         inputs = body.get("inputs") if isinstance(body, dict) else None
         if not isinstance(inputs, list):
@@ -366,8 +375,14 @@ class Portal:
         for item in inputs:
             from_id = str(item.get("id", ""))
             links = self.associations.of(source.schema.name, from_id, target.schema.name)
-            if links:
-                results.append({"from": {"id": from_id}, "to": links})
+            start = int(item["after"]) if str(item.get("after") or "").isdigit() else 0
+            page = links[start:start + ASSOCIATIONS_PER_RESULT]
+            if not page:
+                continue
+            result: dict[str, Any] = {"from": {"id": from_id}, "to": page}
+            if start + ASSOCIATIONS_PER_RESULT < len(links):
+                result["paging"] = {"next": {"after": str(start + ASSOCIATIONS_PER_RESULT)}}
+            results.append(result)
         return 200, {"status": "COMPLETE", "results": results, "startedAt": started,
                      "completedAt": iso_ms(self.clock.now_ms())}
 
