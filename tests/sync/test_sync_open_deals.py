@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from open_deal_leads import by_email, partner_leads, partnership
 
 from refsync.config import load_config
 from refsync.sandbox.config import sandbox_config
@@ -25,25 +26,8 @@ PARTNER = "part_opendeals"
 
 SEED: dict[str, Any] = {
     "partnerstack": {
-        "partnerships": [{"key": PARTNER, "email": "pat@partner.example",
-                          "first_name": "Pat", "last_name": "Partner"}],
-        "leads": [
-            # the email's domain is the website of an account with an open opportunity
-            {"key": "lead_domain", "partner_key": PARTNER, "email": "ana@acmerobotics.example",
-             "name": "Ana Alves", "company": "Acme Robo", "status": "new"},
-            # a free mailbox: only the company name can match the same account
-            {"key": "lead_company", "partner_key": PARTNER, "email": "bo.berg@gmail.com",
-             "name": "Bo Berg", "company": "ACME Robotics, Inc.", "status": "new"},
-            # the account's deals are all closed (won and lost): nothing to protect
-            {"key": "lead_closed", "partner_key": PARTNER, "email": "cy@borealisfoods.example",
-             "name": "Cy Cole", "company": "Borealis Foods", "status": "new"},
-            # a customer who also has an open opportunity: reported as a customer
-            {"key": "lead_customer", "partner_key": PARTNER, "email": "di@cobaltenergy.example",
-             "name": "Di Dunn", "company": "Cobalt Energy", "status": "new"},
-            # an opportunity without an account protects nobody
-            {"key": "lead_orphan", "partner_key": PARTNER, "email": "ed@dunmore.example",
-             "name": "Ed Eck", "company": "Dunmore Labs", "status": "new"},
-        ],
+        "partnerships": [partnership(PARTNER)],
+        "leads": partner_leads(PARTNER),
     },
     "salesforce": {
         "Account": [
@@ -93,9 +77,6 @@ def sync(sandbox: RunningSandbox, tmp_path: Path, state_url: str,
     store = StateStore(loaded.config.state.url)
     return build_engine(loaded, store).run(), store
 
-
-def by_email(store: StateStore) -> dict[str, dict[str, Any]]:
-    return {r["email"]: r for r in store.list_referrals(limit=1000)}
 
 
 def crm_emails(sandbox: RunningSandbox) -> set[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from open_deal_leads import by_email, partner_leads, partnership
 
 from refsync.config import OpportunitySourceConfig, load_config
 from refsync.connectors.base import ConnectorContext
@@ -33,24 +34,9 @@ ASSOCIATION_READ = "POST /crm/v4/associations/{from_type}/{to_type}/batch/read"
 
 SEED: dict[str, Any] = {
     "partnerstack": {
-        "partnerships": [{"key": PARTNER, "email": "pat@partner.example",
-                          "first_name": "Pat", "last_name": "Partner"}],
+        "partnerships": [partnership(PARTNER)],
         "leads": [
-            # the email's domain is the domain of a company with an open deal
-            {"key": "lead_domain", "partner_key": PARTNER, "email": "ana@acmerobotics.example",
-             "name": "Ana Alves", "company": "Acme Robo", "status": "new"},
-            # a free mailbox: only the company name can match the same company
-            {"key": "lead_company", "partner_key": PARTNER, "email": "bo.berg@gmail.com",
-             "name": "Bo Berg", "company": "ACME Robotics, Inc.", "status": "new"},
-            # the company's deals are all closed (won and lost): nothing to protect
-            {"key": "lead_closed", "partner_key": PARTNER, "email": "cy@borealisfoods.example",
-             "name": "Cy Cole", "company": "Borealis Foods", "status": "new"},
-            # a customer who also has an open deal: reported as a customer
-            {"key": "lead_customer", "partner_key": PARTNER, "email": "di@cobaltenergy.example",
-             "name": "Di Dunn", "company": "Cobalt Energy", "status": "new"},
-            # a deal without a company protects nobody
-            {"key": "lead_orphan", "partner_key": PARTNER, "email": "ed@dunmore.example",
-             "name": "Ed Eck", "company": "Dunmore Labs", "status": "new"},
+            *partner_leads(PARTNER),
             # the second of two companies one open deal is associated with
             {"key": "lead_joint", "partner_key": PARTNER, "email": "fe@fjordfreight.example",
              "name": "Fe Falk", "company": "Fjord Freight", "status": "new"},
@@ -120,9 +106,6 @@ def sync(sandbox: RunningSandbox, tmp_path: Path, state_url: str,
     store = StateStore(loaded.config.state.url)
     return build_engine(loaded, store).run(), store
 
-
-def by_email(store: StateStore) -> dict[str, dict[str, Any]]:
-    return {r["email"]: r for r in store.list_referrals(limit=1000)}
 
 
 def deal_id(sandbox: RunningSandbox, name: str) -> str:
