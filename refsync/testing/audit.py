@@ -19,11 +19,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from refsync.connectors.cursor import Cursor
 from refsync.connectors.partnerstack import get_path
+from refsync.mapping.transforms import datetime_reader
 from refsync.sandbox.core import Emulator
 from refsync.state import StateStore
 from refsync.sync.bindings import StreamBinding
@@ -116,21 +117,6 @@ class AuditReport:
         return out
 
 
-def _parse_modstamp(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    text = str(value).strip()
-    if text.isdigit():
-        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
-    text = text.replace("Z", "+00:00")
-    if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":
-        text = f"{text[:-2]}:{text[-2:]}"
-    parsed = datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def remote_records(emulator: Emulator, object_name: str) -> list[RemoteRecord]:
     """The live (not deleted or archived) records of an object, as the connector reads them."""
     found = []
@@ -139,17 +125,17 @@ def remote_records(emulator: Emulator, object_name: str) -> list[RemoteRecord]:
             if raw.get("archived"):
                 continue
             data = dict(raw.get("properties") or {})
-            found.append(RemoteRecord(str(raw["id"]), _parse_modstamp(
+            found.append(RemoteRecord(str(raw["id"]), datetime_reader(
                 data.get("hs_lastmodifieddate")), data))
         elif emulator.name == "salesforce":
             if raw.get("IsDeleted"):
                 continue
-            found.append(RemoteRecord(str(raw["Id"]), _parse_modstamp(raw.get("SystemModstamp")),
+            found.append(RemoteRecord(str(raw["Id"]), datetime_reader(raw.get("SystemModstamp")),
                                       dict(raw)))
         else:
             if raw.get("deleted"):
                 continue
-            found.append(RemoteRecord(str(raw["key"]), _parse_modstamp(raw.get("updated_at")),
+            found.append(RemoteRecord(str(raw["key"]), datetime_reader(raw.get("updated_at")),
                                       dict(raw)))
     return found
 
