@@ -152,53 +152,44 @@ def load_customers(
                 index.add(record.id, name, website)
     if opportunities is None:
         return index
-    if opportunities.account_association is not None:
-        _index_associated_deals(connector, opportunities, accounts, index)
-        return index
-    fields = [opportunities.account_field, opportunities.closed_field, opportunities.name_field]
-    for page in connector.read(opportunities.object, fields, None):
-        for record in page.records:
-            account = record.data.get(opportunities.account_field)
-            if record.deleted or _is_true(record.data.get(opportunities.closed_field)) \
-                    or account not in accounts:
-                continue
-            name, website = accounts[account]
-            index.add_open_deal(str(account), name, website, record.id,
-                                record.data.get(opportunities.name_field))
+    for deal_id, (deal_name, deal_accounts) in _open_deals(connector, opportunities).items():
+        for account in deal_accounts:
+            if account in accounts:
+                name, website = accounts[account]
+                index.add_open_deal(account, name, website, deal_id, deal_name)
     return index
 
 
-def _index_associated_deals(
-    connector: Connector,
-    opportunities: OpportunitySourceConfig,
-    accounts: Mapping[str, tuple[Any, Any]],
-    index: CustomerIndex,
-) -> None:
-    """Index each open deal under every associated account that ``accounts`` holds."""
+def _open_deals(
+    connector: Connector, opportunities: OpportunitySourceConfig
+) -> dict[str, tuple[Any, list[str]]]:
+    """Every deal not closed: its name and the ids of its accounts, named in the deal's lookup
+    field or, with ``account_association``, found through associations (read in batches)."""
     association = opportunities.account_association
-    assert association is not None
-    if not isinstance(connector, AssociationReader):
+    if association is not None and not isinstance(connector, AssociationReader):
         raise FatalConnectorError(
             f"rules.open_opportunities_from reads {opportunities.object} through associations "
             f"to {association}, but system '{opportunities.system}' has no associations: "
             "remove account_association and name the account lookup in account_field",
             system=opportunities.system,
         )
-    open_deals: dict[str, Any] = {}
     fields = [opportunities.closed_field, opportunities.name_field]
+    if association is None:
+        fields.insert(0, opportunities.account_field)
+    deals: dict[str, tuple[Any, list[str]]] = {}
     for page in connector.read(opportunities.object, fields, None):
         for record in page.records:
             if record.deleted or _is_true(record.data.get(opportunities.closed_field)):
                 continue
-            open_deals[record.id] = record.data.get(opportunities.name_field)
-    if not open_deals:
-        return
-    linked = connector.associated_ids(opportunities.object, association, list(open_deals))
-    for deal_id, deal_name in open_deals.items():
-        for account in linked.get(deal_id, []):
-            if account in accounts:
-                name, website = accounts[account]
-                index.add_open_deal(account, name, website, deal_id, deal_name)
+            account = record.data.get(opportunities.account_field) if association is None \
+                else None
+            deals[record.id] = (record.data.get(opportunities.name_field),
+                                [str(account)] if account else [])
+    if association is not None and deals:
+        assert isinstance(connector, AssociationReader)
+        linked = connector.associated_ids(opportunities.object, association, list(deals))
+        deals = {deal_id: (name, linked.get(deal_id, [])) for deal_id, (name, _) in deals.items()}
+    return deals
 
 
 def _is_true(value: Any) -> bool:
