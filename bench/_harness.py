@@ -43,6 +43,7 @@ __all__ = [
     "HttpTimer",
     "RemoteSandbox",
     "RunFigures",
+    "StoreTimer",
     "SyncHarness",
     "backfill_plan",
     "call_table",
@@ -269,6 +270,83 @@ class HttpTimer:
         self.calls = 0
 
 
+# -- state-store time -------------------------------------------------------------------------
+
+
+class StoreTimer:
+    """Adds up the time the engine spends in the state store.
+
+    Every public method of :class:`~refsync.state.store.StateTransaction` (reads, writes) and
+    the opening and closing (``BEGIN``, ``COMMIT``) of ``StateStore.transaction`` and
+    ``StateStore.snapshot`` are timed; only the outermost call counts. The figure splits engine
+    time into the store's part and the rest (mapping, hashing, sync logic, client libraries).
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._depth = 0
+        self._originals: list[tuple[Any, str, Any]] = []
+
+    def _timed(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        timer = self
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if timer._depth:
+                return original(*args, **kwargs)
+            timer._depth = 1
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                timer.seconds += time.perf_counter() - started
+                timer._depth = 0
+
+        return timed
+
+    def _timed_context(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        timer = self
+
+        @functools.wraps(original)
+        @contextlib.contextmanager
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            manager = original(*args, **kwargs)
+            started = time.perf_counter()
+            opened = manager.__enter__()
+            timer.seconds += time.perf_counter() - started
+            try:
+                yield opened
+            except BaseException as exc:
+                if not manager.__exit__(type(exc), exc, exc.__traceback__):
+                    raise
+            else:
+                started = time.perf_counter()
+                manager.__exit__(None, None, None)
+                timer.seconds += time.perf_counter() - started
+
+        return timed
+
+    def install(self) -> StoreTimer:
+        """Start timing (class-level wrappers)."""
+        from refsync.state.store import StateStore, StateTransaction
+
+        for name, member in vars(StateTransaction).items():
+            if callable(member) and not name.startswith("_"):
+                self._originals.append((StateTransaction, name, member))
+                setattr(StateTransaction, name, self._timed(member))
+        for name in ("transaction", "snapshot"):
+            member = vars(StateStore)[name]
+            self._originals.append((StateStore, name, member))
+            setattr(StateStore, name, self._timed_context(member))
+        return self
+
+    def uninstall(self) -> None:
+        """Put the original methods back."""
+        for owner, name, original in reversed(self._originals):
+            setattr(owner, name, original)
+        self._originals.clear()
+
+
 # -- API calls against the minimum ------------------------------------------------------------
 
 
@@ -355,6 +433,7 @@ class RunFigures:
     status: str
     wall_seconds: float
     http_seconds: float
+    store_seconds: float
     cpu_seconds: float
     counts: dict[str, Any]
     calls: dict[str, Any]
@@ -366,6 +445,11 @@ class RunFigures:
         """Wall time not spent waiting in HTTP calls."""
         return max(self.wall_seconds - self.http_seconds, 1e-9)
 
+    @property
+    def outside_store_seconds(self) -> float:
+        """Engine time not spent in the state store."""
+        return max(self.engine_seconds - self.store_seconds, 1e-9)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""
         def per_s(seconds: float) -> float | None:
@@ -376,9 +460,11 @@ class RunFigures:
             "wall_seconds": round(self.wall_seconds, 3),
             "http_seconds": round(self.http_seconds, 3),
             "engine_seconds": round(self.engine_seconds, 3),
+            "store_seconds": round(self.store_seconds, 3),
             "cpu_seconds": round(self.cpu_seconds, 3),
             "records_per_s": per_s(self.wall_seconds),
             "engine_records_per_s": per_s(self.engine_seconds),
+            "outside_store_records_per_s": per_s(self.outside_store_seconds),
             "counts": self.counts, "api_calls": self.calls, **self.extra,
         }
 
@@ -417,6 +503,7 @@ class SyncHarness:
             top={"logging": {"level": "warning"}, "rules": None},
         ), "utf-8")
         self.timer = HttpTimer().install()
+        self.store_timer = StoreTimer().install()
 
     @property
     def state_backend(self) -> str:
@@ -447,6 +534,7 @@ class SyncHarness:
                                   context_factory=lambda system: ConnectorContext(system=system))
             self.sandbox.ask("reset_calls")
             self.timer.reset()
+            self.store_timer.seconds = 0.0
             profiler = cProfile.Profile() if self.profile else None
             cpu = time.process_time()
             started = time.perf_counter()
@@ -458,10 +546,12 @@ class SyncHarness:
             wall = time.perf_counter() - started
             cpu = time.process_time() - cpu
             http = self.timer.seconds
+            in_store = self.store_timer.seconds
             if profiler is not None and self.profile:
                 profiler.dump_stats(f"{self.profile}.{label}")
         calls = call_table(self.sandbox.calls(), minimum)
-        return RunFigures(label, report.status, wall, http, cpu, report.counts, calls, records)
+        return RunFigures(label, report.status, wall, http, in_store, cpu, report.counts, calls,
+                          records)
 
     def landed(self) -> dict[str, dict[str, int]]:
         """Live records and distinct refsync ids in each CRM emulator."""
@@ -474,6 +564,7 @@ class SyncHarness:
     def close(self) -> None:
         """Stop the sandbox and remove the work directory."""
         self.timer.uninstall()
+        self.store_timer.uninstall()
         self.sandbox.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -513,10 +604,13 @@ def print_run(data: Mapping[str, Any], say: Callable[[str], None] = print) -> No
     calls = data["api_calls"]
     say(f"{data['label']}: {data['records']:,} referrals, status {data['status']}")
     say(f"  wall {data['wall_seconds']:.2f} s, HTTP wait {data['http_seconds']:.2f} s, "
-        f"engine {data['engine_seconds']:.2f} s, CPU {data['cpu_seconds']:.2f} s")
+        f"engine {data['engine_seconds']:.2f} s (state store {data['store_seconds']:.2f} s), "
+        f"CPU {data['cpu_seconds']:.2f} s")
     if data["records"]:
         say(f"  end to end {data['records_per_s']:>12,.0f} referrals/s")
         say(f"  engine only {data['engine_records_per_s']:>11,.0f} referrals/s")
+        say(f"  engine outside the state store {data['outside_store_records_per_s']:>8,.0f} "
+            "referrals/s")
     say(f"  {'system':<13}{'calls':>8}{'minimum':>9}{'ratio':>7}   reads/writes/auth (minimum)")
     for system, row in calls["systems"].items():
         kinds, least = row["by_kind"], row["minimum_by_kind"]
