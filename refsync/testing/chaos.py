@@ -52,10 +52,12 @@ from refsync.testing.scenario import (
 
 __all__ = [
     "Attempt",
+    "Campaign",
     "ChaosOptions",
     "ChaosReport",
     "KillSwitch",
     "Reference",
+    "run_campaign",
     "run_chaos",
     "run_reference",
     "sync_work",
@@ -437,8 +439,13 @@ class _Child:
         return counts if isinstance(counts, dict) else {}
 
 
-class _Campaign:
-    """The kill loop over one running sandbox: attempts, interim checks, settling."""
+class Campaign:
+    """The kill loop over one running sandbox: attempts, interim checks, settling.
+
+    Subclass it to kill another command (set :attr:`command`, override :meth:`prepare` and
+    :meth:`check`) and pass the subclass to :func:`run_campaign`, as
+    :mod:`refsync.testing.chaos_retry` does for ``refsync retry``.
+    """
 
     #: the ``refsync`` command each attempt runs (and kills)
     command: tuple[str, ...] = ("sync",)
@@ -572,15 +579,21 @@ class _Campaign:
 
 def run_chaos(options: ChaosOptions) -> ChaosReport:
     """Interrupt syncs with SIGKILL as ``options`` says, let them finish, audit the result."""
-    return _run_campaign(options, ChaosReport(options), _Campaign)
+    return run_campaign(options, ChaosReport(options), Campaign)
 
 
 _Report = TypeVar("_Report", bound=ChaosReport)
 
 
-def _run_campaign(options: ChaosOptions, report: _Report,
-                  campaign_type: type[_Campaign]) -> _Report:
-    """The reference sync, then ``campaign_type``'s attempts, settling and audit."""
+def run_campaign(options: ChaosOptions, report: _Report,
+                  campaign_type: type[Campaign]) -> _Report:
+    """The reference sync, then ``campaign_type``'s attempts, settling and audit.
+
+    Args:
+        options: seed, sizes and kills.
+        report: filled in and returned.
+        campaign_type: :class:`Campaign` or a subclass (which command to kill and check).
+    """
     started = time.monotonic()
     seed_data = scenario_seed(options.seed, options.referrals)
     with _workdir(options.workdir) as workdir:

@@ -35,10 +35,10 @@ from refsync.sync.wiring import build_engine
 from refsync.testing.audit import remote_records
 from refsync.testing.chaos import (
     Attempt,
+    Campaign,
     ChaosOptions,
     ChaosReport,
-    _Campaign,
-    _run_campaign,
+    run_campaign,
     sync_work,
 )
 from refsync.testing.scenario import SANDBOX_SECRETS
@@ -154,7 +154,7 @@ def stranded_replays(
             f"{' ...' if len(stranded) > 5 else ''}"]
 
 
-class _RetryCampaign(_Campaign):
+class _RetryCampaign(Campaign):
     """Each attempt: new leads, syncs through refused records, then a retry child killed."""
 
     command = ("retry", "--all")
@@ -266,4 +266,4 @@ class _RetryCampaign(_Campaign):
 
 def run_retry_chaos(options: RetryChaosOptions) -> RetryChaosReport:
     """Kill ``refsync retry`` mid-replay as ``options`` says, let it finish, audit the result."""
-    return _run_campaign(options, RetryChaosReport(options), _RetryCampaign)
+    return run_campaign(options, RetryChaosReport(options), _RetryCampaign)
