@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from refsync.cli.common import CliContext, config_option, echo_json, json_option, pass_cli
+from refsync.domain.ids import short_referral_id
 
 __all__ = ["errors", "print_table", "runs", "state"]
 
@@ -142,7 +143,8 @@ def errors(
         "Quarantined records",
         ["id", "system", "stream", "dir", "referral", "code", "message", "attempts", "since"],
         [
-            [str(r["id"]), r["system"], r["stream"], r["direction"], (r["referral_id"] or "—")[:8],
+            [str(r["id"]), r["system"], r["stream"], r["direction"],
+             short_referral_id(r["referral_id"]) if r["referral_id"] else "—",
              r["error_code"], r["message"], str(r["attempts"]), _when(r["created_at"])]
             for r in rows
         ],

@@ -26,6 +26,7 @@ from refsync.cli.common import (
 from refsync.cli.state import print_table
 from refsync.daemon import daemon_identity
 from refsync.daemon.leases import hold_sync_lease
+from refsync.domain.ids import is_id_fragment, short_referral_id
 from refsync.state import LeaseToken, StateStore
 from refsync.sync.engine import RunReport, SyncEngine
 from refsync.sync.wiring import build_engine
@@ -135,12 +136,13 @@ def plan(cli_context: CliContext, config_path: str | None, as_json: bool,
         return
     if report.changes:
         print_table("Hub changes", ["referral", "from", "field", "old", "new", "why"], [
-            [c.referral_id[:8], c.system, c.field, _short(c.old), _short(c.new), c.reason]
+            [short_referral_id(c.referral_id), c.system, c.field, _short(c.old), _short(c.new),
+             c.reason]
             for c in report.changes
         ])
     if report.writes:
         print_table("Writes", ["referral", "to", "action", "fields"], [
-            [w.referral_id[:8], f"{w.system}.{w.stream}", w.action,
+            [short_referral_id(w.referral_id), f"{w.system}.{w.stream}", w.action,
              ", ".join(f"{k}={_short(v)}" for k, v in w.payload.items())]
             for w in report.writes
         ])
@@ -197,7 +199,7 @@ def referrals(ctx: click.Context, config_path: str | None, as_json: bool, status
         return
     print_table("Referrals (newest first)",
                 ["id", "partner", "email", "company", "status", "reason", "updated"], [
-        [r["id"][:8], r["partner_id"] or "—", r["email"] or "—", r["company"] or "—",
+        [short_referral_id(r["id"]), r["partner_id"] or "—", r["email"] or "—", r["company"] or "—",
          r["status"], _short(r["status_reason"]), r["updated_at"].strftime("%Y-%m-%d %H:%M")]
         for r in rows
     ])
@@ -235,12 +237,18 @@ def referrals_show(cli_context: CliContext, config_path: str | None, as_json: bo
 
 
 def _find_referral(store: StateStore, referral_id: str) -> dict[str, Any]:
-    row = store.get_referral(referral_id)
-    if row is None:
-        everything = store.list_referrals(limit=100_000)
-        matches = [r for r in everything if r["id"].startswith(referral_id)]
-        if len(matches) == 1:
-            row = matches[0]
+    """The referral a whole id, a unique prefix or a unique tail (as tables show it) names."""
+    fragment = referral_id.strip().lower()
+    row = store.get_referral(fragment)
+    if row is not None:
+        return row
+    if not is_id_fragment(fragment):
+        fail(f"{referral_id!r} is not a referral id: give the id, or at least 4 of its hex "
+             "digits from its start or end, as `refsync referrals` shows them")
+    matches = store.referral_ids_like(fragment)
+    if len(matches) > 1:
+        fail(f"several referrals match {referral_id!r}: give more of the id")
+    row = store.get_referral(matches[0]) if matches else None
     if row is None:
         fail(f"no referral {referral_id!r}: list them with `refsync referrals`")
     return row

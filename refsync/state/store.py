@@ -25,11 +25,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Dialect, Engine, Table, and_, func, select, update
+from sqlalchemy import Connection, Dialect, Engine, Table, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from refsync.domain.ids import is_id_fragment
 from refsync.errors import LeaseLostError, StateError, TickAlreadyRunError
 from refsync.state.engine import DaemonLock, create_state_engine, normalise_url, sqlite_path
 from refsync.state.statistics import PlannerStatistics
@@ -298,6 +299,23 @@ class StateStore:
             query = query.where(referral_table.c.partner_id == partner_id)
         with self._reading() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
+
+    def referral_ids_like(self, fragment: str, *, limit: int = 2) -> list[str]:
+        """Ids of referrals whose id starts or ends with ``fragment`` (at most ``limit``).
+
+        ``refsync referrals show`` takes what people copy from a table: the whole id, a
+        prefix, or the short tail that tables show (:func:`refsync.domain.ids.short_referral_id`).
+
+        Raises:
+            ValueError: ``fragment`` cannot be part of a referral id.
+        """
+        if not is_id_fragment(fragment):
+            raise ValueError(f"{fragment!r} is not part of a referral id")
+        column = referral_table.c.id
+        query = (select(column).where(or_(column.startswith(fragment), column.endswith(fragment)))
+                 .order_by(column).limit(limit))
+        with self._reading() as connection:
+            return [str(row) for row in connection.execute(query).scalars()]
 
     def due_outbox(
         self, system: str, stream: str, *, limit: int, now: datetime | None = None

@@ -12,9 +12,6 @@ only; a CRM record refsync did not create and cannot identify is left alone and 
 
 from __future__ import annotations
 
-import os
-import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +20,7 @@ from typing import Any
 from refsync.config import RefsyncConfig
 from refsync.connectors.base import Page, ReadRecord
 from refsync.domain import Lifecycle, ReferralStatus
+from refsync.domain.ids import new_referral_id, short_referral_id
 from refsync.errors import RecordError
 from refsync.mapping.compiled import MappedRecord
 from refsync.mapping.paths import path_getter
@@ -32,7 +30,7 @@ from refsync.sync.bindings import RunCounts, StreamBinding
 from refsync.sync.customers import CustomerIndex
 from refsync.sync.keys import company_key, domain_key, email_key, match_keys, phone_key
 
-__all__ = ["FieldChange", "PageProcessor", "new_referral_id", "normalised_columns"]
+__all__ = ["FieldChange", "PageProcessor", "normalised_columns"]
 
 _MATCH_COLUMNS = {
     "email": "email_norm",
@@ -85,27 +83,6 @@ class FieldChange:
     old: Any
     new: Any
     reason: str
-
-
-def new_referral_id() -> str:
-    """A new refsync id: a UUID that starts with its creation time (the RFC 9562 version 7 layout).
-
-    48 bits of Unix time in milliseconds, then 74 random bits. Ids made one after the other
-    sort together, so the state store's indexes on referral ids (referrals, links, outbox rows,
-    events) grow at their end instead of at random places: a backfill rewrites far fewer
-    database pages per commit, and the pages it works on stay in memory however large the
-    store grows. The id is as unique as a random (version 4) UUID and reads the same to every
-    system it is written to.
-    """
-    stamp = time.time_ns() // 1_000_000 & _MASK_48
-    value = stamp << 80 | int.from_bytes(os.urandom(10), "big")
-    value = value & _CLEAR_VERSION_AND_VARIANT | _VERSION_7_AND_VARIANT
-    return str(uuid.UUID(int=value))
-
-
-_MASK_48 = (1 << 48) - 1
-_CLEAR_VERSION_AND_VARIANT = ~(0xF << 76 | 0x3 << 62) & ((1 << 128) - 1)
-_VERSION_7_AND_VARIANT = 0x7 << 76 | 0x2 << 62
 
 
 def _queue(queued: dict[Any, dict[str, Any]], target: Any, row: Mapping[str, Any]) -> None:
@@ -392,7 +369,8 @@ class PageProcessor:
             if not candidates:
                 continue
             first = candidates[0]
-            explanation = f"{rule.replace('_', ' ')} {key} equals referral {first['id'][:8]}"
+            original = short_referral_id(first["id"])
+            explanation = f"{rule.replace('_', ' ')} {key} equals referral {original}"
             if first.get("partner_id") in (None, partner) or partner is None:
                 self._event("matched", first["id"], {
                     "system": binding.system, "external_id": record.id, "by": rule,
@@ -407,8 +385,7 @@ class PageProcessor:
                 when = registered.date().isoformat()
                 reason = (
                     f"already referred by partner {first.get('partner_id')} on {when} "
-                    f"(referral {first['id'][:8]}; {explanation}); protection window "
-                    f"{window.days} days"
+                    f"({explanation}); protection window {window.days} days"
                 )
                 self.counts.add(binding, "duplicates")
                 return {"_new": True, "id": new_id, "status": ReferralStatus.DUPLICATE.value,

@@ -8,7 +8,7 @@ import pytest
 from postgres_server import PostgresServer
 
 from refsync.state import StateStore
-from refsync.sync.pull import new_referral_id
+from refsync.domain.ids import new_referral_id
 
 pytestmark = pytest.mark.postgres
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from refsync.state import StateStore
 from refsync.state.store import event_table, link_table, outbox_table, referral_table
-from refsync.sync.pull import new_referral_id
+from refsync.domain.ids import new_referral_id
 
 REFERRAL_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 
