@@ -727,9 +727,43 @@ class StateTransaction:
         )
 
     def quarantine(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Record records that could not be read or written, with their reasons."""
-        if rows:
-            _insert(self.connection, quarantine_table, _with_defaults(QuarantineRow, rows))
+        """Record records that could not be read or written, with their reasons.
+
+        A record has at most one open row per place: a write to a system and stream is known
+        by its referral, a read by the remote record's id. A record that fails again while its
+        row is open updates that row (the new run, reason and payload; one more attempt; the
+        first failure's time stays). So does a record whose replay by ``refsync retry`` fails:
+        the row it replayed (``replay_of`` in the given row) reopens instead of a new one
+        starting again at one attempt.
+        """
+        fresh = []
+        table = quarantine_table
+        for row in rows:
+            target = _quarantine_target(row)
+            if target is None:
+                fresh.append(row)
+                continue
+            reopen = row.get("replay_of")
+            still_open = table.c.resolved_at.is_(None)
+            found = self.connection.execute(
+                select(table.c.id).where(*target, still_open if reopen is None
+                                         else or_(still_open, table.c.id == reopen))
+                .order_by(table.c.id.desc()).limit(1)
+            ).scalar()
+            if found is None:
+                fresh.append(row)
+                continue
+            self.connection.execute(
+                update(table).where(table.c.id == found).values(
+                    run_id=row.get("run_id"), payload=row.get("payload") or {},
+                    error_code=row["error_code"], message=row["message"],
+                    attempts=table.c.attempts + 1, resolved_at=None,
+                    external_id=row.get("external_id") or table.c.external_id,
+                    referral_id=row.get("referral_id") or table.c.referral_id)
+            )
+        if fresh:
+            fresh = [{k: v for k, v in row.items() if k != "replay_of"} for row in fresh]
+            _insert(self.connection, table, _with_defaults(QuarantineRow, fresh))
 
     def resolve_quarantine(self, quarantine_ids: Sequence[int]) -> None:
         """Mark quarantined records as dealt with."""
@@ -738,6 +772,26 @@ class StateTransaction:
                 update(quarantine_table).where(quarantine_table.c.id.in_(list(quarantine_ids)))
                 .values(resolved_at=utcnow())
             )
+
+    def resolve_synced(
+        self, system: str, stream: str, direction: str, record_ids: Sequence[str]
+    ) -> None:
+        """Close the open quarantine rows of records that have now synced there.
+
+        ``record_ids`` are referral ids for writes (``out``) and remote ids for reads (``in``):
+        a write that succeeds, or a record read and mapped, no longer awaits a fix.
+        """
+        if not record_ids:
+            return
+        table = quarantine_table
+        column = table.c.referral_id if direction == "out" else table.c.external_id
+        self.connection.execute(
+            update(table).where(
+                table.c.resolved_at.is_(None), table.c.system == system,
+                table.c.stream == stream, table.c.direction == direction,
+                column.in_(list(record_ids)),
+            ).values(resolved_at=utcnow())
+        )
 
     def set_cursor(
         self, system: str, stream: str, value: Mapping[str, Any], run_id: str | None = None
@@ -749,6 +803,18 @@ class StateTransaction:
               "updated_at": utcnow()}],
             ["system", "stream"],
         )
+
+
+def _quarantine_target(row: Mapping[str, Any]) -> list[Any] | None:
+    """What identifies a quarantined record's place: a write by referral, a read by remote id."""
+    table = quarantine_table
+    place = [table.c.system == row["system"], table.c.stream == row["stream"],
+             table.c.direction == row["direction"]]
+    if row["direction"] == "out" and row.get("referral_id"):
+        return [*place, table.c.referral_id == row["referral_id"]]
+    if row["direction"] == "in" and row.get("external_id"):
+        return [*place, table.c.external_id == row["external_id"]]
+    return None
 
 
 def _fetch_dicts(connection: Connection, statement: Any) -> list[dict[str, Any]]:

@@ -294,7 +294,8 @@ class SyncEngine:
                     data=dict(data.get("data") or {}),
                 )
                 processor = PageProcessor(binding, self._outputs(), self.config, self.lifecycle,
-                                          run_id, counts, self.clock, customers=customers)
+                                          run_id, counts, self.clock, customers=customers,
+                                          replaying={record.id: row["id"]})
                 processor.process(tx, Page([record], Cursor()))
         return len(rows)
 

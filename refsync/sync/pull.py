@@ -71,6 +71,7 @@ class _PageState:
     referral_rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     link_rows: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     outbox_rows: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    quarantined_ids: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,9 @@ class PageProcessor:
         counts: where to count what happened.
         clock: current time.
         on_change: called with each field change (plans print them).
+        customers: existing customers and open deals, for the rules that reject referrals.
+        replaying: when ``refsync retry`` re-reads records, each one's quarantine row by remote
+            id (a record that fails again reopens that row).
     """
 
     binding: StreamBinding
@@ -161,6 +165,7 @@ class PageProcessor:
     clock: Callable[[], datetime]
     on_change: Callable[[FieldChange], None] | None = None
     customers: CustomerIndex | None = None
+    replaying: Mapping[str, int] = field(default_factory=dict)
     _events: list[dict[str, Any]] = field(default_factory=list)
     _page: _PageState = field(default_factory=lambda: _PageState())
     _now: datetime | None = None
@@ -189,6 +194,9 @@ class PageProcessor:
                 self._process_record(tx, item)
             self._flush(tx)
             tx.append_events(self._events)
+            tx.resolve_synced(binding.system, binding.stream, "in", [
+                item.record.id for item in prepared
+                if item.kind != "deleted" and item.record.id not in self._page.quarantined_ids])
         finally:
             self._page = _PageState()
             self._now = None
@@ -581,6 +589,7 @@ class PageProcessor:
     ) -> None:
         binding = self.binding
         first = errors[0]
+        self._page.quarantined_ids.add(record.id)
         tx.quarantine([{
             "run_id": self.run_id, "system": binding.system, "stream": binding.stream,
             "direction": "in", "referral_id": link["canonical_id"] if link else None,
@@ -589,6 +598,7 @@ class PageProcessor:
                         "modstamp": record.modstamp.isoformat() if record.modstamp else None},
             "error_code": first.code,
             "message": "; ".join(f"{e.field}: {e.message}" for e in errors),
+            "replay_of": self.replaying.get(record.id),
         }])
         self.counts.add(binding, "quarantined")
         if link is not None:

@@ -16,7 +16,7 @@ from typing import Any
 from refsync.connectors.base import REMOTE_ID_FIELD, WriteResult
 from refsync.connectors.errors import Action
 from refsync.errors import ConnectorError, QuotaExhaustedError, RetryableError
-from refsync.state import LeaseToken, StateStore
+from refsync.state import LeaseToken, StateStore, StateTransaction
 from refsync.sync.bindings import RunCounts, StreamBinding
 
 __all__ = ["OutboxDrainer", "PlannedWrite", "retry_delay"]
@@ -157,9 +157,7 @@ class OutboxDrainer:
         with self.store.transaction(lease=self.lease) as tx:
             tx.finish_outbox(done)
             if quarantined:
-                tx.quarantine(quarantined)
-                tx.finish_outbox([q["payload"]["outbox_id"] for q in quarantined],
-                                 state="quarantined")
+                self._quarantine(tx, quarantined)
                 self.counts.add(binding, "quarantined", len(quarantined))
             if failure is not None:
                 for row, _, _ in sendable:
@@ -169,6 +167,7 @@ class OutboxDrainer:
                 return not stop
             new_links = []
             written_events = []
+            refused = []
             for (row, payload, payload_hash), outcome in zip(sendable, results, strict=True):
                 if outcome.ok:
                     new_links.append({
@@ -192,15 +191,31 @@ class OutboxDrainer:
                                     next_attempt_at=now + retry_delay(row["attempts"]))
                     self.counts.add(binding, "deferred")
                     continue
-                quarantined_row = self._quarantine_row(row, payload, error.code, error.message)
-                tx.quarantine([quarantined_row])
-                tx.finish_outbox([row["id"]], state="quarantined")
+                refused.append(self._quarantine_row(row, payload, error.code, error.message))
                 self.counts.add(binding, "quarantined")
+            if refused:
+                self._quarantine(tx, refused)
             tx.upsert_links(new_links)
+            tx.resolve_synced(binding.system, binding.stream, "out",
+                              [link["canonical_id"] for link in new_links])
             tx.append_events(written_events)
             tx.finish_outbox(done)
             self.counts.add(binding, "written", len(new_links))
         return True
+
+    @staticmethod
+    def _quarantine(tx: StateTransaction, rows: list[dict[str, Any]]) -> None:
+        """Quarantine failed writes and take them out of the outbox.
+
+        A write that ``refsync retry`` queued again carries the quarantine row it replays
+        (``retry_of``); if it fails again, that row reopens with one more attempt.
+        """
+        outbox_ids = [row["payload"]["outbox_id"] for row in rows]
+        replays = {queued["id"]: (queued.get("payload") or {}).get("retry_of")
+                   for queued in tx.outbox_rows(outbox_ids)}
+        tx.quarantine([{**row, "replay_of": replays.get(row["payload"]["outbox_id"])}
+                       for row in rows])
+        tx.finish_outbox(outbox_ids, state="quarantined")
 
     def _quarantine_row(
         self, row: dict[str, Any], payload: dict[str, Any], code: str, message: str

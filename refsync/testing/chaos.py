@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from refsync.config import load_config
 from refsync.daemon.leases import SYNC_LEASE
+from refsync.domain.ids import SHORT_ID_LENGTH, short_referral_id
 from refsync.sandbox.core import CallCounter
 from refsync.sandbox.runner import RunningSandbox
 from refsync.state import StateStore
@@ -69,7 +70,7 @@ LEASE_TTL = 3
 #: run counters that mean a sync still had something to do
 WORK_COUNTS = ("created", "updated", "written", "quarantined", "deferred", "conflicts",
                "duplicates", "rejected")
-_UUID_PREFIX = re.compile(r"\b[0-9a-f]{8}\b")
+_SHORT_ID = re.compile(rf"\b[0-9a-f]{{{SHORT_ID_LENGTH}}}\b")
 
 
 def sync_work(counts: Mapping[str, Any]) -> int:
@@ -344,6 +345,14 @@ def _outcomes(store: StateStore, bindings: list[StreamBinding],
         present[binding.system] = {
             str(r.data.get(binding.mapping.key_field))
             for r in remote_records(emulators[binding.system], binding.object)}
+    # a reason names another referral by its short id, which differs from run to run: name
+    # that referral's lead instead, which does not
+    lead_of = {short_referral_id(link["canonical_id"]): lead_id
+               for lead_id, link in links.items()}
+
+    def by_lead(match: re.Match[str]) -> str:
+        return f"<{lead_of.get(match.group(0), 'unknown referral')}>"
+
     outcomes = {}
     for lead in leads:
         link = links.get(lead.id)
@@ -351,7 +360,7 @@ def _outcomes(store: StateStore, bindings: list[StreamBinding],
         if referral is None:
             outcomes[lead.id] = ("no referral",)
             continue
-        reason = _UUID_PREFIX.sub("<id>", str(referral.get("status_reason") or ""))
+        reason = _SHORT_ID.sub(by_lead, str(referral.get("status_reason") or ""))
         outcomes[lead.id] = (referral["status"], reason, *(
             system for system in sorted(present) if referral["id"] in present[system]))
     return outcomes
