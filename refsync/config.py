@@ -10,18 +10,26 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from refsync.errors import ConfigError, Problem
 from refsync.yamlsource import LoadedYaml, SourceMap, load_yaml, validate_model
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "DEFAULT_CUSTOMER_TYPES",
     "CustomerSourceConfig",
     "DaemonConfig",
     "LoadedConfig",
@@ -35,6 +43,8 @@ __all__ = [
     "StreamConfig",
     "SystemConfig",
     "config_path_from",
+    "default_customer_types",
+    "is_secret_setting",
     "load_config",
     "parse_duration",
 ]
@@ -43,6 +53,10 @@ DEFAULT_CONFIG_PATH = Path("refsync.yaml")
 
 SECRET_SETTING = re.compile(r"(secret|password|token|private_key|api_key|client_key)", re.I)
 """Setting names that hold credentials and so must come from ``${VAR}`` or ``file:`` references."""
+
+PATH_SETTING = re.compile(r"_file$", re.I)
+"""Setting names that hold the path of a file (``private_key_file``): a path is not a secret,
+whatever the rest of its name says, and the connector reads the file itself."""
 
 _IDENTIFIER = r"^[a-z][a-z0-9_\-]*$"
 
@@ -200,14 +214,34 @@ class OpportunitySourceConfig(_Strict):
     name_field: str = "Name"
 
 
+DEFAULT_CUSTOMER_TYPES: tuple[str, ...] = ("Customer - Direct", "Customer - Channel")
+"""The Salesforce Account Types that mark a customer, unless ``customer_account_types`` is set."""
+
+CUSTOMER_TYPES_BY_CONNECTOR: dict[str, tuple[str, ...]] = {"hubspot": ("customer",)}
+"""Connectors whose customers are marked otherwise: HubSpot's lifecycle stage ``customer``."""
+
+
+def default_customer_types(connector: str) -> list[str]:
+    """The types that mark a customer in records read through ``connector``, by default."""
+    return list(CUSTOMER_TYPES_BY_CONNECTOR.get(connector, DEFAULT_CUSTOMER_TYPES))
+
+
 class RulesConfig(_Strict):
-    """Rules of engagement: duplicate and channel-conflict handling."""
+    """Rules of engagement: duplicate and channel-conflict handling.
+
+    ``customer_account_types`` defaults to the values that mark a customer in the system
+    ``customers_from`` reads: Salesforce Account Types, or ``customer`` (the lifecycle stage)
+    for a HubSpot system. A value the configuration sets always wins.
+    """
 
     protection_window_days: int = Field(default=90, ge=0, le=3650)
     reject_existing_customers: bool = True
     reject_open_opportunities: bool = True
     customer_account_types: list[str] = Field(
-        default_factory=lambda: ["Customer - Direct", "Customer - Channel"]
+        default_factory=lambda: list(DEFAULT_CUSTOMER_TYPES),
+        description="values of customers_from's type_field that mark a customer (default: "
+        "the source system's, e.g. Customer - Direct and Customer - Channel, or customer on "
+        "HubSpot)",
     )
     customers_from: CustomerSourceConfig | None = Field(
         default=None, description="read existing customers from this CRM object"
@@ -265,6 +299,21 @@ class RefsyncConfig(_Strict):
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+
+    @field_validator("rules")
+    @classmethod
+    def _customer_types_of_the_source(
+        cls, rules: RulesConfig, info: ValidationInfo
+    ) -> RulesConfig:
+        """Unless set, the customer types are those of the system ``customers_from`` reads."""
+        source = rules.customers_from
+        if source is None or "customer_account_types" in rules.model_fields_set:
+            return rules
+        systems = info.data.get("systems") or {}
+        system = systems.get(source.system)
+        connector = (system.connector if system is not None else None) or source.system
+        return rules.model_copy(
+            update={"customer_account_types": default_customer_types(connector)})
 
     def connector_name(self, system: str) -> str:
         """The connector a system uses (its ``connector:`` or, by default, its key)."""
@@ -396,7 +445,16 @@ def _opportunity_source_problems(loaded: LoadedYaml) -> list[Problem]:
     return []
 
 
-def _secret_paths(data: Any) -> list[tuple[str | int, ...]]:
+def is_secret_setting(name: str) -> bool:
+    """Whether a connector setting holds a credential (and so must be a reference).
+
+    A setting naming a file (``private_key_file``) holds a path, not the credential itself.
+    """
+    return bool(SECRET_SETTING.search(name)) and not PATH_SETTING.search(name)
+
+
+def _setting_paths(data: Any, wanted: Callable[[str], bool]) -> list[tuple[str | int, ...]]:
+    """Where the connector settings whose name ``wanted`` accepts are, in every system."""
     paths: list[tuple[str | int, ...]] = []
     systems = data.get("systems") if isinstance(data, dict) else None
     if not isinstance(systems, dict):
@@ -405,23 +463,44 @@ def _secret_paths(data: Any) -> list[tuple[str | int, ...]]:
         settings = system.get("settings") if isinstance(system, dict) else None
         if isinstance(settings, dict):
             for key in settings:
-                if isinstance(key, str) and SECRET_SETTING.search(key):
+                if isinstance(key, str) and wanted(key):
                     paths.append(("systems", name, "settings", key))
     return paths
+
+
+def _secret_paths(data: Any) -> list[tuple[str | int, ...]]:
+    return _setting_paths(data, is_secret_setting)
+
+
+def _written_value(
+    text: list[str], loaded: LoadedYaml, setting: tuple[str | int, ...]
+) -> tuple[int, int, str]:
+    """Line, column and the text written from there on (quotes stripped) of a setting's value."""
+    line, column = loaded.source.position(setting)
+    raw = text[line - 1][column - 1:] if 0 < line <= len(text) else ""
+    return line, column, raw.lstrip("'\"")
 
 
 def _literal_secrets(path: Path, loaded: LoadedYaml) -> list[Problem]:
     text = path.read_text(encoding="utf-8").splitlines()
     problems = []
     for secret_path in _secret_paths(loaded.data):
-        line, column = loaded.source.position(secret_path)
-        raw = text[line - 1][column - 1:] if 0 < line <= len(text) else ""
-        if not (raw.lstrip("'\"").startswith("${") or raw.lstrip("'\"").startswith("file:")):
+        line, column, raw = _written_value(text, loaded, secret_path)
+        if not (raw.startswith("${") or raw.startswith("file:")):
             problems.append(Problem(
                 str(path), line, column,
                 f"secret setting '{secret_path[-1]}' is written in the YAML",
                 f"move it to an environment variable and write ${{{_env_name(secret_path)}}}, "
                 "or to a file and write file:/path/to/it",
+            ))
+    for file_setting in _setting_paths(loaded.data, lambda name: bool(PATH_SETTING.search(name))):
+        line, column, raw = _written_value(text, loaded, file_setting)
+        if raw.startswith("file:"):
+            problems.append(Problem(
+                str(path), line, column,
+                f"setting '{file_setting[-1]}' takes the path of a file, but file: would put "
+                "the file's contents in its place",
+                f"write the path itself: {file_setting[-1]}: /path/to/the/file",
             ))
     return problems
 

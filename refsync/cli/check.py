@@ -138,5 +138,11 @@ def check(cli_context: CliContext, config_path: str | None, as_json: bool, onlin
         echo_json({"ok": True, "config": str(path), "systems": systems, "problems": []})
     else:
         streams = sum(len(s) for s in systems.values())
-        click.echo(f"{path}: OK — {len(systems)} systems, {streams} streams, mappings valid")
+        click.echo(f"{path}: OK — {_counted(len(systems), 'system')}, "
+                   f"{_counted(streams, 'stream')}, mappings valid")
     sys.exit(EXIT_OK if not problems else EXIT_CONFIG)
+
+
+def _counted(count: int, noun: str) -> str:
+    """``1 system``, ``3 systems``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -41,6 +41,26 @@ def test_check_accepts_the_example_config() -> None:
     assert json.loads(result.output)["ok"] is True
 
 
+def test_check_counts_in_words_and_takes_the_path_of_a_key_file(tmp_path: Path) -> None:
+    # a setting naming a key file holds a path: written as is, it is not a secret in the YAML
+    path = tmp_path / "refsync.yaml"
+    path.write_text("""\
+version: 1
+systems:
+  salesforce:
+    settings:
+      auth: jwt
+      consumer_key: refsync-connected-app
+      username: sync@acme.example
+      private_key_file: /run/secrets/sf.pem
+    streams:
+      leads: {object: Lead, mapping: builtin:salesforce-lead}
+""")
+    result = CliRunner().invoke(cli, ["check", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{path}: OK — 1 system, 1 stream, mappings valid\n"
+
+
 def test_check_reports_three_mistakes_and_exits_2(tmp_path: Path) -> None:
     broken = EXAMPLE.read_text()
     broken = broken.replace("instance: refsync-example", "instanse: refsync-example")

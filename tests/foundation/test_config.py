@@ -232,3 +232,89 @@ def test_check_refuses_open_opportunities_without_customers_with_the_line(
     reported = [row for row in result.output.splitlines() if row.startswith(str(path))]
     assert len(reported) == 1 and reported[0].startswith(f"{path}:{line}:3: "), result.output
     assert "needs rules.customers_from" in reported[0]
+
+
+JWT_SALESFORCE = """\
+version: 1
+systems:
+  salesforce:
+    settings:
+      auth: jwt
+      consumer_key: refsync-connected-app
+      username: sync@acme.example
+      private_key_file: KEY_PATH
+    streams:
+      leads: {object: Lead, mapping: builtin:salesforce-lead}
+"""
+
+
+def test_a_setting_naming_the_file_of_a_secret_is_a_path_not_a_secret(tmp_path: Path) -> None:
+    from refsync.connectors.salesforce import SalesforceSettings
+    from refsync.sync.wiring import connector_settings
+
+    key_file = tmp_path / "sf.pem"
+    key_file.write_text("-----BEGIN PRIVATE KEY-----\nnot a real key\n")
+    loaded = load_config(write(tmp_path, JWT_SALESFORCE.replace("KEY_PATH", str(key_file))),
+                         environ={})
+    assert loaded.secrets == []
+    settings, problems = connector_settings(loaded)
+    assert problems == []
+    salesforce = settings["salesforce"]
+    assert isinstance(salesforce, SalesforceSettings)
+    assert salesforce.private_key_file == key_file
+    assert salesforce.private_key_file.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+
+
+def test_the_key_itself_written_in_the_yaml_is_still_refused(tmp_path: Path) -> None:
+    text = JWT_SALESFORCE.replace("private_key_file: KEY_PATH",
+                                  "private_key: '-----BEGIN PRIVATE KEY-----'")
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), environ={})
+    (problem,) = error.value.problems
+    assert "secret setting 'private_key' is written in the YAML" in problem.message
+    assert "${SALESFORCE_PRIVATE_KEY}" in problem.fix
+
+
+def test_a_file_reference_in_place_of_a_path_is_refused(tmp_path: Path) -> None:
+    # file: would put the key itself where the connector expects the path of the key
+    key_file = tmp_path / "sf.pem"
+    key_file.write_text("-----BEGIN PRIVATE KEY-----\n")
+    text = JWT_SALESFORCE.replace("KEY_PATH", f"file:{key_file}")
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), environ={})
+    (problem,) = error.value.problems
+    assert (problem.line, problem.column) == (8, 25)
+    assert "'private_key_file' takes the path of a file" in problem.message
+    assert problem.fix == "write the path itself: private_key_file: /path/to/the/file"
+    from_environment = JWT_SALESFORCE.replace("KEY_PATH", "${SF_KEY_FILE}")
+    loaded = load_config(write(tmp_path, from_environment), environ={"SF_KEY_FILE": "/k.pem"})
+    assert loaded.config.systems["salesforce"].settings["private_key_file"] == "/k.pem"
+
+
+HUBSPOT_CUSTOMERS = RULES_WITH_DEALS.replace(
+    "  customers_from: {system: salesforce}\n  open_opportunities_from:\n"
+    "    system: salesforce\n",
+    "  customers_from: {system: hubspot, object: companies, name_field: name, "
+    "website_field: domain, type_field: lifecyclestage}\n")
+
+
+def test_customer_types_default_to_those_of_the_system_customers_are_read_from(
+    tmp_path: Path
+) -> None:
+    def customer_types(text: str) -> list[str]:
+        loaded = load_config(write(tmp_path, text), environ={"PS_SECRET": "x"})
+        return loaded.config.rules.customer_account_types
+
+    assert HUBSPOT_CUSTOMERS != RULES_WITH_DEALS
+    assert customer_types(HUBSPOT_CUSTOMERS) == ["customer"]
+    # the system's connector decides, not its name
+    renamed = HUBSPOT_CUSTOMERS.replace("  hubspot:\n", "  marketing:\n    connector: hubspot\n") \
+        .replace("{system: hubspot,", "{system: marketing,")
+    assert customer_types(renamed) == ["customer"]
+    assert customer_types(RULES_WITH_DEALS) == ["Customer - Direct", "Customer - Channel"]
+    assert customer_types(MINIMAL) == ["Customer - Direct", "Customer - Channel"]
+    # a value the configuration sets always wins
+    explicit = HUBSPOT_CUSTOMERS + "  customer_account_types: [evangelist]\n"
+    assert customer_types(explicit) == ["evangelist"]
+    explicit = RULES_WITH_DEALS + "  customer_account_types: [customer]\n"
+    assert customer_types(explicit) == ["customer"]

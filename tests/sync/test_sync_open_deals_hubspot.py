@@ -9,7 +9,7 @@ reason; one matching a company whose deals are all closed is not.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +94,13 @@ def sandbox(tmp_path: Path) -> Iterator[RunningSandbox]:
         yield running
 
 
-def sync(sandbox: RunningSandbox, tmp_path: Path, state_url: str,
-         **rules: Any) -> tuple[RunReport, StateStore]:
-    """One run with HubSpot as the source of customers and open deals (``rules`` override)."""
+def sync(sandbox: RunningSandbox, tmp_path: Path, state_url: str, *,
+         base: Mapping[str, Any] = RULES, **rules: Any) -> tuple[RunReport, StateStore]:
+    """One run with HubSpot as the source of customers and open deals (``rules`` override
+    ``base``)."""
     text = sandbox_config(sandbox.urls, sandbox.ca_bundle, state_url,
                           comment="hubspot open deals test", instance="refsync-test",
-                          top={"rules": {**RULES, **rules}})
+                          top={"rules": {**base, **rules}})
     path = tmp_path / "refsync.yaml"
     path.write_text(text)
     loaded = load_config(path)
@@ -175,6 +176,22 @@ def test_open_deals_are_enforced_without_the_customer_rule(
     assert referrals["di@cobaltenergy.example"]["status_reason"].startswith(
         "Cobalt Energy has an open opportunity (Cobalt Energy - Upsell, CRM record ")
     assert referrals["cy@borealisfoods.example"]["status"] == "submitted"
+    store.close()
+
+
+def test_hubspot_customers_are_companies_in_the_customer_stage_by_default(
+    sandbox: RunningSandbox, tmp_path: Path, state_url: str
+) -> None:
+    # the configuration does not name the customer types: HubSpot's lifecycle stage decides
+    unset = {name: value for name, value in RULES.items() if name != "customer_account_types"}
+    report, store = sync(sandbox, tmp_path, state_url, base=unset,
+                         reject_open_opportunities=False)
+    assert report.counts["rejected"] == 1, report.counts
+    cobalt = next(r["id"] for r in sandbox.emulators["hubspot"].records("companies")
+                  if r["properties"]["name"] == "Cobalt Energy")
+    assert by_email(store)["di@cobaltenergy.example"]["status_reason"] == (
+        f"Cobalt Energy is already a customer (email domain cobaltenergy.example; CRM record "
+        f"{cobalt})")
     store.close()
 
 
