@@ -181,6 +181,9 @@ DEFAULT_RULES: tuple[ErrorRule, ...] = (
               "value of {fields} is longer than {system} allows: shorten it with a "
               "truncate transform in the mapping", code="STRING_TOO_LONG"),
     ErrorRule(Action.RECORD_ERROR,
+              "value of {fields} cannot be stored by {system} ({message}): change the "
+              "mapping to write text, a number or true/false there", code="INVALID_VALUE"),
+    ErrorRule(Action.RECORD_ERROR,
               "{system} duplicate rules blocked the record ({message}): merge the duplicates "
               "or relax the duplicate rule for the integration user", code="DUPLICATES_DETECTED"),
     ErrorRule(Action.RECORD_ERROR, "{system} validation rule rejected the record: {message}",
@@ -215,11 +218,7 @@ class ErrorTable:
         for rule in self.rules:
             if rule.matches(facts):
                 return Classification(rule.action, _render(rule.template, facts, system), facts)
-        return Classification(
-            Action.FATAL,
-            f"{system} failed unexpectedly ({facts.status} {facts.code}: {facts.message})",
-            facts,
-        )
+        return Classification(Action.FATAL, _unexpected(facts, system), facts)
 
     def write_error(self, facts: ErrorFacts, *, system: str) -> WriteError:
         """Classify a per-record failure inside a batch write."""
@@ -239,6 +238,14 @@ class ErrorTable:
 
 
 DEFAULT_TABLE = ErrorTable()
+
+
+def _unexpected(facts: ErrorFacts, system: str) -> str:
+    """The message of a failure no rule knows: what the vendor said, without empty parts."""
+    said = " ".join(str(part) for part in (facts.status, facts.code) if part is not None)
+    detail = ": ".join(part for part in (said, facts.message) if part)
+    return f"{system} failed unexpectedly ({detail})" if detail else \
+        f"{system} failed unexpectedly"
 
 
 def _render(template: str, facts: ErrorFacts, system: str) -> str:

@@ -280,18 +280,13 @@ class FileConnector(ConnectorBase):
         record = {name: value for name, value in record.items() if name != REMOTE_ID_FIELD}
         key_value = record.get(key_field)
         key = None if key_value in (None, "") else str(key_value)
-        problem = self._validate(record, key_field)
+        index = None if key is None else self._stored_index(key, remote_id, table, by_key)
+        stored = table[index] if index is not None else {}
+        problem = self._validate(record, key_field, stored)
         if problem is not None:
             return WriteResult.failure(key, DEFAULT_TABLE.write_error(problem, system=self.system))
         assert key is not None  # _validate refuses a missing key
         stamp = self.context.clock().astimezone(UTC).isoformat()
-        index = by_key.get(key)
-        if index is None and remote_id not in (None, ""):
-            # the engine knows this record's id here: update it rather than add a row
-            index = next((i for i, row in enumerate(table)
-                          if str(row.get(settings.id_field)) == str(remote_id)), None)
-            if index is not None:
-                by_key[key] = index
         if index is None:
             data = dict(record)
             data[settings.id_field] = str(data.get(settings.id_field) or uuid.uuid4().hex)
@@ -299,6 +294,7 @@ class FileConnector(ConnectorBase):
             table.append(data)
             by_key[key] = len(table) - 1
         else:
+            by_key[key] = index
             data = table[index]
             keep_id = data.get(settings.id_field)
             data.update(record)
@@ -309,11 +305,32 @@ class FileConnector(ConnectorBase):
             data[settings.modstamp_field] = stamp
         return WriteResult.success(key, remote_id=str(data[settings.id_field]), created=created)
 
-    def _validate(self, record: Mapping[str, Any], key_field: str) -> ErrorFacts | None:
-        missing = [
+    def _stored_index(
+        self, key: str, remote_id: Any, table: list[dict[str, Any]], by_key: dict[str, int]
+    ) -> int | None:
+        """The stored row a record updates: the one holding its key, else its remote id."""
+        index = by_key.get(key)
+        if index is None and remote_id not in (None, ""):
+            # the engine knows this record's id here: update it rather than add a row
+            id_field = self.file_settings.id_field
+            index = next((i for i, row in enumerate(table)
+                          if str(row.get(id_field)) == str(remote_id)), None)
+        return index
+
+    def _validate(
+        self, record: Mapping[str, Any], key_field: str, stored: Mapping[str, Any]
+    ) -> ErrorFacts | None:
+        """What is wrong with writing ``record`` over the ``stored`` row ({} for a new one).
+
+        The key must be in the record; a required field may come from the stored row, since
+        fields not given are kept.
+        """
+        merged = {**stored, **record}
+        missing = [key_field] if record.get(key_field) in (None, "") else []
+        missing += [
             name
-            for name in (key_field, *self.file_settings.required_fields)
-            if record.get(name) in (None, "")
+            for name in dict.fromkeys(self.file_settings.required_fields)
+            if name != key_field and merged.get(name) in (None, "")
         ]
         if missing:
             return ErrorFacts(

@@ -50,6 +50,7 @@ from refsync.errors import (
         (ErrorFacts(status=400, code="FIELD_CUSTOM_VALIDATION_EXCEPTION"), Action.RECORD_ERROR),
         (ErrorFacts(status=400, code="INVALID_OPTION"), Action.RECORD_ERROR),
         (ErrorFacts(status=400, code="VALIDATION_ERROR"), Action.RECORD_ERROR),
+        (ErrorFacts(code="INVALID_VALUE"), Action.RECORD_ERROR),
         (ErrorFacts(status=409), Action.RECORD_ERROR),
         (ErrorFacts(status=400, code="SOMETHING_NEW"), Action.FATAL),
         (ErrorFacts(status=302), Action.FATAL),
@@ -106,6 +107,18 @@ def test_unmatched_facts_are_fatal() -> None:
     found = ErrorTable(rules=()).classify(ErrorFacts(status=418, code="TEAPOT"), system="x")
     assert found.action is Action.FATAL
     assert "418 TEAPOT" in found.message
+
+
+def test_an_unknown_failure_names_only_what_the_vendor_said() -> None:
+    from refsync.connectors.errors import ErrorTable
+
+    table = ErrorTable(rules=())
+    without_status = ErrorFacts(code="ODD_THING", message="it went odd")
+    assert table.classify(without_status, system="x").message == (
+        "x failed unexpectedly (ODD_THING: it went odd)")
+    assert table.classify(ErrorFacts(status=418), system="x").message == (
+        "x failed unexpectedly (418)")
+    assert table.classify(ErrorFacts(), system="x").message == "x failed unexpectedly"
 
 
 def test_record_level_failures_never_ask_for_auth_or_quota() -> None:

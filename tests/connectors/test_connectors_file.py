@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from refsync.connectors.base import Connector, ConnectorContext
 from refsync.connectors.cursor import Cursor
+from refsync.connectors.errors import Action
 from refsync.connectors.file import FileConnector, FileSettings
 from refsync.errors import FatalConnectorError
 from refsync.testing.fakes import ManualClock
@@ -113,6 +114,30 @@ def test_values_the_format_cannot_hold_are_refused_per_record(tmp_path: Path) ->
     assert [r.ok for r in results] == [False, True]
     error = results[0].error
     assert error is not None and error.code == "INVALID_VALUE" and error.fields == ("tags",)
+    assert error.action is Action.RECORD_ERROR
+    assert error.message == (
+        "value of tags cannot be stored by files (tags holds a list, which csv cannot store): "
+        "change the mapping to write text, a number or true/false there")
+    assert error.detail == "tags holds a list, which csv cannot store"
+
+
+def test_an_update_may_leave_out_a_required_field_the_row_already_has(tmp_path: Path) -> None:
+    conn = connector(tmp_path, required_fields=["email"])
+    assert conn.write("leads", "key", [{"key": "r-1", "email": "a@b.test", "name": "A"}])[0].ok
+    updated = conn.write("leads", "key", [{"key": "r-1", "name": "A2"}])
+    assert updated[0].ok and not updated[0].created, updated[0].error
+    (row,) = [json.loads(line) for line in (tmp_path / "leads.jsonl").read_text().splitlines()]
+    assert (row["email"], row["name"]) == ("a@b.test", "A2")
+
+    # a create still needs it, and an update may not blank it
+    refused = conn.write("leads", "key", [{"key": "r-2", "name": "B"},
+                                          {"key": "r-1", "email": ""}])
+    assert [r.ok for r in refused] == [False, False]
+    for result in refused:
+        assert result.error is not None and result.error.code == "REQUIRED_FIELD_MISSING"
+        assert result.error.fields == ("email",)
+        assert result.error.message == (
+            "required field(s) email missing: map a value for it or set a default")
 
 
 def test_a_batch_with_nothing_valid_does_not_create_the_file(tmp_path: Path) -> None:
