@@ -628,6 +628,51 @@ def test_seed_creates_custom_objects_and_links(emulator: HubSpotEmulator, client
     assert len(linked.results) == 1
 
 
+def test_a_seed_with_one_bad_link_or_record_writes_nothing(
+    server: SandboxServer, emulator: HubSpotEmulator, client: Any
+) -> None:
+    emulator.seed({"contacts": [{"email": "kept@example.com"}]})
+    properties_before = {p.name for p in
+                         client.crm.properties.core_api.get_all("contacts").results}
+
+    def refused(payload: dict[str, Any], reason: str) -> None:
+        response = requests.post(f"{server.url}/_sandbox/seed", json=payload, timeout=5)
+        assert response.status_code == 400, response.text
+        assert reason in response.json()["error"]
+
+    links = [{"to": "contacts", "id": "kept@example.com", "idProperty": "firstname"}]
+    refused({"$properties": {"contacts": [{"name": "partner_tier", "type": "string"}]},
+             "referral_programs": [{"name": "Spring"}],
+             "companies": [{"name": "Big Co"}],
+             "deals": [{"dealname": "big", "associations": links}]},
+            'Property "firstname" is not a unique identifier for contacts')
+    refused({"deals": [{"dealname": "big", "associations": [
+        {"to": "contacts", "id": "nobody@example.com", "idProperty": "email"}]}]},
+            "resource not found")
+    refused({"contacts": [{"email": "twice@example.com"}, {"email": "TWICE@example.com"}]},
+            "contacts[1]: email 'twice@example.com' is already used by contacts[0]")
+    refused({"companies": [{"name": "Fine"}], "contacts": [{"email": "not an address"}]},
+            "contacts[0]:")
+
+    assert [r["properties"]["email"] for r in emulator.records("contacts")] == [
+        "kept@example.com"]
+    assert emulator.records("deals") == [] and emulator.records("companies") == []
+    with pytest.raises(KeyError):
+        emulator.records("referral_programs")
+    assert {p.name for p in client.crm.properties.core_api.get_all("contacts").results} \
+        == properties_before
+
+    # links to records of the same seed still resolve through a unique property
+    counts = emulator.seed({"contacts": [{"email": "new@example.com"}],
+                            "deals": [{"dealname": "linked", "associations": [
+                                {"to": "contacts", "id": "NEW@example.com",
+                                 "idProperty": "email"}]}]})
+    assert counts == {"contacts": 1, "deals": 1}
+    deal = emulator.records("deals")[0]["id"]
+    linked = client.crm.associations.v4.basic_api.get_page("deals", deal, "contacts")
+    assert len(linked.results) == 1
+
+
 def test_simulate_moves_deals_deterministically(emulator: HubSpotEmulator) -> None:
     payload = {
         "contacts": [{"email": f"d{i}@example.com"} for i in range(6)],

@@ -312,6 +312,24 @@ def test_collections_upsert_with_three_invalid_records(sandbox: Sandbox, sf: Sal
     assert again[0]["id"] == results[0]["id"]
 
 
+def test_a_custom_field_without_a_label_is_named_in_errors_by_its_name(
+    sandbox: Sandbox, sf: Salesforce
+) -> None:
+    sandbox.control("POST", "seed", {"_metadata": {"Lead": {"fields": [
+        {"name": "Partner_Tier__c", "type": "picklist", "picklistValues": ["Gold", "Silver"],
+         "restrictedPicklist": True}]}}})
+    (result,) = sf.restful("composite/sobjects/Lead/Refsync_Id__c", method="PATCH", json={
+        "allOrNone": False,
+        "records": [upsert_record("tier-1", LastName="Byron", Company="Byron Ltd",
+                                  Partner_Tier__c="Bronze")]})
+    assert result["errors"] == [{
+        "statusCode": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+        "message": "Partner Tier: bad value for restricted picklist field: Bronze",
+        "fields": ["Partner_Tier__c"]}]
+    label = {f["name"]: f["label"] for f in sf.Lead.describe()["fields"]}["Partner_Tier__c"]
+    assert label == "Partner Tier"
+
+
 def test_collections_all_or_none_rolls_back(sandbox: Sandbox, sf: Salesforce) -> None:
     records = [upsert_record(f"r-{i}", LastName="L", Company="C") for i in range(3)]
     records[1]["Bogus__c"] = 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from starlette.routing import BaseRoute
@@ -32,6 +33,15 @@ PARTIAL_FAILURE_MARKER = "sandbox-fail"
 
 _OPEN_STAGES = DEAL_STAGES[:5]
 _BATCH_WRITES = r"^/crm/v3/objects/[^/]+/batch/(create|update|upsert)$"
+
+
+@dataclass(frozen=True)
+class _SeedRow:
+    """A checked seed record, ready to be written."""
+
+    values: dict[str, str]
+    archived: bool
+    links: list[dict[str, Any]]
 
 
 class HubSpotEmulator(Emulator):
@@ -83,52 +93,108 @@ class HubSpotEmulator(Emulator):
         Unknown object names become custom object types. Two optional keys extend the portal:
         ``"$properties": {"<type>": [{"name", "type", "options", "hasUniqueValue"}]}`` adds
         properties, and a record's ``"associations": [{"to": "<type>", "id": "<id>",
-        "idProperty": "<unique property>"}]`` links it to an existing or seeded record.
-        Seed data may set ``createdate`` and ``hs_lastmodifieddate``.
+        "idProperty": "<unique property>"}]`` links it to an existing record, or through a
+        unique property to one seeded in the same payload. Seed data may set ``createdate`` and
+        ``hs_lastmodifieddate``.
+
+        All or nothing: the whole payload is checked before anything is written, and a payload
+        with one bad record or link leaves the portal as it was (no records, no types, no
+        properties added).
 
         Raises:
-            EmulatorRequestError: invalid values or duplicate unique values.
+            EmulatorRequestError: invalid values, duplicate unique values or an association
+                whose target cannot be found.
         """
         portal = self.portal
+        before = portal.schema_snapshot()
+        try:
+            plan = self._seed_plan(payload)
+        except Exception:
+            portal.restore_schema(before)
+            raise
+        return self._write_seed(plan)
+
+    def _seed_plan(self, payload: dict[str, Any]) -> list[tuple[ObjectStore, list[_SeedRow]]]:
+        """Check every record and link of a seed, defining the types and properties it needs.
+
+        Raises:
+            EmulatorRequestError: the first problem found; no record has been written.
+        """
         for type_name, definitions in (payload.get("$properties") or {}).items():
             store = self._store_or_new(type_name)
             for item in definitions:
                 store.schema.add(_property_from_api(item))
-        stamp = portal.clock.tick()
-        counts: dict[str, int] = {}
-        pending_links: list[tuple[str, HubSpotRecord, list[dict[str, Any]]]] = []
+        plan: list[tuple[ObjectStore, list[_SeedRow]]] = []
+        # (type, unique property, value) → the seed record holding it, e.g. contacts[3]
+        seeded: dict[tuple[str, str, str], str] = {}
         for type_name, rows in payload.items():
             if type_name.startswith("$"):
                 continue
-            if not isinstance(rows, list):
+            if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
                 raise EmulatorRequestError(f"seed for {type_name!r} must be a list of records")
             store = self._store_or_new(type_name, rows)
+            planned = [self._seed_row(store, type_name, position, row, seeded)
+                       for position, row in enumerate(rows)]
+            plan.append((store, planned))
+        for _, planned in plan:
+            for row in planned:
+                for link in row.links:
+                    self._seed_target(link, seeded)
+        return plan
+
+    def _seed_row(
+        self, store: ObjectStore, type_name: str, position: int, row: dict[str, Any],
+        seeded: dict[tuple[str, str, str], str],
+    ) -> _SeedRow:
+        """One checked seed record; its live unique values are claimed in ``seeded``."""
+        where = f"{type_name}[{position}]"
+        properties = row.get("properties")
+        values: dict[str, Any] = properties if isinstance(properties, dict) else {
+            k: v for k, v in row.items() if k not in ("id", "archived", "associations")}
+        clean, problems = store.check_values(values, trusted=True)
+        if problems:
+            raise EmulatorRequestError(f"{where}: {property_values_error(problems)['message']}")
+        taken = store.conflict(clean, None)
+        if taken is not None:
+            raise EmulatorRequestError(
+                f"{where}: {taken[0]} {clean[taken[0]]!r} is already used by record {taken[1]}")
+        archived = bool(row.get("archived"))
+        for name in store.schema.unique_properties:
+            if not clean.get(name):
+                continue
+            claim = (store.schema.name, name, store.unique_key(name, clean[name]))
+            if claim in seeded:
+                raise EmulatorRequestError(
+                    f"{where}: {name} {clean[name]!r} is already used by {seeded[claim]}")
+            if not archived:  # archiving frees a record's unique values
+                seeded[claim] = where
+        links = row.get("associations") or []
+        if not isinstance(links, list) or not all(isinstance(link, dict) for link in links):
+            raise EmulatorRequestError(
+                f'{where}: associations must be a list of {{"to", "id", "idProperty"}}')
+        return _SeedRow(clean, archived, links)
+
+    def _write_seed(self, plan: list[tuple[ObjectStore, list[_SeedRow]]]) -> dict[str, int]:
+        """Create the checked records of a seed, then link them."""
+        portal = self.portal
+        stamp = portal.clock.tick()
+        counts: dict[str, int] = {}
+        pending_links: list[tuple[str, HubSpotRecord, list[dict[str, Any]]]] = []
+        for store, rows in plan:
             written: list[HubSpotRecord] = []
-            for position, row in enumerate(rows):
-                values = row.get("properties") if isinstance(row.get("properties"), dict) else {
-                    k: v for k, v in row.items() if k not in ("id", "archived", "associations")}
-                clean, problems = store.check_values(values, trusted=True)
-                if problems:
-                    raise EmulatorRequestError(
-                        f"{type_name}[{position}]: "
-                        f"{property_values_error(problems)['message']}")
-                taken = store.conflict(clean, None)
-                if taken is not None:
-                    raise EmulatorRequestError(
-                        f"{type_name}[{position}]: {taken[0]} {clean[taken[0]]!r} is already "
-                        f"used by record {taken[1]}")
-                record = portal.create_record(store, clean, stamp)
-                if row.get("archived"):
+            for row in rows:
+                record = portal.create_record(store, row.values, stamp)
+                if row.archived:
                     store.archive(record, stamp)
-                if row.get("associations"):
-                    pending_links.append((store.schema.name, record, row["associations"]))
+                if row.links:
+                    pending_links.append((store.schema.name, record, row.links))
                 written.append(record)
             portal.search_index.written(store.schema.name, written)
             counts[store.schema.name] = counts.get(store.schema.name, 0) + len(rows)
         for from_type, record, links in pending_links:
             for link in links:
-                target = self._seed_target(link)
-                portal.associations.add(from_type, record.id, target[0], target[1])
+                to_type, to_id = self._seed_target(link)
+                portal.associations.add(from_type, record.id, to_type, to_id)
         return counts
 
     def _store_or_new(self, type_name: str, rows: list[Any] | None = None) -> ObjectStore:
@@ -145,10 +211,25 @@ class HubSpotEmulator(Emulator):
                                                  has_unique_value=name == "refsync_id"))
         return store
 
-    def _seed_target(self, link: dict[str, Any]) -> tuple[str, str]:
+    def _seed_target(
+        self, link: dict[str, Any], seeded: dict[tuple[str, str, str], str] | None = None
+    ) -> tuple[str, str]:
+        """The ``(type, id)`` a seed association points to.
+
+        With ``seeded`` (while checking a seed), a target found through a unique property may
+        also be a record of the same seed, not written yet; its id is then ``""``.
+
+        Raises:
+            EmulatorRequestError: no such type or record, or ``idProperty`` is not unique.
+        """
         try:
             store = self.portal.store(str(link.get("to", "")))
-            record = self.portal.find(store, str(link.get("id", "")), link.get("idProperty"))
+            record_id, id_property = str(link.get("id", "")), link.get("idProperty")
+            if seeded is not None and id_property and (
+                    store.schema.name, id_property,
+                    store.unique_key(id_property, record_id)) in seeded:
+                return store.schema.name, ""
+            record = self.portal.find(store, record_id, id_property)
         except HubSpotApiError as exc:
             raise EmulatorRequestError(f"seed association {link}: {exc.body['message']}") from None
         return store.schema.name, record.id

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from refsync.sandbox.hubspot.associations import AssociationStore, default_type_id
@@ -27,7 +28,7 @@ from refsync.sandbox.hubspot.schema import (
 from refsync.sandbox.hubspot.search import SearchIndex, run_search
 from refsync.sandbox.hubspot.store import HubSpotRecord, ObjectStore, id_sequence
 
-__all__ = ["ASSOCIATIONS_PER_RESULT", "MAX_LIST_LIMIT", "Portal"]
+__all__ = ["ASSOCIATIONS_PER_RESULT", "MAX_LIST_LIMIT", "Portal", "SchemaSnapshot"]
 
 ASSOCIATIONS_PER_RESULT = 500
 """Associations of one record a batch read returns at a time (the rest by ``paging.next``)."""
@@ -35,6 +36,15 @@ ASSOCIATIONS_PER_RESULT = 500
 MAX_LIST_LIMIT = 100
 
 _SINGULAR_ALIASES = {"contact": "contacts", "company": "companies", "deal": "deals"}
+
+
+@dataclass(frozen=True)
+class SchemaSnapshot:
+    """The portal's object types and their properties at one moment."""
+
+    stores: dict[str, ObjectStore]
+    properties: dict[str, dict[str, PropertyDef]]
+    next_custom: int
 
 
 class Portal:
@@ -62,6 +72,29 @@ class Portal:
         self.associations.clear()
         self.search_index.reset()
         self.search_index.set_lag(self.search_index.lag_ms, self.stores)
+
+    def schema_snapshot(self) -> SchemaSnapshot:
+        """The object types and their properties as they are now (see :meth:`restore_schema`)."""
+        return SchemaSnapshot(
+            stores=dict(self.stores),
+            properties={name: dict(store.schema.properties)
+                        for name, store in self.stores.items()},
+            next_custom=self._next_custom,
+        )
+
+    def restore_schema(self, snapshot: SchemaSnapshot) -> None:
+        """Undo the object types and properties defined since ``snapshot`` was taken.
+
+        Only for types that gained no records since: a type defined since is dropped whole.
+        """
+        for name in [name for name in self.stores if name not in snapshot.stores]:
+            del self.stores[name]
+            self._order.pop(name, None)
+        for name, properties in snapshot.properties.items():
+            schema = self.stores[name].schema
+            schema.properties.clear()
+            schema.add(*properties.values())
+        self._next_custom = snapshot.next_custom
 
     def define_object(self, name: str) -> ObjectStore:
         """Create a custom object type (``2-<n>``) with the system properties."""

@@ -92,7 +92,7 @@ class ObjectStore:
 
     def find_unique(self, name: str, value: str) -> HubSpotRecord | None:
         """The live record whose unique property ``name`` equals ``value``."""
-        record_id = self._unique.get(name, {}).get(self._unique_key(name, value))
+        record_id = self._unique.get(name, {}).get(self.unique_key(name, value))
         return self.records.get(record_id) if record_id is not None else None
 
     def live(self) -> Iterable[HubSpotRecord]:
@@ -166,7 +166,7 @@ class ObjectStore:
             value = values.get(name)
             if not value:
                 continue
-            holder = self._unique.get(name, {}).get(self._unique_key(name, value))
+            holder = self._unique.get(name, {}).get(self.unique_key(name, value))
             if holder is not None and holder != exclude_id:
                 return name, holder
         return None
@@ -201,7 +201,7 @@ class ObjectStore:
         for name in self.schema.unique_properties:
             value = record.properties.get(name)
             if value:
-                self._unique.get(name, {}).pop(self._unique_key(name, value), None)
+                self._unique.get(name, {}).pop(self.unique_key(name, value), None)
         record.archived = True
         record.updated_ms = stamp_ms
         self.version += 1
@@ -238,9 +238,9 @@ class ObjectStore:
                 index = self._unique.setdefault(name, {})
                 old = record.properties.get(name)
                 if old:
-                    index.pop(self._unique_key(name, old), None)
+                    index.pop(self.unique_key(name, old), None)
                 if value:
-                    index[self._unique_key(name, value)] = record.id
+                    index[self.unique_key(name, value)] = record.id
             if value == "":
                 record.properties.pop(name, None)
                 record.numbers.pop(name, None)
@@ -255,7 +255,8 @@ class ObjectStore:
                     record.numbers[name] = number
 
     @staticmethod
-    def _unique_key(name: str, value: str) -> str:
+    def unique_key(name: str, value: str) -> str:
+        """How a unique property's value is compared: e-mail addresses ignore case."""
         return value.lower() if name == "email" else value
 
 

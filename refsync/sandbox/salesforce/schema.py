@@ -53,11 +53,17 @@ class FieldDef:
     default: Any = None
     reference_to: tuple[str, ...] = ()
 
+    @property
+    def display_label(self) -> str:
+        """The label, or one made from the name when none was given (``Partner_Tier__c`` →
+        ``Partner Tier``), as ``describe`` and error messages show it."""
+        return self.label or self.name.removesuffix("__c").replace("_", " ")
+
     def describe(self) -> dict[str, Any]:
         """Return the field as in ``GET .../sobjects/{Object}/describe``."""
         return {
             "name": self.name,
-            "label": self.label or self.name.removesuffix("__c").replace("_", " "),
+            "label": self.display_label,
             "type": self.type,
             "length": self.length,
             "nillable": self.nillable,

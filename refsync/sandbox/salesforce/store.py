@@ -192,7 +192,8 @@ class RecordStore:
                     and converted not in definition.picklist):
                 errors.append(record_error(
                     "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                    f"{definition.label}: bad value for restricted picklist field: {converted}",
+                    f"{definition.display_label}: bad value for restricted picklist field: "
+                    f"{converted}",
                     [name]))
                 rejected.add(name)
                 continue
