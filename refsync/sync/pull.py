@@ -45,6 +45,8 @@ _REFERRAL_COLUMNS = {
     "source_system", "notes",
 }
 _NOT_PUSHED_TO_CRM = {ReferralStatus.DUPLICATE.value, ReferralStatus.REJECTED.value}
+_PERSON_KEYS = {"email", "phone"}
+"""Match rules that name one person; the others (domains, company name) name a company."""
 _MATCH_COLUMN_NAMES = tuple(sorted(set(_MATCH_COLUMNS.values())))
 
 
@@ -272,6 +274,18 @@ class PageProcessor:
         self._flush(tx)
         return tx.referrals_by(column, [key])
 
+    def _linked_to_another(self, tx: StateTransaction, referral_id: str, record_id: str) -> bool:
+        """Whether ``referral_id`` is already linked to a record of this stream other than
+        ``record_id`` (queued by this page or committed before)."""
+        binding = self.binding
+        for (system, object_name, external_id), row in self._page.link_rows.items():
+            if system == binding.system and object_name == binding.object and \
+                    row["canonical_id"] == referral_id:
+                return external_id != record_id
+        link = tx.links_by_canonical(binding.system, binding.object, [referral_id])
+        found = link.get(referral_id)
+        return found is not None and found["external_id"] != record_id
+
     def _queue_referral(self, row: dict[str, Any]) -> None:
         page = self._page
         _queue(page.referral_rows, row["id"], row)
@@ -379,7 +393,13 @@ class PageProcessor:
             first = candidates[0]
             original = short_referral_id(first["id"])
             explanation = f"{rule.replace('_', ' ')} {key} equals referral {original}"
-            if first.get("partner_id") in (None, partner) or partner is None:
+            same_partner = first.get("partner_id") in (None, partner) or partner is None
+            # another record of this stream already is that referral: this one is a second
+            # submission, never merged into it (that would write one lead over the other)
+            resubmitted = same_partner and self._linked_to_another(tx, first["id"], record.id)
+            if resubmitted and rule not in _PERSON_KEYS:
+                continue  # another contact at the same company, from the same partner
+            if same_partner and not resubmitted:
                 self._event("matched", first["id"], {
                     "system": binding.system, "external_id": record.id, "by": rule,
                     "explanation": explanation,

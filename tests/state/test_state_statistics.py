@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from postgres_server import PostgresServer
 
-from refsync.state import StateStore
 from refsync.domain.ids import new_referral_id
+from refsync.state import StateStore
 
 pytestmark = pytest.mark.postgres
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from refsync.domain.ids import new_referral_id
 from refsync.state import StateStore
 from refsync.state.store import event_table, link_table, outbox_table, referral_table
-from refsync.domain.ids import new_referral_id
 
 REFERRAL_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 

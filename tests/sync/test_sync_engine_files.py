@@ -2,99 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from refsync.config import load_config
 from refsync.state import StateStore
-from refsync.sync.wiring import build_engine
-
-PRM_MAPPING = """\
-system: prm
-object: leads
-key_field: refsync_id
-fields:
-  partner_id: {remote: partner, rule: partner_owned}
-  email: {remote: email, rule: partner_owned, transform: [email]}
-  company: {remote: company, rule: partner_owned}
-  status:
-    remote: status
-    rule: hub_wins
-    values: {new: submitted, working: accepted, qualified: qualified, won: won, lost: lost,
-             dup: duplicate, rejected: rejected, opportunity: opportunity, expired: expired}
-  status_reason: {remote: reason, direction: out, rule: hub_wins}
-"""
-
-CRM_MAPPING = """\
-system: crm
-object: Lead
-key_field: Refsync_Id
-fields:
-  email: {remote: Email, transform: [email]}
-  company: {remote: Company}
-  partner_id: {remote: Partner, rule: partner_owned}
-  status:
-    remote: Status
-    rule: remote_wins
-    values: {Open: submitted, Working: accepted, Qualified: qualified, Won: won, Lost: lost,
-             out: {duplicate: Lost, rejected: Lost, opportunity: Qualified, expired: Lost}}
-"""
-
-CONFIG = """\
-version: 1
-state: {{url: "{url}"}}
-systems:
-  prm:
-    connector: file
-    role: prm
-    settings: {{directory: prm}}
-    streams:
-      leads: {{object: leads, mapping: prm.yaml}}
-  crm:
-    connector: file
-    role: crm
-    settings: {{directory: crm, id_field: Id, modstamp_field: SystemModstamp}}
-    streams:
-      leads: {{object: Lead, mapping: crm.yaml}}
-matching: {{keys: [email]}}
-rules: {{protection_window_days: 90}}
-"""
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-@pytest.fixture
-def workspace(tmp_path: Path, state_url: str) -> Path:
-    (tmp_path / "prm.yaml").write_text(PRM_MAPPING)
-    (tmp_path / "crm.yaml").write_text(CRM_MAPPING)
-    (tmp_path / "refsync.yaml").write_text(CONFIG.format(url=state_url))
-    write_jsonl(tmp_path / "prm" / "leads.jsonl", [
-        {"id": "L1", "updated_at": "2026-01-01T10:00:00Z", "partner": "p-ana",
-         "email": " Alice@Acme.com ", "company": "Acme", "status": "new"},
-        {"id": "L2", "updated_at": "2026-01-01T10:00:00Z", "partner": "p-ben",
-         "email": "bob@globex.com", "company": "Globex", "status": "new"},
-        {"id": "L3", "updated_at": "2026-01-02T10:00:00Z", "partner": "p-ben",
-         "email": "alice@acme.com", "company": "Acme Inc", "status": "new"},
-    ])
-    (tmp_path / "crm").mkdir()
-    return tmp_path
-
-
-def engine_for(workspace: Path) -> Any:
-    loaded = load_config(workspace / "refsync.yaml", environ={})
-    store = StateStore(loaded.config.state.url)
-    return build_engine(loaded, store), store
+from tests.sync.file_workspace import CONFIG, engine_for, read_jsonl, write_jsonl
 
 
 def test_referrals_flow_prm_to_crm_and_status_flows_back(workspace: Path) -> None:
@@ -235,4 +150,38 @@ def test_a_plan_pages_through_the_outbox_backlog(
     planned = summary(whole)
     assert len(planned) == 5, planned  # 2 referrals to the CRM, 3 leads written back
     assert summary(paged) == planned
+    store.close()
+
+
+def test_two_leads_of_one_partner_at_one_company_stay_two_referrals(
+    workspace: Path, state_url: str
+) -> None:
+    """Company keys match a partner's second contact at a company to the first one's referral;
+    it is a second submission, not the same record: merging would write one lead over the
+    other and lose the second prospect."""
+    (workspace / "refsync.yaml").write_text(CONFIG.format(url=state_url).replace(
+        "matching: {keys: [email]}", "matching: {keys: [email, company_name]}"))
+    write_jsonl(workspace / "prm" / "leads.jsonl", [
+        {"id": "K1", "updated_at": "2026-01-01T10:00:00Z", "partner": "p-ana",
+         "email": "francoise@kestrel.example", "company": "Kestrel Energy Ltd", "status": "new"},
+        {"id": "K2", "updated_at": "2026-01-01T11:00:00Z", "partner": "p-ana",
+         "email": "chloe@kestrel-energy.example", "company": "Kestrel Energy GmbH",
+         "status": "new"},
+        # the partner submits Françoise again: the same person, a duplicate
+        {"id": "K3", "updated_at": "2026-01-01T12:00:00Z", "partner": "p-ana",
+         "email": "Francoise@Kestrel.example", "company": "Kestrel Energy", "status": "new"},
+    ])
+    engine, store = engine_for(workspace)
+    report = engine.run()
+    assert report.counts["created"] == 3 and report.counts["matched"] == 0, report.counts
+    prm = {row["id"]: row for row in read_jsonl(workspace / "prm" / "leads.jsonl")}
+    # each lead keeps its own prospect and its own referral
+    assert prm["K1"]["email"] == "francoise@kestrel.example"
+    assert prm["K2"]["email"] == "chloe@kestrel-energy.example"
+    assert len({prm[k]["refsync_id"] for k in prm}) == 3
+    assert prm["K3"]["status"] == "dup"
+    assert "email francoise@kestrel.example equals referral" in prm["K3"]["reason"]
+    crm = read_jsonl(workspace / "crm" / "Lead.jsonl")
+    assert sorted(row["Email"] for row in crm) == [
+        "chloe@kestrel-energy.example", "francoise@kestrel.example"]
     store.close()

@@ -8,13 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from refsync.state import StateStore
-from tests.sync.test_sync_engine_files import (
-    CONFIG,
-    engine_for,
-    read_jsonl,
-    workspace,  # noqa: F401  (the fixture)
-    write_jsonl,
-)
+from tests.sync.file_workspace import CONFIG, engine_for, read_jsonl, write_jsonl
 
 
 def _every_row(store: StateStore) -> list[dict[str, Any]]:
