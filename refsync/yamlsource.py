@@ -44,6 +44,9 @@ class SourceMap:
     file: str
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    retyped: dict[Path_, str] = field(default_factory=dict)
+    """The text as written of unquoted values YAML read as something that reads back differently
+    (``yes`` → ``True``, ``07`` → ``7``), so a check that wants text can ask for quotes."""
 
     def position(self, path: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
         """Position of ``path``: its key when ``key`` is set, else its value.
@@ -78,8 +81,21 @@ class LoadedYaml:
     problems: list[Problem] = field(default_factory=list)
 
 
-_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
-_constructor = yaml.constructor.SafeConstructor()
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?\}")
+"""A complete reference, ``${VAR}`` or ``${VAR:-default}`` (matched against one candidate)."""
+_REFERENCE_CANDIDATE = re.compile(r"\$\{[^}]*\}?")
+"""Anything that starts like a reference, so a broken one is reported rather than kept as text."""
+_YAML_TAG = "tag:yaml.org,2002:"
+_MERGE_TAG = _YAML_TAG + "merge"
+_TEXT_TAGS = frozenset({_MERGE_TAG, _YAML_TAG + "value"})
+"""Tags YAML 1.1 gives a plain ``<<`` or ``=`` that nothing constructs: outside a key, text."""
+_SCALAR_TAGS = frozenset(
+    tag for tag in yaml.constructor.SafeConstructor.yaml_constructors
+    if tag and tag.removeprefix(_YAML_TAG) not in {"map", "omap", "pairs", "seq", "set"}
+) | _TEXT_TAGS
+_MAPPING_TAGS = frozenset({_YAML_TAG + "map", _YAML_TAG + "set"})
+_SEQUENCE_TAGS = frozenset({_YAML_TAG + "seq", _YAML_TAG + "omap", _YAML_TAG + "pairs"})
+_SYNTAX_FIX = "fix the syntax (indentation, a missing colon or quote)"
 
 
 def load_yaml(
@@ -92,7 +108,7 @@ def load_yaml(
     """Read a YAML file into plain data, recording positions.
 
     Args:
-        path: the file to read.
+        path: the file to read (UTF-8).
         environ: variables for ``${VAR}`` / ``${VAR:-default}`` (defaults to ``os.environ``).
         resolve_references: when set, expand ``${...}`` references in strings and replace a string
             of the form ``file:/path`` with that file's contents (trailing newline removed). Each
@@ -100,19 +116,31 @@ def load_yaml(
         display_name: the name used for the file in problems (defaults to ``path`` as given).
 
     Raises:
-        ConfigError: when the file cannot be read or is not valid YAML.
+        ConfigError: when the file cannot be read, is not UTF-8 or is not valid YAML.
     """
     name = display_name or str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(
             [Problem(name, 1, 1, f"cannot read the file: {exc.strerror or exc}",
                      "check the path, or pass another with -c/--config")]
         ) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([_not_utf8(name, raw, exc.start)]) from None
     return load_yaml_text(
         text, name, environ=environ, resolve_references=resolve_references
     )
+
+
+def _not_utf8(name: str, raw: bytes, start: int) -> Problem:
+    """The problem for a file whose byte at ``start`` is not UTF-8, located by line and column."""
+    line_start = raw.rfind(b"\n", 0, start) + 1
+    column = len(raw[line_start:start].decode("utf-8", errors="replace")) + 1
+    return Problem(name, raw.count(b"\n", 0, start) + 1, column,
+                   f"not UTF-8 (byte 0x{raw[start]:02x})", "save the file as UTF-8")
 
 
 def load_yaml_text(
@@ -122,28 +150,187 @@ def load_yaml_text(
     environ: typing.Mapping[str, str] | None = None,
     resolve_references: bool = False,
 ) -> LoadedYaml:
-    """Like :func:`load_yaml`, from a string already read; ``name`` is used in problems."""
+    """Like :func:`load_yaml`, from a string already read; ``name`` is used in problems.
+
+    Plain (unquoted) mapping keys are kept as written: YAML 1.1 would read a key ``yes`` as
+    ``True`` and ``07`` as ``7``, but a key is a name or a remote value, never a boolean.
+    Merge keys (``<<: *anchor``) are expanded, the merged keys keeping the positions where the
+    anchored block wrote them.
+    """
     source = SourceMap(name)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise ConfigError(
-            [Problem(name, line, column, f"not valid YAML: {exc.problem or exc}",
-                     "fix the syntax (indentation, a missing colon or quote)")]
-        ) from exc
+        raise ConfigError([_syntax_problem(name, text, exc)]) from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError([_unreadable_character(name, text, exc)]) from None
+    except RecursionError:
+        raise ConfigError([_too_deep(name)]) from None
     loaded = LoadedYaml(None, source)
     if root is None:
         loaded.data = {}
         return loaded
     env = os.environ if environ is None else environ
     resolver = _ReferenceResolver(env, source, loaded.problems) if resolve_references else None
-    loaded.data = _build(root, (), source, loaded.problems, resolver)
+    try:
+        loaded.data = _Builder(source, loaded.problems, resolver).build(root, ())
+    except RecursionError:
+        raise ConfigError([_too_deep(name)]) from None
+    loaded.problems[:] = list(dict.fromkeys(loaded.problems))  # a shared block reports once
     return loaded
 
 
+class _RecursiveAliasError(yaml.composer.ComposerError):
+    """An alias used inside the block its anchor names (``a: &x [*x]``)."""
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, refusing an alias inside the block it names (it would never end)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._open_anchors: dict[str, yaml.Mark] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        """Compose one node, tracking the anchored blocks being composed."""
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            if event.anchor in self._open_anchors:
+                raise _RecursiveAliasError(
+                    f"&{event.anchor}", self._open_anchors[event.anchor],
+                    f"*{event.anchor}", event.start_mark)
+            return super().compose_node(parent, index)
+        event = self.peek_event()
+        anchor = event.anchor
+        if anchor is None or anchor in self._open_anchors:
+            return super().compose_node(parent, index)
+        self._open_anchors[anchor] = event.start_mark
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            del self._open_anchors[anchor]
+
+
+@dataclass(frozen=True)
+class _Construct:
+    """How to report a syntax error PyYAML found inside one kind of construct."""
+
+    noun: str
+    start_first: bool  # the mistake is usually where the construct starts, not where parsing failed
+    fix: str
+
+
+_CONSTRUCTS = {
+    "while scanning a quoted scalar": _Construct("quoted value", True, "close the quote"),
+    "while scanning a simple key": _Construct(
+        "key", True, "add the ':' after the key, or close its quote"),
+    "while parsing a flow mapping": _Construct(
+        "{...} mapping", True, "close it with }, and separate its entries with commas"),
+    "while parsing a flow sequence": _Construct(
+        "[...] list", True, "close it with ], and separate its items with commas"),
+    "while parsing a block mapping": _Construct(
+        "mapping", False, "indent this line like the other keys of that mapping, or add the "
+                          "missing ':'"),
+    "while parsing a block collection": _Construct(
+        "list", False, "indent this line like the other items of that list, or start it with '- '"),
+}
+
+_PROBLEM_FIXES = {
+    "mapping values are not allowed here": "quote a value that contains ': ', or indent this line "
+                                           "under its key",
+    "found undefined alias": "mark the block to repeat with &name before using *name",
+    "found character '\\t'": "indent with spaces, not tabs",
+}
+
+
+def _syntax_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
+    """A PyYAML syntax error as a Problem at the line a person should look at.
+
+    PyYAML reports where parsing failed and, for most errors, where the construct it was reading
+    started. For an unclosed quote, bracket or key the start is the mistake; for a badly indented
+    line it is where parsing failed. Both positions are in the message.
+    """
+    if isinstance(exc, _RecursiveAliasError):
+        return _recursive_alias(name, exc)
+    problem = exc.problem or str(exc)
+    failed, started = exc.problem_mark or exc.context_mark, exc.context_mark
+    if failed is None:
+        return Problem(name, 1, 1, f"not valid YAML: {problem}", _SYNTAX_FIX)
+    if started is not None and (exc.context or "").startswith("found duplicate anchor"):
+        return Problem(name, failed.line + 1, failed.column + 1,
+                       f"not valid YAML: {(exc.context or '').split(';')[0]} (first at line "
+                       f"{started.line + 1})", "give each anchor its own name")
+    construct = _CONSTRUCTS.get(exc.context or "")
+    if started is not None and construct is not None and construct.start_first:
+        return Problem(name, started.line + 1, started.column + 1,
+                       f"not valid YAML: {problem} at line {failed.line + 1}, column "
+                       f"{failed.column + 1}, in the {construct.noun} that starts here",
+                       construct.fix)
+    quote = _runaway_quote(text, failed)
+    if quote is not None:
+        return Problem(name, quote.line + 1, quote.column + 1,
+                       f"not valid YAML: the quoted value that starts here runs on to line "
+                       f"{failed.line + 1}, where: {problem}", "close the quote on this line")
+    where = ""
+    if started is not None and started.line != failed.line:
+        what = f"the {construct.noun} that started" if construct else \
+            (exc.context or "").removeprefix("while ")
+        where = f" ({what} at line {started.line + 1})"
+    fix = construct.fix if construct else next(
+        (fix for start, fix in _PROBLEM_FIXES.items() if problem.startswith(start)), _SYNTAX_FIX)
+    return Problem(name, failed.line + 1, failed.column + 1,
+                   f"not valid YAML: {problem}{where}", fix)
+
+
+def _runaway_quote(text: str, failed: yaml.Mark) -> yaml.Mark | None:
+    """Where a quoted value started, when it ran over several lines up to the failure.
+
+    A quote left open swallows the following lines up to the next quote character, and parsing
+    fails just after it, far from the mistake.
+    """
+    last: yaml.Token | None = None
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if token.start_mark.index >= failed.index:
+                break
+            last = token
+    except yaml.YAMLError:
+        pass
+    if isinstance(last, yaml.ScalarToken) and last.style in ('"', "'") \
+            and last.start_mark.line < last.end_mark.line == failed.line:
+        return last.start_mark
+    return None
+
+
+def _recursive_alias(name: str, exc: _RecursiveAliasError) -> Problem:
+    alias, anchor = exc.problem, exc.context
+    used, anchored = exc.problem_mark, exc.context_mark
+    line, column = (used.line + 1, used.column + 1) if used else (1, 1)
+    anchor_line = anchored.line + 1 if anchored else line
+    return Problem(
+        name, line, column,
+        f"the alias {alias} is used inside the block {anchor} (line {anchor_line}) names, "
+        "so it would repeat itself forever",
+        "an alias can only repeat a block from outside it: write the values out instead")
+
+
+def _unreadable_character(name: str, text: str, exc: yaml.reader.ReaderError) -> Problem:
+    line = text.count("\n", 0, exc.position) + 1
+    column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+    code = ord(exc.character) if isinstance(exc.character, str) else exc.character
+    return Problem(name, line, column,
+                   f"contains a control character (0x{code:02x}) that YAML does not allow",
+                   "remove it (is this a text file?)")
+
+
+def _too_deep(name: str) -> Problem:
+    return Problem(name, 1, 1, "the YAML is nested too deeply to read",
+                   "flatten it: refsync's files are only a few levels deep")
+
+
 class _ReferenceResolver:
+    """Expands ``${VAR}``, ``${VAR:-default}`` and ``file:/path`` in the strings of a file."""
+
     def __init__(
         self, environ: typing.Mapping[str, str], source: SourceMap, problems: list[Problem]
     ) -> None:
@@ -152,22 +339,8 @@ class _ReferenceResolver:
         self.problems = problems
 
     def __call__(self, value: str, path: Path_) -> str:
-        def substitute(match: re.Match[str]) -> str:
-            variable, default = match.group(1), match.group(2)
-            if variable in self.environ:
-                return self.environ[variable]
-            if default is not None:
-                return default
-            self.problems.append(
-                self.source.problem(
-                    path,
-                    f"environment variable {variable} is not set",
-                    f"export {variable}=..., or write ${{{variable}:-default}} to give a default",
-                )
-            )
-            return ""
-
-        value = _REFERENCE.sub(substitute, value)
+        """The string at ``path`` with its references expanded; each broken one is a Problem."""
+        value = _REFERENCE_CANDIDATE.sub(lambda match: self._expand(match.group(), path), value)
         if value.startswith("file:"):
             secret_path = Path(value[len("file:"):]).expanduser()
             try:
@@ -181,42 +354,189 @@ class _ReferenceResolver:
                     )
                 )
                 return ""
+            except UnicodeDecodeError as exc:
+                self.problems.append(
+                    self.source.problem(
+                        path,
+                        f"secret file {secret_path} is not UTF-8 text (byte "
+                        f"0x{exc.object[exc.start]:02x} at offset {exc.start})",
+                        "save the secret as UTF-8 text (a binary key as PEM)",
+                    )
+                )
+                return ""
         return value
 
+    def _expand(self, written: str, path: Path_) -> str:
+        """One reference's value, like the shell: an empty variable counts as unset."""
+        reference = _REFERENCE.fullmatch(written)
+        if reference is None:
+            self.problems.append(_broken_reference(self.source, path, written))
+            return written
+        variable, default = reference.group(1), reference.group(2)
+        value = self.environ.get(variable, "")
+        if value:
+            return value
+        if default is not None:
+            return default
+        if variable in self.environ:
+            message = f"environment variable {variable} is set but empty"
+            fix = f"give {variable} a value (empty counts as unset), or write " \
+                f"${{{variable}:-default}} to give a default"
+        else:
+            message = f"environment variable {variable} is not set"
+            fix = f"export {variable}=..., or write ${{{variable}:-default}} to give a default"
+        self.problems.append(self.source.problem(path, message, fix))
+        return ""
 
-def _build(
-    node: yaml.Node,
-    path: Path_,
-    source: SourceMap,
-    problems: list[Problem],
-    resolver: Callable[[str, Path_], str] | None,
-) -> Any:
-    source.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
+
+def _broken_reference(source: SourceMap, path: Path_, written: str) -> Problem:
+    shown = written if len(written) <= 60 else written[:57] + "..."
+    if not written.endswith("}"):
+        return source.problem(path, f"'{shown}' is not a complete reference", "close it with }")
+    name, colon, rest = written[2:-1].partition(":")
+    if colon and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and not rest.startswith("-"):
+        return source.problem(path, f"'{shown}' is not a valid reference",
+                              f"write ${{{name}:-{rest}}} to give a default")
+    return source.problem(
+        path, f"'{shown}' is not a valid reference",
+        "write ${NAME} or ${NAME:-default}, NAME being letters, digits and _ (not first a digit)")
+
+
+class _Builder:
+    """Turns composed YAML nodes into plain data, recording positions and problems."""
+
+    def __init__(
+        self,
+        source: SourceMap,
+        problems: list[Problem],
+        resolver: Callable[[str, Path_], str] | None,
+    ) -> None:
+        self.source = source
+        self.problems = problems
+        self.resolver = resolver
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        """The plain value of ``node``, found at ``path`` in the data."""
+        self.source.values[path] = _position(node)
+        if isinstance(node, yaml.MappingNode):
+            self._check_tag(node, _MAPPING_TAGS)
+            result: dict[Any, Any] = {}
+            for key, key_node, value_node in self._entries(node):
+                child = (*path, key)
+                self.source.keys[child] = _position(key_node)
+                result[key] = self.build(value_node, child)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            self._check_tag(node, _SEQUENCE_TAGS)
+            return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
+        if not isinstance(node, yaml.ScalarNode):
+            return None  # the composer makes no other kind of node
+        value = self._scalar(node)
+        if isinstance(value, str):
+            return self.resolver(value, path) if self.resolver is not None else value
+        if value is not None and node.style is None and _as_text(value) != node.value:
+            self.source.retyped[path] = node.value
+        return value
+
+    def _entries(self, node: yaml.MappingNode) -> list[tuple[Any, yaml.Node, yaml.Node]]:
+        """Key, key node and value node of each entry, merge keys expanded.
+
+        Keys written in the mapping win over merged ones; among merged blocks, the first wins.
+        """
+        merged: dict[Any, tuple[yaml.Node, yaml.Node]] = {}
+        written: dict[Any, tuple[yaml.Node, yaml.Node]] = {}
         for key_node, value_node in node.value:
-            key = _constructor.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int)):
-                key = str(key)
-            child = (*path, key)
-            if key in result:
-                problems.append(
-                    Problem(source.file, key_node.start_mark.line + 1,
-                            key_node.start_mark.column + 1,
-                            f"key '{key}' appears twice", "keep only one of them")
-                )
-            source.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            result[key] = _build(value_node, child, source, problems, resolver)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _build(item, (*path, index), source, problems, resolver)
-            for index, item in enumerate(node.value)
-        ]
-    value = _constructor.construct_object(node, deep=True)
-    if resolver is not None and isinstance(value, str):
-        return resolver(value, path)
-    return value
+            if key_node.tag == _MERGE_TAG:
+                for shared in self._merged_blocks(value_node):
+                    for key, shared_key, shared_value in self._entries(shared):
+                        merged.setdefault(key, (shared_key, shared_value))
+                continue
+            key = self._key(key_node)
+            if key is _UNUSABLE:
+                continue
+            if key in written:
+                self.problems.append(_problem_at(
+                    self.source.file, key_node, f"key '{key}' appears twice",
+                    "keep only one of them"))
+            written[key] = (key_node, value_node)
+        return [(key, key_node, value_node)
+                for key, (key_node, value_node) in {**merged, **written}.items()]
+
+    def _merged_blocks(self, node: yaml.Node) -> list[yaml.MappingNode]:
+        """The mappings a merge key (``<<``) names: one, or a list of them."""
+        if isinstance(node, yaml.MappingNode):
+            return [node]
+        if isinstance(node, yaml.SequenceNode) and node.value and all(
+                isinstance(item, yaml.MappingNode) for item in node.value):
+            return list(node.value)
+        self.problems.append(_problem_at(
+            self.source.file, node, "a merge key (<<) takes a mapping to copy keys from",
+            "write <<: *name, where &name marks the mapping to share (or <<: [*one, *two])"))
+        return []
+
+    def _key(self, node: yaml.Node) -> Any:
+        """A mapping key: a plain one as written, a quoted one as YAML reads it."""
+        if not isinstance(node, yaml.ScalarNode):
+            self.problems.append(_problem_at(
+                self.source.file, node, "a key must be a single value, not a list or mapping",
+                "write the key as text"))
+            return _UNUSABLE
+        if node.style is None or node.tag not in _SCALAR_TAGS:
+            self._check_tag(node, _SCALAR_TAGS)
+            return node.value  # plain keys as written: YAML 1.1 would turn `yes:` into True
+        key = self._scalar(node)
+        return key if isinstance(key, (str, int)) else str(key)
+
+    def _scalar(self, node: yaml.ScalarNode) -> Any:
+        """A scalar's value; the text as written when its tag is unknown or does not fit."""
+        if not self._check_tag(node, _SCALAR_TAGS) or node.tag in _TEXT_TAGS:
+            return node.value
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError):
+            self.problems.append(_problem_at(
+                self.source.file, node,
+                f"'{node.value}' cannot be read as {_tag_text(node.tag)}",
+                f"correct the value, or remove the {_tag_text(node.tag)} tag"))
+            return node.value
+
+    def _check_tag(self, node: yaml.Node, allowed: frozenset[str]) -> bool:
+        """Whether ``node``'s tag is one refsync reads; reports the problem when it is not."""
+        if node.tag in allowed:
+            return True
+        fix = "remove the tag: refsync reads plain YAML (mappings, lists, text and numbers)"
+        if self.resolver is not None and isinstance(node, yaml.ScalarNode) and \
+                re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", node.value):
+            fix = f"remove the tag; to read an environment variable, write ${{{node.value}}}"
+        self.problems.append(_problem_at(
+            self.source.file, node, f"the YAML tag '{_tag_text(node.tag)}' is not supported",
+            fix))
+        return False
+
+
+_UNUSABLE: Any = object()
+
+
+def _position(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _problem_at(file: str, node: yaml.Node, message: str, fix: str) -> Problem:
+    line, column = _position(node)
+    return Problem(file, line, column, message, fix)
+
+
+def _tag_text(tag: str) -> str:
+    """A tag as it is written: ``!!int`` for YAML's own, ``!env`` for a custom one."""
+    return "!!" + tag[len(_YAML_TAG):] if tag.startswith(_YAML_TAG) else tag
+
+
+def _as_text(value: Any) -> str:
+    """The text a non-string YAML value reads back as (``true``, ``7``, ``1.5``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def did_you_mean(word: str, choices: typing.Iterable[str]) -> str | None:
@@ -231,7 +551,7 @@ def validate_model(
     """Validate ``loaded.data`` against ``model``; raise ConfigError with every problem at once.
 
     Problems found while loading (missing variables, duplicate keys) are reported together with
-    the validation errors.
+    the validation errors; the same problem is reported once.
     """
     problems = list(loaded.problems)
     result: M | None = None
@@ -240,7 +560,8 @@ def validate_model(
     except ValidationError as exc:
         problems.extend(problems_from_validation(exc, loaded.source, model))
     if problems or result is None:
-        problems.sort(key=lambda p: (p.line, p.column))
+        # a block shared with an alias or merge key is validated at each use: report it once
+        problems = sorted(dict.fromkeys(problems), key=lambda p: (p.line, p.column))
         raise ConfigError(problems)
     return result
 

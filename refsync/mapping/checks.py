@@ -61,7 +61,10 @@ def check_mapping_data(data: Any, source: SourceMap) -> list[Problem]:
             spec = {"remote": spec}
         if not isinstance(spec, Mapping):
             continue
-        if isinstance(spec.get("default"), (dict, list)):
+        retyped_default = _retyped(source, (*path, "default"), spec.get("default"))
+        if retyped_default is not None:
+            problems.append(retyped_default)
+        elif isinstance(spec.get("default"), (dict, list)):
             problems.append(source.problem(
                 (*path, "default"), "a default must be a single value",
                 "write e.g. default: \"(unknown)\""))
@@ -71,7 +74,7 @@ def check_mapping_data(data: Any, source: SourceMap) -> list[Problem]:
         if isinstance(values, Mapping):
             problems.extend(_check_values(name, values, source))
         if name == "status" and "default" in spec and spec["default"] is not None and \
-                value_key(spec["default"]) not in _STATUSES:
+                retyped_default is None and value_key(spec["default"]) not in _STATUSES:
             problems.append(source.problem(
                 (*path, "default"),
                 f"status default {spec['default']!r} is not a lifecycle status",
@@ -156,7 +159,11 @@ def _check_values(name: str, values: Mapping[Any, Any], source: SourceMap) -> li
         problems.append(
             source.problem(path, "the value map is empty", "add remote: canonical pairs"))
     originals = {value_key(k): k for k in values}
+    retyped = _retyped_values(values, path, source)
+    problems.extend(retyped.values())
     for remote, canonical in pairs.items():
+        if originals[remote] in retyped:
+            continue
         if isinstance(canonical, (dict, list)):
             problems.append(source.problem(
                 (*path, originals[remote]), f"value map entry {remote!r} must map to one value",
@@ -169,7 +176,7 @@ def _check_values(name: str, values: Mapping[Any, Any], source: SourceMap) -> li
                 f"status {canonical!r} is not in the referral lifecycle", fix))
     grouped: dict[str, list[str]] = {}
     for remote, canonical in pairs.items():
-        if not isinstance(canonical, (dict, list)):
+        if not isinstance(canonical, (dict, list)) and originals[remote] not in retyped:
             grouped.setdefault(value_key(canonical), []).append(remote)
     for canonical, remotes in grouped.items():
         if len(remotes) > 1 and canonical not in choice:
@@ -180,6 +187,8 @@ def _check_values(name: str, values: Mapping[Any, Any], source: SourceMap) -> li
                 key=True))
     for canonical, remote in choice.items():
         where = (*path, "out", canonical)
+        if ("out", canonical) in retyped:
+            continue
         if name == "status" and canonical not in _STATUSES:
             problems.append(source.problem(
                 where, f"status {canonical!r} is not in the referral lifecycle",
@@ -194,6 +203,38 @@ def _check_values(name: str, values: Mapping[Any, Any], source: SourceMap) -> li
                        f"{pairs[remote]!r}",
                 f"choose one of: {', '.join(map(repr, grouped[canonical]))}"))
     return problems
+
+
+def _retyped(source: SourceMap, path: tuple[str | int, ...], value: Any) -> Problem | None:
+    """The problem for an unquoted value YAML read as something else (``yes`` → true), if any."""
+    written = source.retyped.get(path)
+    if written is None:
+        return None
+    return source.problem(
+        path, f"{written!r} is read by YAML as {value_key(value)}",
+        f"quote it (\"{written}\") to keep the text, or write {value_key(value)}")
+
+
+def _retyped_values(
+    values: Mapping[Any, Any], path: tuple[str | int, ...], source: SourceMap
+) -> dict[Any, Problem]:
+    """Problems for the value map's values (and ``out:`` values) YAML read as something else.
+
+    Keys are kept as written by the loader; values are not, so ``Approved: yes`` would map to
+    true and ``out: {qualified: 07}`` would write 7.
+    """
+    found: dict[Any, Problem] = {}
+    for remote, canonical in values.items():
+        if remote == "out" and isinstance(canonical, Mapping):
+            for out_key, out_value in canonical.items():
+                problem = _retyped(source, (*path, "out", out_key), out_value)
+                if problem is not None:
+                    found[("out", out_key)] = problem
+            continue
+        problem = _retyped(source, (*path, remote), canonical)
+        if problem is not None:
+            found[remote] = problem
+    return found
 
 
 def _check_target(

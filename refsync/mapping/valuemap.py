@@ -26,7 +26,12 @@ class UnmappedValueError(RecordError):
 
 
 def value_key(value: Any) -> str:
-    """The text form used for look-ups: YAML ``yes`` and a remote ``"true"`` are one key."""
+    """The text form used for look-ups: a remote boolean ``True`` finds the key ``true``.
+
+    Mapping files keep plain keys as written (``yes`` stays ``"yes"``), so this only matters for
+    values that really are booleans or numbers: a checkbox a connector returns, a Python caller's
+    pairs.
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
