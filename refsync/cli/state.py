@@ -9,7 +9,15 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from refsync.cli.common import CliContext, config_option, echo_json, json_option, pass_cli
+from refsync.cli.common import (
+    EXIT_CONFIG,
+    CliContext,
+    config_option,
+    echo_json,
+    fail,
+    json_option,
+    pass_cli,
+)
 from refsync.domain.ids import short_referral_id
 
 __all__ = ["errors", "print_table", "runs", "state"]
@@ -132,20 +140,34 @@ def errors(
 ) -> None:
     """List quarantined records with the reason each could not be synced."""
     with cli_context.store(config_path) as store:
+        if run_id and store.get_run(run_id) is None:
+            fail(f"no run matches {run_id!r}: `refsync runs` lists them", EXIT_CONFIG)
         rows = store.list_quarantine(run_id=run_id, include_resolved=include_resolved, limit=limit)
+        pending = store.counts()["outbox_pending"]
     if as_json:
         echo_json(rows)
         return
     if not rows:
-        click.echo("No quarantined records: every record read or written was accepted.")
+        click.echo("No quarantined records.")
+        if pending:
+            click.echo(f"{pending} write(s) wait in the outbox (not pushed yet, or deferred "
+                       "after a remote failure); the next sync sends those that are due.")
         return
     print_table(
         "Quarantined records",
-        ["id", "system", "stream", "dir", "referral", "code", "message", "attempts", "since"],
+        ["id", "system", "stream", "dir", "record", "code", "message", "attempts", "since"],
         [
-            [str(r["id"]), r["system"], r["stream"], r["direction"],
-             short_referral_id(r["referral_id"]) if r["referral_id"] else "—",
+            [str(r["id"]), r["system"], r["stream"], r["direction"], _quarantined_record(r),
              r["error_code"], r["message"], str(r["attempts"]), _when(r["created_at"])]
             for r in rows
         ],
     )
+
+
+def _quarantined_record(row: dict[str, Any]) -> str:
+    """Which record a quarantine row is about: the referral a write was for, or the remote
+    record a read could not map (its id in that system, to find and fix it there)."""
+    referral = short_referral_id(row["referral_id"]) if row["referral_id"] else None
+    if row["direction"] == "in" and row["external_id"]:
+        return f"{row['external_id']} (referral {referral})" if referral else row["external_id"]
+    return referral or "—"

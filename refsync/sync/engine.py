@@ -133,23 +133,41 @@ class SyncEngine:
                  instance=self.instance,
                  **({"tick": scheduled_for.isoformat()} if scheduled_for else {}))
         counts = RunCounts()
+        reasons: list[str] = []
 
         def cycle() -> str:
             status = "succeeded"
-            customers = self._customers()
-            for binding in self._inputs(systems):
+            inputs = self._inputs(systems)
+            try:
+                customers = self._customers()
+            except ConnectorError as exc:
+                if exc.action == "fatal":
+                    raise
+                # new referrals cannot be judged against customers and open deals: partner
+                # streams wait for the next run; CRM changes and pending writes still move
+                waiting = [b for b in inputs if b.role == "prm"]
+                inputs = [b for b in inputs if b.role != "prm"]
+                customers, status = None, "partial"
+                reasons.append(f"existing customers could not be read ({exc.message}); "
+                               f"{', '.join(b.label for b in waiting) or 'no stream'} "
+                               "waits for the next run")
+                log.warning("customers not read; partner streams wait", error=exc.message)
+            for binding in inputs:
                 if self.should_stop():
                     break
-                if not self._pull(binding, run_id, counts, full=full, lease=lease,
-                                  customers=customers):
+                stopped = self._pull(binding, run_id, counts, full=full, lease=lease,
+                                     customers=customers)
+                if stopped is not None:
                     status = "partial"
-            return self._push_all(run_id, counts, lease, status)
+                    reasons.append(f"{binding.label}: {stopped}")
+            return self._push_all(run_id, counts, lease, status, reasons)
 
-        return self._recorded(run_id, counts, log, cycle)
+        return self._recorded(run_id, counts, log, cycle, reasons=reasons)
 
     def _push_all(self, run_id: str, counts: RunCounts, lease: LeaseToken | None,
-                  status: str) -> str:
-        """Drain every output stream's outbox; return the run's status so far, updated."""
+                  status: str, reasons: list[str]) -> str:
+        """Drain every output stream's outbox; return the run's status so far, updated, and
+        add to ``reasons`` why it is not ``succeeded``."""
         for binding in self._outputs():
             if self.should_stop():
                 break
@@ -157,9 +175,18 @@ class SyncEngine:
                                     should_stop=self.should_stop)
             if not drainer.drain() and not drainer.stopped:
                 status = "partial"
+                reasons.append(f"{binding.label}: daily API allowance spent; the remaining "
+                               "writes wait in the outbox for the next run")
         if self.should_stop():
             return "interrupted"
-        if status == "succeeded" and (counts.total["quarantined"] or counts.total["deferred"]):
+        deferred, quarantined = counts.total["deferred"], counts.total["quarantined"]
+        if deferred:
+            reasons.append(f"{deferred} write(s) deferred after remote failures; they are "
+                           "retried automatically (`refsync state show` counts them)")
+        if quarantined:
+            reasons.append(f"{quarantined} record(s) quarantined: `refsync errors` says why, "
+                           "`refsync retry` replays them")
+        if status == "succeeded" and (quarantined or deferred):
             return "partial"
         return status
 
@@ -170,11 +197,13 @@ class SyncEngine:
         log: Any,
         work: Callable[[], str],
         extra: Callable[[], dict[str, Any]] = dict,
+        reasons: Sequence[str] = (),
     ) -> RunReport:
         """Do a run's ``work`` (which returns its status) and record how it ended.
 
         A lost lease ends it ``interrupted`` and a refsync error ``failed``, both reported, not
-        raised; an unexpected exception is recorded as ``failed`` and raised again.
+        raised; an unexpected exception is recorded as ``failed`` and raised again. A run that
+        did not succeed records why: the error, or the ``reasons`` its work gave.
         """
         started = time.monotonic()
         error = None
@@ -190,6 +219,8 @@ class SyncEngine:
             self.store.finish_run(run_id, status="failed", counts={**counts.as_dict(), **extra()},
                                   error=f"{type(exc).__name__}: {exc}")
             raise
+        if error is None and status != "succeeded" and reasons:
+            error = "; ".join(reasons)
         summary = {**counts.as_dict(), **extra()}
         duration = round(time.monotonic() - started, 3)
         self.store.finish_run(run_id, status=status, counts=summary, error=error)
@@ -208,7 +239,8 @@ class SyncEngine:
         full: bool,
         lease: LeaseToken | None,
         customers: CustomerIndex | None = None,
-    ) -> bool:
+    ) -> str | None:
+        """Pull one stream page by page; return why it stopped early (None: it finished)."""
         stored = None if full else self.store.get_cursor(binding.system, binding.stream)
         cursor = Cursor.from_dict(stored) if stored else None
         processor = PageProcessor(binding, self._outputs(), self.config, self.lifecycle,
@@ -228,14 +260,14 @@ class SyncEngine:
                     break
         except QuotaExhaustedError as exc:
             log.warning("daily API allowance spent; stopping this stream", error=exc.message)
-            return False
+            return f"daily API allowance spent ({exc.message}); it resumes next run"
         except ConnectorError as exc:
             if exc.action == "fatal":
                 raise
             log.warning("stream stopped by a remote failure; it resumes next run",
                         error=exc.message)
-            return False
-        return True
+            return f"stopped by a remote failure ({exc.message}); it resumes next run"
+        return None
 
     def retry(
         self, quarantine_ids: Sequence[int] | None = None, *, lease: LeaseToken | None = None
@@ -254,12 +286,14 @@ class SyncEngine:
         counts = RunCounts()
         replayed: list[int] = []
 
+        reasons: list[str] = []
+
         def replay_and_push() -> str:
             replayed.append(self._replay_quarantine(run_id, counts, quarantine_ids, lease))
-            return self._push_all(run_id, counts, lease, "succeeded")
+            return self._push_all(run_id, counts, lease, "succeeded", reasons)
 
         return self._recorded(run_id, counts, log, replay_and_push,
-                              extra=lambda: {"replayed": sum(replayed)})
+                              extra=lambda: {"replayed": sum(replayed)}, reasons=reasons)
 
     def _replay_quarantine(
         self, run_id: str, counts: RunCounts, quarantine_ids: Sequence[int] | None,

@@ -22,6 +22,7 @@ from refsync.connectors.base import Page, ReadRecord
 from refsync.domain import Lifecycle, ReferralStatus
 from refsync.domain.ids import new_referral_id, short_referral_id
 from refsync.errors import RecordError
+from refsync.logging import get_logger
 from refsync.mapping.compiled import MappedRecord
 from refsync.mapping.paths import path_getter
 from refsync.mapping.rules import FieldState, decide
@@ -621,6 +622,11 @@ class PageProcessor:
             "replay_of": self.replaying.get(record.id),
         }])
         self.counts.add(binding, "quarantined")
+        get_logger("refsync.sync", run_id=self.run_id, system=binding.system,
+                   stream=binding.stream).warning(
+            "record quarantined", external_id=record.id,
+            referral_id=link["canonical_id"] if link else None, code=first.code,
+            message=first.message)
         if link is not None:
             self._event("quarantined", link["canonical_id"], {
                 "system": binding.system, "direction": "in", "code": first.code,

@@ -16,6 +16,7 @@ from typing import Any
 from refsync.connectors.base import REMOTE_ID_FIELD, WriteResult
 from refsync.connectors.errors import Action
 from refsync.errors import ConnectorError, QuotaExhaustedError, RetryableError
+from refsync.logging import get_logger
 from refsync.state import LeaseToken, StateStore, StateTransaction
 from refsync.sync.bindings import RunCounts, StreamBinding
 
@@ -62,6 +63,11 @@ class OutboxDrainer:
     should_stop: Callable[[], bool] = lambda: False
     stopped: bool = False
     """Set when :meth:`drain` returned early because ``should_stop`` asked it to."""
+
+    @property
+    def _log(self) -> Any:
+        return get_logger("refsync.sync", run_id=self.run_id, system=self.binding.system,
+                          stream=self.binding.stream)
 
     @property
     def batch_size(self) -> int:
@@ -164,6 +170,8 @@ class OutboxDrainer:
                     tx.delay_outbox(row["id"], error=failure.message,
                                     next_attempt_at=now + retry_delay(row["attempts"]))
                 self.counts.add(binding, "deferred", len(sendable))
+                self._log.warning("write batch deferred", records=len(sendable),
+                                  error=failure.message, action=failure.action)
                 return not stop
             new_links = []
             written_events = []
@@ -190,6 +198,8 @@ class OutboxDrainer:
                     tx.delay_outbox(row["id"], error=error.message,
                                     next_attempt_at=now + retry_delay(row["attempts"]))
                     self.counts.add(binding, "deferred")
+                    self._log.warning("write deferred", referral_id=row["referral_id"],
+                                      code=error.code, message=error.message)
                     continue
                 refused.append(self._quarantine_row(row, payload, error.code, error.message))
                 self.counts.add(binding, "quarantined")
@@ -203,19 +213,30 @@ class OutboxDrainer:
             self.counts.add(binding, "written", len(new_links))
         return True
 
-    @staticmethod
-    def _quarantine(tx: StateTransaction, rows: list[dict[str, Any]]) -> None:
-        """Quarantine failed writes and take them out of the outbox.
+    def _quarantine(self, tx: StateTransaction, rows: list[dict[str, Any]]) -> None:
+        """Quarantine failed writes, take them out of the outbox, and tell each referral's
+        history and the log why.
 
         A write that ``refsync retry`` queued again carries the quarantine row it replays
         (``retry_of``); if it fails again, that row reopens with one more attempt.
         """
+        binding = self.binding
         outbox_ids = [row["payload"]["outbox_id"] for row in rows]
         replays = {queued["id"]: (queued.get("payload") or {}).get("retry_of")
                    for queued in tx.outbox_rows(outbox_ids)}
         tx.quarantine([{**row, "replay_of": replays.get(row["payload"]["outbox_id"])}
                        for row in rows])
         tx.finish_outbox(outbox_ids, state="quarantined")
+        at = self.clock()
+        tx.append_events([{
+            "kind": "quarantined", "referral_id": row["referral_id"], "run_id": self.run_id,
+            "system": binding.system, "stream": binding.stream, "at": at,
+            "payload": {"direction": "out", "code": row["error_code"],
+                        "message": row["message"]},
+        } for row in rows])
+        for row in rows:
+            self._log.warning("write quarantined", referral_id=row["referral_id"],
+                              code=row["error_code"], message=row["message"])
 
     def _quarantine_row(
         self, row: dict[str, Any], payload: dict[str, Any], code: str, message: str

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from refsync.cli import cli
 from refsync.state import StateStore
 from tests.sync.file_workspace import CONFIG, engine_for, read_jsonl, write_jsonl
 
@@ -184,4 +186,58 @@ def test_two_leads_of_one_partner_at_one_company_stay_two_referrals(
     crm = read_jsonl(workspace / "crm" / "Lead.jsonl")
     assert sorted(row["Email"] for row in crm) == [
         "chloe@kestrel-energy.example", "francoise@kestrel.example"]
+    store.close()
+
+
+def test_a_spent_quota_while_reading_customers_holds_back_partner_leads_only(
+    workspace: Path, state_url: str
+) -> None:
+    from refsync.errors import QuotaExhaustedError
+
+    (workspace / "refsync.yaml").write_text(CONFIG.format(url=state_url).replace(
+        "rules: {protection_window_days: 90}",
+        "rules: {protection_window_days: 90, customers_from: {system: crm, object: Account}}"))
+    write_jsonl(workspace / "crm" / "Account.jsonl", [
+        {"Id": "001A", "SystemModstamp": "2026-01-01T10:00:00Z", "Name": "Initech LLC",
+         "Website": "https://initech.example", "Type": "Customer - Direct"}])
+    engine, store = engine_for(workspace)
+    crm = next(b for b in engine.bindings if b.system == "crm")
+    reads = crm.connector.read
+
+    def spent(object_name: str, *args: Any, **kwargs: Any) -> Any:
+        if object_name == "Account":
+            raise QuotaExhaustedError("daily API allowance spent", system="crm")
+        return reads(object_name, *args, **kwargs)
+
+    crm.connector.read = spent  # type: ignore[method-assign]
+    report = engine.run()
+    # partner leads cannot be judged against customers: none is created, and the run says why
+    assert report.status == "partial" and report.counts["created"] == 0, report
+    assert "existing customers could not be read" in (report.error or "")
+    assert "prm.leads waits for the next run" in (report.error or "")
+    assert store.list_runs(limit=1)[0]["error"] == report.error
+    # once the allowance is back, the next run takes them
+    crm.connector.read = reads  # type: ignore[method-assign]
+    assert engine.run().counts["created"] == 3
+    store.close()
+
+
+def test_a_partial_run_records_why(workspace: Path) -> None:
+    from refsync.errors import RetryableError
+
+    engine, store = engine_for(workspace)
+    crm = next(b for b in engine.bindings if b.system == "crm")
+
+    def unavailable(*_args: Any, **_kwargs: Any) -> Any:
+        raise RetryableError("503 service unavailable", system="crm")
+
+    crm.connector.write = unavailable  # type: ignore[method-assign]
+    report = engine.run()
+    assert report.status == "partial" and report.counts["deferred"] == 2, report.counts
+    assert "2 write(s) deferred after remote failures" in (report.error or "")
+    (run,) = store.list_runs()
+    assert run["status"] == "partial" and run["error"] == report.error
+    # nothing is quarantined, but `refsync errors` does not pretend all is well
+    listed = CliRunner().invoke(cli, ["errors", "-c", str(workspace / "refsync.yaml")])
+    assert "2 write(s) wait in the outbox" in listed.output, listed.output
     store.close()

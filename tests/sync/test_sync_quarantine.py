@@ -7,6 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from click.testing import CliRunner
+from structlog.testing import capture_logs
+
+from refsync.cli import cli
 from refsync.state import StateStore
 from tests.sync.file_workspace import CONFIG, engine_for, read_jsonl, write_jsonl
 
@@ -40,10 +44,17 @@ def test_a_write_refused_again_and_again_keeps_one_row_that_counts_attempts(
         "required_fields: [Company]}"))
     _edit_lead(workspace, "L2", company="")
     engine, store = engine_for(workspace)
-    assert engine.run().counts["quarantined"] == 1
+    with capture_logs() as logs:
+        assert engine.run().counts["quarantined"] == 1
     (first,) = store.list_quarantine()
     assert (first["direction"], first["error_code"], first["attempts"]) == \
         ("out", "REQUIRED_FIELD_MISSING", 1)
+    # on-call can follow it: a log line and the referral's history name the refusal
+    (line,) = [entry for entry in logs if entry["event"] == "write quarantined"]
+    assert line["referral_id"] == first["referral_id"] and line["system"] == "crm"
+    assert line["code"] == "REQUIRED_FIELD_MISSING" and line["run_id"]
+    history = [e for e in store.events_of(first["referral_id"]) if e["kind"] == "quarantined"]
+    assert [e["payload"]["code"] for e in history] == ["REQUIRED_FIELD_MISSING"]
 
     # the partner edits the lead, still with no company: the write is refused again
     _edit_lead(workspace, "L2", email="bob.b@globex.com")
@@ -75,9 +86,16 @@ def test_a_write_refused_again_and_again_keeps_one_row_that_counts_attempts(
 def test_a_record_that_cannot_be_read_keeps_one_row_until_it_reads(workspace: Path) -> None:
     _edit_lead(workspace, "L2", status="bogus")
     engine, store = engine_for(workspace)
-    assert engine.run().counts["quarantined"] == 1
+    with capture_logs() as logs:
+        assert engine.run().counts["quarantined"] == 1
     (first,) = store.list_quarantine()
     assert (first["direction"], first["external_id"], first["attempts"]) == ("in", "L2", 1)
+    (line,) = [entry for entry in logs if entry["event"] == "record quarantined"]
+    assert line["external_id"] == "L2" and line["code"] == first["error_code"]
+    # `refsync errors` names the partner's record, so a person can find it and fix it
+    listed = CliRunner().invoke(cli, ["errors", "-c", str(workspace / "refsync.yaml")],
+                                terminal_width=200)
+    assert listed.exit_code == 0 and "L2" in listed.output, listed.output
 
     # read again while still unreadable: the same row, one more attempt
     _edit_lead(workspace, "L2", status="bogus")
