@@ -3,22 +3,41 @@
 Every log line passes through :class:`Redactor` before it is rendered, so a secret value that
 refsync knows about (from the configuration, or registered at run time such as an OAuth access
 token) never reaches a log, even inside an exception's text. Fields whose names look like
-credentials (``token``, ``password``, ``authorization``...) are masked whatever their value.
-Standard-library loggers (uvicorn, urllib3) are routed through the same processors.
+credentials (``token``, ``password``, ``authorization``...) are masked whatever their value, and
+so are token-shaped substrings (``Bearer …``, ``"access_token": "…"``, a Salesforce session id,
+a PEM private key). Standard-library loggers (uvicorn, urllib3) are routed through the same
+processors.
+
+Text that leaves refsync by another way (an error printed by the CLI, stored in the state
+database) goes through :func:`redact_text`, the same masking as a log line. Values bound with
+:func:`log_context` (such as ``run_id``) are added to every line written inside the block,
+whichever logger writes it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 import threading
-from collections.abc import Iterable, MutableMapping
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any, Literal, TextIO
 
 import structlog
 
-__all__ = ["REDACTED", "Redactor", "configure_logging", "get_logger", "redactor", "register_secret"]
+__all__ = [
+    "REDACTED",
+    "Redactor",
+    "configure_logging",
+    "get_logger",
+    "log_context",
+    "redact_text",
+    "redactor",
+    "register_secret",
+]
 
 REDACTED = "***"
 
@@ -26,11 +45,30 @@ _SENSITIVE_KEY = re.compile(
     r"(pass(word)?|secret|token|authorization|api[_-]?key|session[_-]?id|private[_-]?key|cookie)",
     re.I,
 )
-_TOKEN_PATTERNS = [
-    re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"),
-    re.compile(r"\bpat-[a-z0-9]{2,}-[A-Za-z0-9\-]{8,}\b"),
-    re.compile(r"(?i)(access_token|refresh_token|client_secret|password)=([^&\s]+)"),
+_CREDENTIAL_NAME = (
+    r"[\w-]*(?:token|secret|passw(?:or)?d|authorization|api[_-]?key|session[_-]?id"
+    r"|private[_-]?key|assertion|cookie)[\w-]*"
+)
+_TOKEN_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # Authorization header values
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"), rf"\1 {REDACTED}"),
+    # HubSpot private-app tokens
+    (re.compile(r"\bpat-[a-z0-9]{2,}-[A-Za-z0-9\-]{8,}\b"), REDACTED),
+    # Salesforce session ids: the org id, "!", the token
+    (re.compile(r"\b00D[A-Za-z0-9]{12,15}![A-Za-z0-9._\-]{8,}"), REDACTED),
+    # form and query parameters: access_token=…
+    (re.compile(r"(?i)\b(access_token|refresh_token|id_token|client_secret|password|assertion"
+                r"|session_?id|api_?key|hapikey)=([^&\s\"']+)"), rf"\1={REDACTED}"),
+    # JSON and Python-literal pairs: "access_token": "…", 'client_secret': '…'
+    (re.compile(rf"""(?i)((["']){_CREDENTIAL_NAME}\2\s*:\s*(["']))(?:\\.|(?!\3)[^\\])+\3"""),
+     rf"\g<1>{REDACTED}\3"),
+    # PEM private keys, escaped newlines and truncated text included
+    (re.compile(r"-----BEGIN[A-Z ]*PRIVATE KEY-----.*?(?:-----END[A-Z ]*PRIVATE KEY-----|\Z)",
+                re.S), REDACTED),
 ]
+ISSUED_SECRETS_KEPT = 256
+"""How many secrets registered at run time (renewed access tokens) are remembered; the oldest
+are forgotten first, so a daemon renewing tokens for months keeps redaction fast."""
 
 
 class Redactor:
@@ -43,31 +81,59 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
         self._secrets: set[str] = set()
+        self._issued: OrderedDict[str, None] = OrderedDict()
         self._pattern: re.Pattern[str] | None = None
         for value in secrets:
             self.add(value)
 
-    def add(self, secret: str) -> None:
-        """Mask ``secret`` from now on. Values shorter than 4 characters are ignored."""
+    def add(self, secret: str, *, issued: bool = False) -> None:
+        """Mask ``secret`` from now on. Values shorter than 4 characters are ignored.
+
+        The secret is also masked as it appears escaped inside a ``repr`` or JSON text, and
+        each long line of a multi-line secret (a PEM key) on its own.
+
+        Args:
+            secret: the value to mask.
+            issued: the secret was obtained at run time (an access token); only the latest
+                :data:`ISSUED_SECRETS_KEPT` of these are kept.
+        """
         if not secret or len(secret) < 4:
             return
+        forms = _written_forms(secret)
         with self._lock:
-            self._secrets.add(secret)
-            alternatives = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(s) for s in alternatives))
+            if issued and secret not in self._secrets:
+                self._issued[secret] = None
+                self._issued.move_to_end(secret)
+                while len(self._issued) > ISSUED_SECRETS_KEPT:
+                    self._issued.popitem(last=False)
+            elif not forms - self._secrets:
+                return
+            else:
+                self._secrets |= forms
+                self._issued.pop(secret, None)
+            self._compile()
+
+    def _compile(self) -> None:
+        issued = {form for value in self._issued for form in _written_forms(value)}
+        alternatives = sorted(self._secrets | issued, key=len, reverse=True)
+        self._pattern = (
+            re.compile("|".join(re.escape(s) for s in alternatives)) if alternatives else None
+        )
 
     def clear(self) -> None:
         """Forget every registered secret."""
         with self._lock:
             self._secrets.clear()
+            self._issued.clear()
             self._pattern = None
 
     def redact_text(self, text: str) -> str:
         """Mask known secrets and token-like substrings in a string."""
-        if self._pattern is not None:
-            text = self._pattern.sub(REDACTED, text)
-        for pattern in _TOKEN_PATTERNS:
-            text = pattern.sub(_mask_match, text)
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(REDACTED, text)
+        for token, replacement in _TOKEN_PATTERNS:
+            text = token.sub(replacement, text)
         return text
 
     def redact(self, value: Any, key: str | None = None) -> Any:
@@ -95,21 +161,62 @@ class Redactor:
         return event_dict
 
 
-def _mask_match(match: re.Match[str]) -> str:
-    if match.re.pattern.startswith("(?i)(access_token"):
-        return f"{match.group(1)}={REDACTED}"
-    if match.lastindex:
-        return f"{match.group(1)} {REDACTED}"
-    return REDACTED
+_LINE_OF_SECRET = 16
+
+
+def _written_forms(secret: str) -> set[str]:
+    """The ways ``secret`` can show up in text: as is, escaped by ``repr`` or JSON, and (for a
+    multi-line secret such as a PEM key) each long line alone, armour lines excepted."""
+    forms = {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]}
+    if "\n" in secret:
+        forms.update(
+            line.strip() for line in secret.splitlines()
+            if len(line.strip()) >= _LINE_OF_SECRET and not line.startswith("-----")
+        )
+    return {form for form in forms if len(form) >= 4}
 
 
 redactor = Redactor()
 """The process-wide redactor used by :func:`configure_logging`."""
 
 
-def register_secret(value: str) -> None:
-    """Mask ``value`` in every log line from now on (e.g. a freshly issued access token)."""
-    redactor.add(value)
+def register_secret(value: str, *, expires: bool = True) -> None:
+    """Mask ``value`` in every log line from now on (e.g. a freshly issued access token).
+
+    Connectors call this for every credential they obtain at run time: a Salesforce session
+    id, a HubSpot OAuth access token, a key read from a file.
+
+    Args:
+        value: the credential.
+        expires: ``True`` for a short-lived token (only the latest
+            :data:`ISSUED_SECRETS_KEPT` are remembered); ``False`` for a lasting credential
+            (a private key, a rotated refresh token), remembered for the life of the process.
+    """
+    redactor.add(value, issued=expires)
+
+
+def redact_text(text: str) -> str:
+    """Return ``text`` masked the way a log line is: registered secrets and token shapes.
+
+    Use it on anything that leaves refsync other than through a log line: an error printed by
+    the CLI, a run's error or a quarantine message stored in the state database.
+    """
+    return redactor.redact_text(text)
+
+
+@contextmanager
+def log_context(**values: Any) -> Iterator[None]:
+    """Add ``values`` to every log line written inside the block, by any refsync logger.
+
+    The values live in context variables (structlog's ``merge_contextvars``), so lines written
+    by connectors and libraries carry them too; a value bound explicitly on a logger wins.
+    Earlier values of the same names come back when the block ends::
+
+        with log_context(run_id=run_id, job=job):
+            ...
+    """
+    with structlog.contextvars.bound_contextvars(**values):
+        yield
 
 
 def configure_logging(

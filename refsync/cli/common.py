@@ -1,21 +1,27 @@
-"""Shared plumbing of the CLI commands: options, config loading, output and exit codes."""
+"""Shared plumbing of the CLI commands: options, config loading, output and exit codes.
+
+Every error the CLI prints goes through :func:`~refsync.logging.redact_text` first, so a
+credential a vendor echoed in its error text is masked here as it is in the logs.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 
 import click
 
 from refsync.config import LoadedConfig, config_path_from, load_config
 from refsync.errors import ConfigError, RefsyncError, StateError
-from refsync.logging import configure_logging
+from refsync.logging import configure_logging, redact_text
 from refsync.state import StateStore
 
 __all__ = [
@@ -30,6 +36,7 @@ __all__ = [
     "fail",
     "json_option",
     "pass_cli",
+    "print_traceback_redacted",
     "report_config_error",
 ]
 
@@ -65,6 +72,7 @@ class CliContext:
                 fmt=self.log_format or settings.format,  # type: ignore[arg-type]
                 secrets=self._loaded.secrets,
             )
+            sys.excepthook = print_traceback_redacted
         return self._loaded
 
     @contextmanager
@@ -112,20 +120,36 @@ def echo_json(value: Any) -> None:
 def report_config_error(error: ConfigError, *, as_json: bool = False) -> NoReturn:
     """Print every configuration problem and exit with code 2."""
     if as_json:
-        echo_json({"ok": False, "problems": [p.as_dict() for p in error.problems]})
+        echo_json({"ok": False, "problems": [_redacted(p.as_dict()) for p in error.problems]})
     else:
         for problem in error.problems:
-            click.echo(str(problem), err=True)
+            click.echo(redact_text(str(problem)), err=True)
         count = len(error.problems)
         plural = "s" if count != 1 else ""
         click.echo(f"{count} problem{plural} found; nothing was changed.", err=True)
     sys.exit(EXIT_CONFIG)
 
 
+def _redacted(problem: dict[str, object]) -> dict[str, object]:
+    return {k: redact_text(v) if isinstance(v, str) else v for k, v in problem.items()}
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    """Print an actionable error message and exit."""
-    click.echo(f"error: {message}", err=True)
+    """Print an actionable error message (secrets and tokens masked) and exit."""
+    click.echo(f"error: {redact_text(message)}", err=True)
     sys.exit(code)
+
+
+def print_traceback_redacted(
+    kind: type[BaseException], error: BaseException, trace: TracebackType | None
+) -> None:
+    """Print an unexpected exception's traceback, as Python would, with secrets masked.
+
+    Installed as ``sys.excepthook`` once the configuration (and so its secrets) is loaded: a
+    bug's traceback may quote a value that holds a credential.
+    """
+    text = "".join(traceback.format_exception(kind, error, trace))
+    sys.stderr.write(redact_text(text))
 
 
 def handle_refsync_errors(function: F) -> F:

@@ -16,19 +16,28 @@ connector never reaches for the wall clock or a global session.
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
+from urllib.parse import urlsplit
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from refsync.connectors.cursor import Cursor, CursorPolicy, IncrementalWindow
 from refsync.connectors.errors import WriteError
-from refsync.connectors.http import ApiSession, RetryPolicy, Timeout, call_with_retry
+from refsync.connectors.http import (
+    ApiSession,
+    EventLogger,
+    RetryPolicy,
+    Timeout,
+    call_with_retry,
+)
 from refsync.connectors.schema import ObjectSchema
 from refsync.connectors.usage import ApiCallCounter, DailyBudget, RateLimiters, TokenBucket
 
@@ -46,6 +55,7 @@ __all__ = [
     "Page",
     "ReadRecord",
     "WriteResult",
+    "check_http_url",
     "utc_now",
 ]
 
@@ -60,19 +70,6 @@ without (PRMs, files) update that record instead of creating one. Never sent as 
 def utc_now() -> datetime:
     """Return the current time as an aware UTC datetime (the default injected clock)."""
     return datetime.now(UTC)
-
-
-class EventLogger(Protocol):
-    """The logging calls connectors make (structlog bound loggers satisfy it)."""
-
-    def debug(self, event: str, **kw: Any) -> Any:
-        """Log a debug event."""
-
-    def info(self, event: str, **kw: Any) -> Any:
-        """Log an informational event."""
-
-    def warning(self, event: str, **kw: Any) -> Any:
-        """Log a warning event."""
 
 
 @dataclass(frozen=True)
@@ -192,13 +189,48 @@ class ConnectorSettings(BaseModel):
         )
 
 
+_ENV_REFERENCE_WITHOUT_BRACES = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def check_http_url(value: str | None) -> str | None:
+    """Return ``value`` if it is an ``http``/``https`` URL with a host (``None`` passes).
+
+    Raises:
+        ValueError: with the fix: a ``$NAME`` written without braces (which refsync does not
+            read from the environment) is told to be written ``${NAME}``.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        raise ValueError(
+            "is empty: give the URL (https://host), or remove the setting to use the "
+            "default host"
+        )
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.hostname and "$" not in parts.netloc:
+        return text
+    if _ENV_REFERENCE_WITHOUT_BRACES.search(text):
+        braced = _ENV_REFERENCE_WITHOUT_BRACES.sub(r"${\1}", text)
+        raise ValueError(
+            f"is not a URL: to read it from the environment, write {braced} (with braces)"
+        )
+    raise ValueError(
+        "must be a URL starting with https:// or http:// and naming a host, such as "
+        "https://api.example.com"
+    )
+
+
 class HttpConnectorSettings(ConnectorSettings):
     """Settings shared by connectors that speak HTTP."""
 
     base_url: str | None = Field(
         default=None, description="override the API host (sandbox, proxy, regional host)"
     )
-    ca_bundle: Path | None = Field(default=None, description="CA bundle to verify TLS with")
+    ca_bundle: Path | None = Field(
+        default=None,
+        description="CA bundle to verify TLS with (a PEM file, or a directory of certificates)",
+    )
     connect_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=5, ge=1, description="attempts per call, retries included")
@@ -206,6 +238,39 @@ class HttpConnectorSettings(ConnectorSettings):
     daily_reserve: int = Field(
         default=0, ge=0, description="daily API calls left unused for other integrations"
     )
+
+    _base_url_is_a_url = field_validator("base_url")(check_http_url)
+
+    @field_validator("ca_bundle", mode="before")
+    @classmethod
+    def _ca_bundle_is_given(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(
+                "is empty: give the path of the CA bundle (PEM) to trust, or remove the "
+                "setting to use the system's trust store"
+            )
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_is_readable(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.exists():
+            raise ValueError(
+                "names no file: give the path of the CA bundle (PEM) to trust; a relative path "
+                "is read from the config file's directory"
+            )
+        if not os.access(value, os.R_OK):
+            raise ValueError(
+                "cannot be read by this user: make the file readable by the user refsync "
+                "runs as"
+            )
+        return value
+
+    def verify(self) -> str | bool:
+        """What to verify TLS certificates with: the CA bundle, else the system's trust store."""
+        return str(self.ca_bundle) if self.ca_bundle is not None else True
 
     @property
     def timeout(self) -> Timeout:
@@ -215,6 +280,11 @@ class HttpConnectorSettings(ConnectorSettings):
     def retry_policy(self) -> RetryPolicy:
         """Return the retry policy these settings describe."""
         return RetryPolicy(max_attempts=self.max_attempts, base_delay=self.backoff_seconds)
+
+
+CONNECTOR_LOGGER = "refsync.connectors"
+_SYSTEM_LOGGER: EventLogger = structlog.get_logger(CONNECTOR_LOGGER)
+"""Stands for "the connectors' logger bound to the context's system" until it is built."""
 
 
 @dataclass
@@ -227,7 +297,9 @@ class ConnectorContext:
         sleep: waits a number of seconds (tests pass a recorder).
         api_calls: the shared API call counter.
         rate_limiters: token buckets per credential, shared by connectors using one credential.
-        logger: structured logger bound to this system.
+        logger: structured logger; by default the ``refsync.connectors`` logger with
+            ``system`` bound (and whatever :func:`refsync.logging.log_context` binds, such as
+            the run id).
         configure_session: called on every new HTTP session (mount adapters, set proxies).
     """
 
@@ -236,12 +308,15 @@ class ConnectorContext:
     sleep: Callable[[float], None] = time.sleep
     api_calls: ApiCallCounter = field(default_factory=ApiCallCounter)
     rate_limiters: RateLimiters | None = None
-    logger: EventLogger = field(default_factory=lambda: structlog.get_logger("refsync.connectors"))
+    logger: EventLogger = field(default=_SYSTEM_LOGGER)
     configure_session: Callable[[ApiSession], None] | None = None
 
     def __post_init__(self) -> None:
         if self.rate_limiters is None:
             self.rate_limiters = RateLimiters(self.clock, self.sleep)
+        if self.logger is _SYSTEM_LOGGER:
+            # a lazy proxy: the logging configuration in force when a line is written applies
+            self.logger = structlog.get_logger(CONNECTOR_LOGGER, system=self.system)
 
     def new_session(self, *, timeout: Timeout, bucket: TokenBucket | None = None) -> ApiSession:
         """Return an HTTP session with timeouts, call counting and pacing for this system."""
@@ -332,12 +407,18 @@ class ConnectorBase:
         *,
         policy: RetryPolicy | None = None,
         refresh_auth: Callable[[], None] | None = None,
+        operation: str = "call",
     ) -> T:
-        """Run ``call`` under the retry policy, sleeping through the injected sleep."""
+        """Run ``call`` under the retry policy, sleeping through the injected sleep.
+
+        Each retry is logged with ``operation`` (a short name of the call).
+        """
         return call_with_retry(
             call,
             policy=policy or RetryPolicy(),
             sleep=self.context.sleep,
             refresh_auth=refresh_auth,
             system=self.system,
+            operation=operation,
+            logger=self.context.logger,
         )

@@ -149,7 +149,8 @@ DEFAULT_RULES: tuple[ErrorRule, ...] = (
     ErrorRule(Action.REFRESH_AUTH, "{system} rejected the credentials",
               status=401),
     ErrorRule(Action.FATAL,
-              "{system} refused field(s) {fields}: check the mapping and that the integration "
+              "{system} refused field(s) {fields}: check the field names in the mapping and in "
+              "rules.customers_from / rules.open_opportunities_from, and that the integration "
               "user can see these fields (field-level security)", code="INVALID_FIELD"),
     ErrorRule(Action.FATAL,
               "{system} rejected the query refsync built ({message}): check the object and "

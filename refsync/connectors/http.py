@@ -7,8 +7,9 @@
 * :func:`facts_from_response` / :func:`raise_for_response` turn a failed response into the
   exception the :mod:`~refsync.connectors.errors` table says.
 * :func:`call_with_retry` retries what the type says is retryable (tenacity), honours
-  ``Retry-After``, refreshes credentials once on an expired session, and sleeps through an
-  injected ``sleep`` so tests assert the waits instead of waiting.
+  ``Retry-After``, refreshes credentials once on an expired session, logs every retry with
+  its wait, and sleeps through an injected ``sleep`` so tests assert the waits instead of
+  waiting.
 * :class:`HttpClient` bundles all of it for connectors speaking plain ``requests``.
 """
 
@@ -19,9 +20,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import requests
+import structlog
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from refsync.connectors.errors import DEFAULT_TABLE, ErrorFacts, ErrorTable, to_exception
@@ -35,12 +37,14 @@ from refsync.errors import (
 
 __all__ = [
     "ApiSession",
+    "EventLogger",
     "FactsExtractor",
     "HttpClient",
     "RetryPolicy",
     "call_with_retry",
     "facts_from_exception",
     "facts_from_response",
+    "log_retry",
     "parse_retry_after",
     "raise_for_response",
 ]
@@ -48,6 +52,19 @@ __all__ = [
 T = TypeVar("T")
 
 Timeout = float | tuple[float, float]
+
+
+class EventLogger(Protocol):
+    """The logging calls connectors make (structlog bound loggers satisfy it)."""
+
+    def debug(self, event: str, **kw: Any) -> Any:
+        """Log a debug event."""
+
+    def info(self, event: str, **kw: Any) -> Any:
+        """Log an informational event."""
+
+    def warning(self, event: str, **kw: Any) -> Any:
+        """Log a warning event."""
 
 
 def _outcome(status: int) -> str:
@@ -63,7 +80,8 @@ def _outcome(status: int) -> str:
 class ApiSession(requests.Session):
     """A session with a default timeout, per-system call counting and rate pacing.
 
-    A CA bundle set on ``verify`` is honoured even when ``REQUESTS_CA_BUNDLE`` is set.
+    A CA bundle set on ``verify`` is honoured even when ``REQUESTS_CA_BUNDLE`` is set; one
+    that cannot be read raises :class:`FatalConnectorError` naming the ``ca_bundle`` setting.
 
     Args:
         system: the configured system name, used as the counter label.
@@ -106,10 +124,25 @@ class ApiSession(requests.Session):
         except requests.ConnectionError:
             self.counter.record(self.system, "connection_error")
             raise
+        except requests.RequestException:
+            raise
+        except OSError as error:  # requests reports an unreadable CA bundle this way
+            raise _tls_bundle_error(self.system, kwargs.get("verify"), error) from error
         self.counter.record(self.system, _outcome(response.status_code))
         if self.bucket is not None:
             self.bucket.update_from_headers(response.headers)
         return response
+
+
+def _tls_bundle_error(system: str, verify: Any, error: OSError) -> FatalConnectorError:
+    bundle = verify if isinstance(verify, str) else "the CA bundle"
+    return FatalConnectorError(
+        f"{system or 'the system'}: cannot use the TLS CA bundle {bundle} "
+        f"({error.strerror or type(error).__name__}): fix the ca_bundle setting (the path of "
+        "a readable PEM file) or remove it to use the system's trust store",
+        system=system,
+        code="ca_bundle",
+    )
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -238,14 +271,20 @@ def call_with_retry(
     sleep: Callable[[float], None],
     refresh_auth: Callable[[], None] | None = None,
     system: str = "",
+    operation: str = "call",
+    logger: EventLogger | None = None,
 ) -> T:
     """Run ``call``, retrying :class:`RetryableError` as ``policy`` allows.
 
     An :class:`AuthExpiredError` triggers ``refresh_auth`` once and an immediate retry; a
     second expiry (or no way to refresh) becomes a :class:`FatalConnectorError` telling the
     user to fix the credentials. Other errors propagate unchanged.
+
+    Every retry is logged before its wait (see :func:`log_retry`), with ``system`` and
+    ``operation``; ``logger`` defaults to the connectors' logger.
     """
     refreshed = False
+    log = logger if logger is not None else structlog.get_logger("refsync.connectors")
 
     def attempt() -> T:
         nonlocal refreshed
@@ -271,14 +310,53 @@ def call_with_retry(
         error = state.outcome.exception() if state.outcome is not None else None
         return policy.wait_seconds(state.attempt_number, error)
 
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        wait_s = state.next_action.sleep if state.next_action is not None else 0.0
+        log_retry(log, system=system, operation=operation, error=error,
+                  attempt=state.attempt_number, max_attempts=policy.max_attempts, wait_s=wait_s)
+
     retrying = Retrying(
         stop=stop_after_attempt(policy.max_attempts),
         wait=wait,
         retry=retry_if_exception(lambda error: isinstance(error, RetryableError)),
         sleep=sleep,
+        before_sleep=before_sleep,
         reraise=True,
     )
     return retrying(attempt)
+
+
+def log_retry(
+    logger: EventLogger,
+    *,
+    system: str,
+    operation: str,
+    error: BaseException | None,
+    attempt: int,
+    max_attempts: int,
+    wait_s: float,
+) -> None:
+    """Log that a failed call is retried after ``wait_s`` seconds (``call retried``).
+
+    A rate limit or an expired session (routine, the remote system asked for it) is logged at
+    info, any other failure at warning; both carry the status, the vendor code and the
+    message, so a slow run can be explained from the log alone.
+    """
+    routine = isinstance(error, RateLimitedError | AuthExpiredError)
+    emit = logger.info if routine else logger.warning
+    emit(
+        "call retried",
+        system=system,
+        operation=operation,
+        status=getattr(error, "status", None),
+        code=getattr(error, "code", None),
+        action=getattr(error, "action", None),
+        reason=getattr(error, "message", None) or (str(error) if error else None),
+        attempt=attempt,
+        max_attempts=max_attempts,
+        wait_s=round(wait_s, 3),
+    )
 
 
 class HttpClient:
@@ -294,6 +372,7 @@ class HttpClient:
         table: the error classification table.
         refresh_auth: re-authenticates the session; called at most once per call.
         extract: reads the vendor's error bodies into :class:`ErrorFacts`.
+        logger: where retries are logged (the connectors' logger by default).
     """
 
     def __init__(
@@ -308,8 +387,10 @@ class HttpClient:
         table: ErrorTable = DEFAULT_TABLE,
         refresh_auth: Callable[[], None] | None = None,
         extract: FactsExtractor = facts_from_response,
+        logger: EventLogger | None = None,
     ) -> None:
         self.session = session
+        self.logger = logger
         self.extract = extract
         self.base_url = base_url.rstrip("/")
         self.system = system
@@ -349,6 +430,8 @@ class HttpClient:
             sleep=self.sleep,
             refresh_auth=self.refresh_auth,
             system=self.system,
+            operation=f"{method} {path}",
+            logger=self.logger,
         )
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:

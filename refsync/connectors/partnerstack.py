@@ -232,8 +232,30 @@ def _floor_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def _field_problems(errors: Mapping[str, Any]) -> list[str]:
+    """``field: problem problem`` for each field PartnerStack named in ``errors``."""
+    said = []
+    for name, problems in errors.items():
+        listed = problems if isinstance(problems, list) else [problems]
+        text = " ".join(str(problem) for problem in listed if problem not in (None, ""))
+        said.append(f"{name}: {text}" if text else str(name))
+    return said
+
+
+def _with_field_problems(message: str, errors: Mapping[str, Any]) -> str:
+    """The envelope's message followed by the field problems it does not already say."""
+    missing = [said for said in _field_problems(errors) if said not in message]
+    if not missing:
+        return message
+    return f"{message} ({'; '.join(missing)})" if message else "; ".join(missing)
+
+
 def _facts(response: requests.Response, now: datetime, *, record_level: bool) -> ErrorFacts:
-    """Describe a failed PartnerStack answer (the envelope with ``message`` and ``errors``)."""
+    """Describe a failed PartnerStack answer (the envelope with ``message`` and ``errors``).
+
+    A validation answer's ``errors`` (field → problems) are kept in the message, so the
+    quarantine says which fields PartnerStack refused and why.
+    """
     try:
         body: Any = response.json()
     except ValueError:
@@ -246,6 +268,7 @@ def _facts(response: requests.Response, now: datetime, *, record_level: bool) ->
         errors = body.get("errors")
         if isinstance(errors, dict):
             fields = tuple(str(name) for name in errors)
+            message = _with_field_problems(message, errors)
     else:
         message = response.text[:500]
     code: str | None = None
@@ -282,6 +305,7 @@ class PartnerStackConnector(ConnectorBase):
             reserve=settings.daily_reserve,
         )
         self.session = context.new_session(timeout=settings.timeout, bucket=bucket)
+        self.session.verify = settings.verify()
         self.session.auth = (settings.public_key, settings.secret_key.get_secret_value())
         self.session.headers["Accept"] = "application/json"
         self.table = PARTNERSTACK_TABLE
@@ -318,16 +342,19 @@ class PartnerStackConnector(ConnectorBase):
             )
         raise failure
 
-    def _retried(self, call: Callable[[], T]) -> T:
+    def _retried(self, call: Callable[[], T], operation: str) -> T:
         return call_with_retry(
             call,
             policy=self.ps_settings.retry_policy(),
             sleep=self.context.sleep,
             system=self.system,
+            operation=operation,
+            logger=self.context.logger,
         )
 
     def _call(self, method: str, path: str, *, record_level: bool = False, **kwargs: Any) -> Any:
-        return self._retried(lambda: self._once(method, path, record_level=record_level, **kwargs))
+        return self._retried(lambda: self._once(method, path, record_level=record_level, **kwargs),
+                             f"{method} {path}")
 
     def _spec(self, object_name: str) -> _ObjectSpec:
         spec = PARTNERSTACK_OBJECTS.get(object_name)
@@ -487,7 +514,7 @@ class PartnerStackConnector(ConnectorBase):
             item = self._once("POST", f"/{object_name}", record_level=True, json=body)
             return dict(item), True
 
-        return self._retried(attempt)
+        return self._retried(attempt, f"POST /{object_name}")
 
 
 class _Finder:

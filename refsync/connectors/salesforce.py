@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 import requests
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
@@ -32,6 +33,7 @@ from refsync.connectors.base import (
     Page,
     ReadRecord,
     WriteResult,
+    check_http_url,
 )
 from refsync.connectors.cursor import Cursor
 from refsync.connectors.errors import DEFAULT_TABLE, ErrorFacts, to_exception
@@ -40,8 +42,15 @@ from refsync.connectors.salesforce_auth import SalesforceToken, request_token
 from refsync.connectors.schema import FieldSchema, ObjectSchema
 from refsync.connectors.usage import DailyBudget
 from refsync.errors import ConnectorError, FatalConnectorError, QuotaExhaustedError
+from refsync.logging import register_secret
 
-__all__ = ["COLLECTION_LIMIT", "SalesforceConnector", "SalesforceSettings"]
+__all__ = [
+    "COLLECTION_LIMIT",
+    "SalesforceConnector",
+    "SalesforceSettings",
+    "fields_named_in",
+    "read_key_file",
+]
 
 T = TypeVar("T")
 
@@ -69,6 +78,18 @@ class SalesforceSettings(HttpConnectorSettings):
         default_factory=list, description="objects check() verifies access to"
     )
     page_size: int | None = Field(default=2000, ge=1)
+
+    _login_url_is_a_url = field_validator("login_url")(check_http_url)
+
+    @field_validator("private_key_file")
+    @classmethod
+    def _a_path_not_a_key(cls, value: Path | None) -> Path | None:
+        if value is not None and _looks_like_key(str(value)):
+            raise ValueError(
+                "holds a key, not the path of a key file: write the path of the PEM file, or "
+                "give the key itself as private_key: ${SALESFORCE_PRIVATE_KEY}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _credentials_for_flow(self) -> SalesforceSettings:
@@ -106,8 +127,7 @@ class SalesforceConnector(ConnectorBase):
             reserve=settings.daily_reserve,
         )
         self.session: ApiSession = context.new_session(timeout=settings.timeout, bucket=bucket)
-        if settings.ca_bundle is not None:
-            self.session.verify = str(settings.ca_bundle)
+        self.session.verify = settings.verify()
         self._client: Salesforce | None = None
 
     @classmethod
@@ -119,11 +139,20 @@ class SalesforceConnector(ConnectorBase):
 
     # --- plumbing ------------------------------------------------------------------------
 
+    def _private_key(self) -> str | None:
+        """The JWT key: ``private_key``, else the contents of ``private_key_file``."""
+        settings = self.sf_settings
+        if settings.private_key is not None:
+            return settings.private_key.get_secret_value()
+        if settings.private_key_file is None:
+            return None
+        key = read_key_file(settings.private_key_file, system=self.system)
+        register_secret(key, expires=False)
+        return key
+
     def _sign_in(self) -> Salesforce:
         settings = self.sf_settings
-        private_key = settings.private_key.get_secret_value() if settings.private_key else None
-        if private_key is None and settings.private_key_file is not None:
-            private_key = settings.private_key_file.read_text()
+        private_key = self._private_key() if settings.auth == "jwt" else None
         token: SalesforceToken = request_token(
             self.session,
             token_url=f"{settings.effective_login_url}/services/oauth2/token",
@@ -151,8 +180,11 @@ class SalesforceConnector(ConnectorBase):
         self._client = None
         self._sign_in()
 
-    def _call(self, operation: Callable[[Salesforce], T]) -> T:
-        """Run one API operation, translated through the error table, retried per policy."""
+    def _call(self, operation: Callable[[Salesforce], T], name: str) -> T:
+        """Run one API operation, translated through the error table, retried per policy.
+
+        ``name`` says which operation it is in the log line of a retry.
+        """
 
         def once() -> T:
             client = self._client or self._sign_in()
@@ -165,30 +197,35 @@ class SalesforceConnector(ConnectorBase):
                 raise to_exception(found, system=self.system) from error
 
         return self.retried(
-            once, policy=self.sf_settings.retry_policy(), refresh_auth=self._refresh
+            once, policy=self.sf_settings.retry_policy(), refresh_auth=self._refresh,
+            operation=name,
         )
 
     def _describe(self, object_name: str) -> Any:
-        return self._call(lambda sf: sf.restful(f"sobjects/{object_name}/describe"))
+        return self._call(lambda sf: sf.restful(f"sobjects/{object_name}/describe"),
+                          f"describe {object_name}")
 
     def _query_more(self, next_url: str, headers: dict[str, str]) -> Any:
         return self._call(
-            lambda sf: sf.query_more(next_url, identifier_is_url=True, headers=headers)
+            lambda sf: sf.query_more(next_url, identifier_is_url=True, headers=headers),
+            "query_more",
         )
 
     def _upsert_collection(self, path: str, body: dict[str, Any]) -> Any:
         # Retrying is safe: an upsert by external id applied twice changes nothing more.
-        return self._call(lambda sf: sf.restful(path, method="PATCH", json=body))
+        return self._call(lambda sf: sf.restful(path, method="PATCH", json=body),
+                          f"upsert {path.split('/')[2]}")
 
     def _translate(self, error: SalesforceError) -> Exception:
         content = error.content
         head: Any = content[0] if isinstance(content, list) and content else {}
         first: dict[str, Any] = head if isinstance(head, dict) else {}
+        message = str(first.get("message") or content)
         facts = ErrorFacts(
             status=error.status,
             code=first.get("errorCode"),
-            message=str(first.get("message") or content),
-            fields=tuple(str(f) for f in first.get("fields") or ()),
+            message=message,
+            fields=tuple(str(f) for f in first.get("fields") or ()) or fields_named_in(message),
         )
         return to_exception(DEFAULT_TABLE.classify(facts, system=self.system), system=self.system)
 
@@ -198,7 +235,7 @@ class SalesforceConnector(ConnectorBase):
         """Sign in, read the daily API allowance, and verify access to the configured objects."""
         findings: list[Finding] = []
         try:
-            limits = self._call(lambda sf: sf.restful("limits"))
+            limits = self._call(lambda sf: sf.restful("limits"), "limits")
         except ConnectorError as error:
             # Only a refused sign-in or session says the credentials are wrong; a spent
             # allowance or an unreachable host says nothing either way.
@@ -294,7 +331,8 @@ class SalesforceConnector(ConnectorBase):
         )
         page_size = self.sf_settings.page_size or 2000
         headers = {"Sforce-Query-Options": f"batchSize={min(2000, max(200, page_size))}"}
-        result = self._call(lambda sf: sf.query(soql, include_deleted=True, headers=headers))
+        result = self._call(lambda sf: sf.query(soql, include_deleted=True, headers=headers),
+                            f"query {object_name}")
         page: list[ReadRecord] = []
         while True:
             for row in result.get("records", []):
@@ -359,15 +397,65 @@ class SalesforceConnector(ConnectorBase):
                     continue
                 errors = outcome.get("errors") or [{}]
                 first = errors[0]
+                message = str(first.get("message", ""))
                 facts = ErrorFacts(
                     code=first.get("statusCode"),
-                    message=str(first.get("message", "")),
-                    fields=tuple(str(f) for f in first.get("fields") or ()),
+                    message=message,
+                    fields=tuple(str(f) for f in first.get("fields") or ())
+                    or fields_named_in(message),
                 )
                 results.append(
                     WriteResult.failure(key, DEFAULT_TABLE.write_error(facts, system=self.system))
                 )
         return results
+
+
+_FIELD_IN_MESSAGE = re.compile(
+    r"No such column '([^']+)'"
+    r"|for field '([^']+)'"
+    r"|Field name provided, ([A-Za-z0-9_.]+) is not"
+)
+
+
+def fields_named_in(message: str) -> tuple[str, ...]:
+    """The fields a Salesforce error message names when its ``fields`` list is empty.
+
+    ``INVALID_FIELD`` answers to a query name the field only in the text ("No such column
+    'AccountType' on entity 'Account'").
+    """
+    found = (next(group for group in match.groups() if group)
+             for match in _FIELD_IN_MESSAGE.finditer(message))
+    return tuple(dict.fromkeys(found))
+
+
+def _looks_like_key(text: str) -> bool:
+    return "-----BEGIN" in text or "\n" in text
+
+
+def read_key_file(path: Path, *, system: str) -> str:
+    """Read the PEM key ``private_key_file`` names.
+
+    Raises:
+        FatalConnectorError: the file is missing or unreadable; the message names the setting
+            and the fix, and never quotes what was read (nor a value that is key material).
+    """
+    shown = "(a value that is not a path)" if _looks_like_key(str(path)) else str(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problem = "does not exist"
+    except PermissionError:
+        problem = "cannot be read by the user refsync runs as"
+    except IsADirectoryError:
+        problem = "is a directory"
+    except (OSError, UnicodeDecodeError) as error:
+        problem = f"cannot be read ({type(error).__name__})"
+    raise FatalConnectorError(
+        f"{system}: private_key_file {shown} {problem}: set private_key_file to the path of the "
+        "connected app's PEM key file, readable by the user refsync runs as",
+        system=system,
+        code="private_key_file",
+    )
 
 
 def _soql_datetime(value: dt.datetime) -> str:

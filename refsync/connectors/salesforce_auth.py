@@ -17,6 +17,7 @@ import requests
 
 from refsync.connectors.http import facts_from_exception, raise_for_response
 from refsync.errors import FatalConnectorError, RetryableError
+from refsync.logging import register_secret
 
 __all__ = ["JWT_BEARER_GRANT", "SalesforceToken", "request_token"]
 
@@ -46,6 +47,9 @@ def request_token(
 ) -> SalesforceToken:
     """Obtain an access token with the client-credentials or JWT bearer flow.
 
+    The token (and the signed JWT assertion) are registered with the log redactor as soon as
+    they exist, so neither can reach a log line, an error message or the state database.
+
     Raises:
         FatalConnectorError: the credentials were refused (says which setting to check).
         RetryableError: the token endpoint failed transiently.
@@ -63,8 +67,19 @@ def request_token(
             "aud": audience,
             "exp": int((clock() + timedelta(minutes=3)).timestamp()),
         }
-        form = {"grant_type": JWT_BEARER_GRANT, "assertion": jwt.encode(claims, private_key,
-                                                                         algorithm="RS256")}
+        try:
+            assertion = jwt.encode(claims, private_key, algorithm="RS256")
+        except (ValueError, TypeError, jwt.PyJWTError) as error:
+            # the library's text may quote the key: say what is wrong without it
+            raise FatalConnectorError(
+                f"{system}: the JWT private key is not a PEM RSA private key "
+                f"({type(error).__name__}): give private_key_file the path of the connected "
+                "app's PEM key file (-----BEGIN PRIVATE KEY-----), or private_key its contents",
+                system=system,
+                code="private_key",
+            ) from None
+        register_secret(assertion)
+        form = {"grant_type": JWT_BEARER_GRANT, "assertion": assertion}
         auth = None
     else:
         if not consumer_secret:
@@ -100,6 +115,8 @@ def request_token(
         )
     raise_for_response(response, system=system, now=clock())
     body = response.json()
-    return SalesforceToken(
+    token = SalesforceToken(
         access_token=str(body["access_token"]), instance_url=str(body["instance_url"])
     )
+    register_secret(token.access_token)
+    return token

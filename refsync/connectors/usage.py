@@ -19,11 +19,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
+
 from refsync.errors import QuotaExhaustedError
 
 __all__ = ["ApiCallCounter", "DailyBudget", "RateLimiters", "TokenBucket"]
 
 _SFORCE_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+PACING_LOGGED_FROM = 1.0
+"""A pacing wait at least this long (seconds) is logged: the burst window is spent."""
+_log = structlog.get_logger("refsync.connectors")
 
 
 class ApiCallCounter:
@@ -140,6 +145,10 @@ class TokenBucket:
                 self._tokens -= 1
                 return
             wait = (1 - self._tokens) / self.refill_per_second
+        if wait >= PACING_LOGGED_FROM:
+            _log.info("pacing calls: the rate-limit window is spent", system=self.system,
+                      wait_s=round(wait, 3), capacity=self.capacity,
+                      interval_s=self.interval_seconds)
         self._sleep(wait)
         with self._lock:
             self._refill()

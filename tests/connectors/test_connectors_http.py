@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -273,3 +275,56 @@ def test_configured_ca_bundle_beats_the_environment(
     session.verify = "/etc/refsync/ca.pem"
     session.get(f"{API}/a")
     assert mocked.calls[0].request.req_kwargs["verify"] == "/etc/refsync/ca.pem"  # type: ignore[union-attr]
+
+
+def test_an_unreadable_ca_bundle_is_a_fatal_error_naming_the_setting(tmp_path: Path) -> None:
+    session = ApiSession(system="crm")
+    session.verify = str(tmp_path / "gone.pem")
+    with pytest.raises(FatalConnectorError) as caught:
+        session.get("https://127.0.0.1:9/services/oauth2/token")
+    assert "ca_bundle" in caught.value.message and "gone.pem" in caught.value.message
+    assert not isinstance(caught.value, RetryableError)
+
+
+def test_each_retry_is_logged_before_its_wait(
+    mocked: responses.RequestsMock, sleeps: SleepRecorder, clock: ManualClock,
+    logs: list[dict[str, Any]],
+) -> None:
+    mocked.get(f"{API}/items", status=429, headers={"Retry-After": "3"})
+    mocked.get(f"{API}/items", status=502)
+    mocked.get(f"{API}/items", json={"ok": True})
+    assert client(sleeps, clock).json("GET", "/items") == {"ok": True}
+    assert sleeps.calls == [3.0, 2.0]
+    assert [{key: line[key] for key in ("event", "log_level", "system", "operation", "status",
+                                        "attempt", "max_attempts", "wait_s")}
+            for line in logs] == [
+        {"event": "call retried", "log_level": "info", "system": "prm",
+         "operation": "GET /items", "status": 429, "attempt": 1, "max_attempts": 5,
+         "wait_s": 3.0},
+        {"event": "call retried", "log_level": "warning", "system": "prm",
+         "operation": "GET /items", "status": 502, "attempt": 2, "max_attempts": 5,
+         "wait_s": 2.0},
+    ]
+
+
+def test_call_with_retry_logs_to_the_logger_it_is_given(sleeps: SleepRecorder) -> None:
+    logged: list[tuple[str, dict[str, object]]] = []
+
+    class Recorder:
+        def debug(self, event: str, **kw: object) -> None:
+            logged.append((event, kw))
+
+        info = warning = debug
+
+    outcomes = iter([RetryableError("prm timed out", system="prm", code="timeout")])
+
+    def call() -> str:
+        error = next(outcomes, None)
+        if error is not None:
+            raise error
+        return "done"
+
+    assert call_with_retry(call, policy=RetryPolicy(), sleep=sleeps, system="prm",
+                           operation="list leads", logger=Recorder()) == "done"
+    assert [(event, kw["operation"], kw["code"], kw["wait_s"]) for event, kw in logged] == [
+        ("call retried", "list leads", "timeout", 1.0)]

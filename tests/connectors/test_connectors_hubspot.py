@@ -412,3 +412,67 @@ def test_check_with_a_refused_oauth_client_reports_auth(peer: Peer, clock: Manua
     report = HubSpotConnector(settings, ConnectorContext(system="crm", clock=clock)).check()
     assert not report.auth_ok
     assert not report.ok
+
+
+# --- secrets and logs -----------------------------------------------------------------------
+
+
+def test_oauth_access_tokens_are_registered_with_the_redactor(
+    peer: Peer, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registered: list[str] = []
+
+    def register(value: str, *, expires: bool = True) -> None:
+        registered.append(value)
+
+    monkeypatch.setattr("refsync.connectors.hubspot.transport.register_secret", register)
+    connector = _connector(peer, clock, oauth=True)
+    connector.discover("contacts")
+    clock.advance(1_800)
+    connector.discover("contacts")
+    tokens = [value for value in registered if value.startswith("oauth-sandbox-")]
+    assert len(tokens) == 2 and tokens[0] != tokens[1], "every token, renewed ones included"
+
+
+def test_retries_are_logged_with_system_operation_and_wait(
+    peer: Peer, clock: ManualClock, logs: list[dict[str, Any]]
+) -> None:
+    peer.faults({"preset": "server_error"})  # the next 2 calls get 503
+    _connector(peer, clock).write("contacts", "refsync_id", [{"refsync_id": "s1"}])
+    failed = [line for line in logs if line["event"] == "hubspot_call_failed"]
+    assert len(failed) == 2 and all(line["system"] == "crm" for line in failed)
+    retries = [line for line in logs if line["event"] == "call retried"]
+    assert [(line["attempt"], line["wait_s"], line["status"]) for line in retries] == [
+        (1, 1.0, 503), (2, 2.0, 503)]
+    assert all(line["system"] == "crm" and line["operation"] for line in retries)
+
+
+def test_the_ca_bundle_setting_is_used(peer: Peer, clock: ManualClock, tmp_path: Any) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    connector = _connector(peer, clock, oauth=True, ca_bundle=bundle)
+    transport = connector.transport
+    assert transport.search_api.api_client.configuration.ssl_ca_cert == str(bundle)
+    assert transport._oauth is not None
+    assert transport._oauth._http.session.verify == str(bundle)
+
+
+def test_a_ca_bundle_gone_at_run_time_is_a_connector_error_with_the_fix(
+    tmp_path: Any, clock: ManualClock
+) -> None:
+    from refsync.testing.salesforce import running_salesforce
+
+    # any TLS server signed by a CA of ours will do: the Salesforce emulator is one
+    with running_salesforce(tmp_path / "tls") as tls_peer:
+        bundle = tmp_path / "ca.pem"
+        bundle.write_bytes(tls_peer.ca_bundle.read_bytes())
+        settings = HubSpotSettings(access_token="pat-na1-00000000-0000", base_url=tls_peer.url,
+                                   ca_bundle=bundle)
+        bundle.unlink()
+        sleep = SleepRecorder()
+        connector = HubSpotConnector(settings, ConnectorContext(system="crm", clock=clock,
+                                                                sleep=sleep))
+        with pytest.raises(FatalConnectorError) as caught:
+            connector.discover("contacts")
+    assert "ca_bundle" in caught.value.message and str(bundle) in caught.value.message
+    assert sleep.calls == [], "a setting to fix is not retried"

@@ -295,3 +295,52 @@ def test_discover_describes_objects_statically(peer: Peer, clock: ManualClock) -
     assert _calls_since(peer, before) == Counter(), "no describe endpoint is called"
     with pytest.raises(FatalConnectorError, match="not supported"):
         _connector(peer, clock).discover("widgets")
+
+
+def test_a_validation_error_names_the_fields_and_problems_partnerstack_gave(
+    peer: Peer, clock: ManualClock
+) -> None:
+    peer.post("faults", {"rules": [{
+        "method": "POST", "path": "/leads$", "status": 400, "times": 1,
+        "body": {"data": None, "message": "Validation failed", "status": 400,
+                 "errors": {"status": ["Status lost is not allowed for approved partners."],
+                            "amount": ["Must be positive.", "Must be whole."]}},
+    }]})
+    (result,) = _connector(peer, clock).write("leads", "fields.refsync_id", [_lead("v1")])
+    assert not result.ok and result.error is not None
+    assert result.error.code == "VALIDATION_ERROR"
+    assert result.error.fields == ("status", "amount")
+    assert result.error.message == (
+        "prm rejected the record: Validation failed (status: Status lost is not allowed for "
+        "approved partners.; amount: Must be positive. Must be whole.)"
+    )
+
+
+def test_field_problems_already_in_the_message_are_not_repeated(
+    peer: Peer, clock: ManualClock
+) -> None:
+    (result,) = _connector(peer, clock).write(
+        "leads", "fields.refsync_id", [_lead("bad", email="nope")]
+    )
+    assert result.error is not None
+    assert result.error.message.count("Not a valid email address.") == 1
+
+
+def test_retries_and_waits_are_logged(
+    peer: Peer, clock: ManualClock, logs: list[dict[str, Any]]
+) -> None:
+    peer.post("faults", {"rules": [{"path": "^/api/v2/", "status": 429, "times": 1,
+                                    "headers": {"Retry-After": "4"}},
+                                   {"path": "^/api/v2/", "status": 503, "times": 1}]})
+    _connector(peer, clock).check()
+    retries = [line for line in logs if line["event"] == "call retried"]
+    assert [(line["status"], line["wait_s"], line["attempt"], line["log_level"])
+            for line in retries] == [(429, 4.0, 1, "info"), (503, 2.0, 2, "warning")]
+    assert {(line["system"], line["operation"]) for line in retries} == {
+        ("prm", "GET /partnerships")}
+
+
+def test_the_ca_bundle_setting_is_used(peer: Peer, clock: ManualClock, tmp_path: Any) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    assert _connector(peer, clock, ca_bundle=bundle).session.verify == str(bundle)

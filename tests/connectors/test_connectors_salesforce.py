@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -328,3 +329,123 @@ def test_450_records_with_3_invalid_take_3_calls_and_fail_only_those(
         assert error.code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
     sign_in = 1
     assert connector.context.api_calls.count("crm") - before == 3 + sign_in  # ceil(450/200)
+
+
+# --- secrets, key files, TLS bundle, messages and retry logs --------------------------------
+
+
+def _jwt_key_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def test_the_session_id_is_registered_with_the_redactor_at_sign_in(
+    peer: SalesforcePeer, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registered: list[str] = []
+    monkeypatch.setattr("refsync.connectors.salesforce_auth.register_secret", registered.append)
+    connector = peer.connector(clock)
+    assert connector.check().ok
+    assert connector._client is not None
+    assert connector._client.session_id in registered
+
+
+def test_a_jwt_key_read_from_its_file_and_the_assertion_are_registered(
+    peer: SalesforcePeer, clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registered: list[str] = []
+
+    def register(value: str, *, expires: bool = True) -> None:
+        registered.append(value)
+
+    monkeypatch.setattr("refsync.connectors.salesforce.register_secret", register)
+    monkeypatch.setattr("refsync.connectors.salesforce_auth.register_secret", register)
+    pem = _jwt_key_pem()
+    key_file = tmp_path / "key.pem"
+    key_file.write_text(pem)
+    connector = peer.connector(clock, auth="jwt", consumer_secret=None,
+                               username="sync@example.com", private_key_file=key_file)
+    connector.check()
+    assert registered[0] == pem
+    assert any(value.startswith("eyJ") for value in registered), "the signed assertion"
+
+
+def test_a_missing_private_key_file_is_a_connector_error_naming_the_setting(
+    peer: SalesforcePeer, clock: ManualClock, tmp_path: Path
+) -> None:
+    connector = peer.connector(clock, auth="jwt", consumer_secret=None,
+                               username="sync@example.com",
+                               private_key_file=tmp_path / "sf.pem")
+    report = connector.check()
+    assert not report.auth_ok
+    assert "private_key_file" in report.findings[0].message
+    assert "does not exist" in report.findings[0].message
+    with pytest.raises(FatalConnectorError, match=r"private_key_file .*sf\.pem does not exist"):
+        connector.discover("Lead")
+
+
+def test_an_unreadable_key_file_is_never_quoted() -> None:
+    from refsync.connectors.salesforce import read_key_file
+
+    pem_as_path = Path(_jwt_key_pem())
+    with pytest.raises(FatalConnectorError) as caught:
+        read_key_file(pem_as_path, system="crm")
+    body = str(pem_as_path).splitlines()[1]
+    assert body not in caught.value.message and "BEGIN" not in caught.value.message
+    assert caught.value.__context__ is None and caught.value.__cause__ is None
+    with pytest.raises(ValidationError, match="holds a key, not the path"):
+        SalesforceSettings.model_validate({"consumer_key": "k", "auth": "jwt", "username": "u",
+                                           "private_key_file": str(pem_as_path)})
+
+
+def test_a_key_file_without_a_pem_key_fails_without_quoting_it(
+    peer: SalesforcePeer, clock: ManualClock, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "sf.pem"
+    key_file.write_text("not a key: hunter2-secret-material\n")
+    report = peer.connector(clock, auth="jwt", consumer_secret=None,
+                            username="sync@example.com", private_key_file=key_file).check()
+    assert not report.ok
+    assert "not a PEM RSA private key" in report.findings[0].message
+    assert "hunter2" not in report.findings[0].message
+
+
+def test_invalid_field_names_the_field_salesforce_named(
+    peer: SalesforcePeer, clock: ManualClock
+) -> None:
+    with pytest.raises(FatalConnectorError) as caught:
+        list(peer.connector(clock).read("Account", ["Name", "AccountType"], None))
+    assert caught.value.code == "INVALID_FIELD"
+    assert "refused field(s) AccountType:" in caught.value.message
+    assert "(unnamed field)" not in caught.value.message
+    assert "customers_from" in caught.value.message
+
+
+def test_a_ca_bundle_gone_at_run_time_is_a_connector_error_with_the_fix(
+    peer: SalesforcePeer, clock: ManualClock, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(peer.ca_bundle.read_bytes())
+    connector = peer.connector(clock, ca_bundle=bundle)
+    bundle.unlink()
+    report = connector.check()
+    assert not report.ok
+    assert "ca_bundle" in report.findings[0].message
+    assert str(bundle) in report.findings[0].message
+
+
+def test_retries_are_logged_with_the_wait_status_and_attempt(
+    peer: SalesforcePeer, clock: ManualClock, logs: list[dict[str, Any]]
+) -> None:
+    connector = peer.connector(clock)
+    peer.emulator.faults.add([FaultRule(path="/describe", status=503, times=2)])
+    connector.discover("Lead")
+    retries = [line for line in logs if line["event"] == "call retried"]
+    assert [(line["attempt"], line["wait_s"], line["status"], line["log_level"])
+            for line in retries] == [(1, 1.0, 503, "warning"), (2, 2.0, 503, "warning")]
+    assert {line["system"] for line in retries} == {"crm"}
+    assert {line["operation"] for line in retries} == {"describe Lead"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from refsync.connectors.usage import ApiCallCounter, RateLimiters, TokenBucket
@@ -94,3 +96,18 @@ def test_counter_counts_by_system_and_outcome() -> None:
     assert counter.count("crm") == 3
     assert counter.count("crm", "ok") == 2
     assert counter.snapshot()[("prm", "ok")] == 1
+
+
+def test_a_long_pacing_wait_is_logged_a_short_one_is_not(
+    logs: list[dict[str, Any]],
+) -> None:
+    quick, _, _ = make_bucket(capacity=2, interval=1)
+    for _ in range(3):
+        quick.acquire()
+    assert logs == []
+    bucket, _, sleeps = make_bucket(capacity=1, interval=10)
+    bucket.acquire()
+    bucket.acquire()
+    assert sleeps.calls == [pytest.approx(10.0)]
+    assert [(line["event"], line["system"], line["wait_s"]) for line in logs] == [
+        ("pacing calls: the rate-limit window is spent", "crm", 10.0)]

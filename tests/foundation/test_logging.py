@@ -9,7 +9,16 @@ import logging
 import pytest
 import structlog
 
-from refsync.logging import Redactor, configure_logging, get_logger, redactor, register_secret
+from refsync.logging import (
+    ISSUED_SECRETS_KEPT,
+    Redactor,
+    configure_logging,
+    get_logger,
+    log_context,
+    redact_text,
+    redactor,
+    register_secret,
+)
 
 CANARY = "canary-7f3a9c1e-secret"
 
@@ -86,3 +95,78 @@ def test_capture_logs_sees_bound_context() -> None:
     with structlog.testing.capture_logs() as captured:
         get_logger(run_id="r").info("page committed", records=200)
     assert captured[0]["event"] == "page committed" and captured[0]["records"] == 200
+
+
+def test_json_pairs_session_ids_and_pem_keys_are_masked_without_registration() -> None:
+    stream = io.StringIO()
+    configure_logging(fmt="json", level="debug", stream=stream)
+    log = get_logger()
+    log.info("x", detail="got session 00DSANDBOX0000001!AbCdEfGhIjKlMnOp_qr-st.uv ok")
+    log.info("x", detail='{"access_token": "abcDEF123456789xyz", "expires_in": 1800}')
+    log.info("x", detail="{'client_secret': 'shh-its-a-secret', 'client_id': 'app'}")
+    log.info("x", detail="grant_type=jwt&assertion=eyJhbGciOi.eyJpc3Mi.c2lnbmF0dXJl")
+    log.info("x", detail="No such file: '-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADAN\\n"
+                         "-----END PRIVATE KEY-----\\n'")
+    output = stream.getvalue()
+    for leaked in ("AbCdEfGhIjKlMnOp", "abcDEF123456789xyz", "shh-its-a-secret", "eyJpc3Mi",
+                   "MIIEvQIBADAN", "BEGIN PRIVATE KEY"):
+        assert leaked not in output, leaked
+    assert "'client_id': 'app'" in output, "only the credential is masked"
+    assert "expires_in" in output and "1800" in output
+
+
+def test_a_multi_line_secret_is_masked_escaped_and_line_by_line() -> None:
+    key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIB\n" \
+          "-----END PRIVATE KEY-----\n"
+    register_secret(key)
+    assert "MIIEvQIBADANBgkq" not in redact_text(f"FileNotFoundError: {key!r}")
+    assert "MIIEvQIBADANBgkq" not in redact_text(json.dumps({"detail": key}))
+    assert redact_text("line MIIEvQIBADANBgkqhkiG9w0BAQEFAASC seen") == "line *** seen"
+
+
+def test_redact_text_masks_what_a_log_line_masks() -> None:
+    configure_logging(fmt="json", secrets=[CANARY], stream=io.StringIO())
+    register_secret("oauth-access-token-0001")
+    text = (f"denied ({CANARY}); token oauth-access-token-0001; "
+            "Authorization: Bearer pat-na1-0123456789abcdef")
+    assert redact_text(text) == "denied (***); token ***; Authorization: Bearer ***"
+
+
+def test_tokens_issued_at_run_time_are_kept_within_a_bound() -> None:
+    configure_logging(fmt="json", secrets=[CANARY], stream=io.StringIO())
+    for serial in range(ISSUED_SECRETS_KEPT + 10):
+        register_secret(f"renewed-token-{serial:06d}")
+    newest = f"renewed-token-{ISSUED_SECRETS_KEPT + 9:06d}"
+    assert redact_text(newest) == "***"
+    assert redact_text("renewed-token-000000") == "renewed-token-000000", "the oldest is dropped"
+    assert redact_text(CANARY) == "***", "configuration secrets are never dropped"
+
+
+def test_a_lasting_credential_registered_at_run_time_is_never_dropped() -> None:
+    configure_logging(fmt="json", stream=io.StringIO())
+    register_secret("key-file-contents-0001", expires=False)
+    for serial in range(ISSUED_SECRETS_KEPT + 1):
+        register_secret(f"renewed-token-{serial:06d}")
+    assert redact_text("key-file-contents-0001") == "***"
+
+
+def test_log_context_reaches_every_logger_and_ends_with_the_block() -> None:
+    from refsync.connectors.base import ConnectorContext
+
+    stream = io.StringIO()
+    configure_logging(fmt="json", stream=stream)
+    connector_log = ConnectorContext(system="hubspot").logger
+    with log_context(run_id="run-7", job="sync"):
+        connector_log.warning("hubspot_call_failed", status=503)
+        logging.getLogger("urllib3.connectionpool").warning("retrying")
+        with log_context(run_id="run-8"):
+            get_logger().info("nested")
+        get_logger("refsync.sync", run_id="explicit").info("bound wins")
+    get_logger().info("after")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines[0]["run_id"] == "run-7" and lines[0]["system"] == "hubspot"
+    assert lines[0]["job"] == "sync"
+    assert lines[1]["run_id"] == "run-7"
+    assert lines[2]["run_id"] == "run-8"
+    assert lines[3]["run_id"] == "explicit"
+    assert "run_id" not in lines[4]

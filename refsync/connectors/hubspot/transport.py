@@ -15,7 +15,8 @@ gives those calls the same treatment instead:
 * retries belong to refsync (:func:`~refsync.connectors.http.call_with_retry`): the client is
   built with urllib3 retries switched off, so a retried POST is never sent twice behind
   refsync's back;
-* with OAuth, the access token is renewed shortly before it expires and once more on a 401.
+* with OAuth, the access token is renewed shortly before it expires and once more on a 401;
+  every token obtained is registered with the log redactor at once.
 
 Answers are read raw (``_preload_content=False``) and decoded as JSON: refsync needs a few
 fields of each answer, and skipping the client's model layer keeps 10,000-record reads fast
@@ -25,6 +26,7 @@ and independent of the client's strict response models.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -50,6 +52,7 @@ from refsync.connectors.http import HttpClient, call_with_retry, parse_retry_aft
 from refsync.connectors.hubspot.settings import HubSpotSettings
 from refsync.connectors.usage import TokenBucket
 from refsync.errors import ConnectorError, FatalConnectorError, RecordError, RetryableError
+from refsync.logging import register_secret
 
 __all__ = [
     "HUBSPOT_TABLE",
@@ -206,13 +209,16 @@ class _OAuthTokens:
         self._refresh_token = settings.refresh_token.get_secret_value()
         self._access_token: str | None = None
         self._expires_at: datetime | None = None
+        session = context.new_session(timeout=settings.timeout)
+        session.verify = settings.verify()
         self._http = HttpClient(
-            session=context.new_session(timeout=settings.timeout),
+            session=session,
             base_url=settings.api_url,
             system=context.system,
             clock=context.clock,
             sleep=context.sleep,
             policy=settings.retry_policy(),
+            logger=context.logger,
         )
 
     def needs_refresh(self) -> bool:
@@ -251,7 +257,9 @@ class _OAuthTokens:
                 system=self._context.system,
             )
         self._access_token = str(answer["access_token"])
+        register_secret(self._access_token)
         self._refresh_token = str(answer.get("refresh_token") or self._refresh_token)
+        register_secret(self._refresh_token, expires=False)
         lifetime = float(answer.get("expires_in") or 1800)
         self._expires_at = self._context.clock() + timedelta(seconds=lifetime)
         self._context.logger.info("hubspot_token_refreshed", system=self._context.system)
@@ -284,7 +292,12 @@ class HubSpotTransport:
         self._oauth = _OAuthTokens(settings, context) if settings.uses_oauth else None
         token = settings.access_token.get_secret_value() if settings.access_token else None
         # retry=False: urllib3 must neither retry nor wrap errors; refsync owns retries.
-        client = hubspot.Client.create(access_token=token, host=settings.api_url, retry=False)
+        client = hubspot.Client.create(
+            access_token=token,
+            host=settings.api_url,
+            retry=False,
+            ssl_ca_cert=str(settings.ca_bundle) if settings.ca_bundle is not None else None,
+        )
         self.search_api: Any = client.crm.objects.search_api
         self.basic_api: Any = client.crm.objects.basic_api
         self.batch_api: Any = client.crm.objects.batch_api
@@ -347,16 +360,31 @@ class HubSpotTransport:
             self.bucket.acquire()
             return self._send_once(operation, send, args, kwargs)
 
-        return self._retrying(once)
+        return self._retrying(once, operation)
 
-    def _retrying(self, once: Callable[[], ApiAnswer]) -> ApiAnswer:
+    def _retrying(self, once: Callable[[], ApiAnswer], operation: str) -> ApiAnswer:
         return call_with_retry(
             once,
             policy=self.settings.retry_policy(),
             sleep=self.context.sleep,
             refresh_auth=self.refresh_auth if self._oauth is not None else None,
             system=self.system,
+            operation=operation,
+            logger=self.context.logger,
         )
+
+    def _check_ca_bundle(self) -> None:
+        """After a TLS failure: a CA bundle that cannot be read is a setting to fix, not a
+        transient failure."""
+        bundle = self.settings.ca_bundle
+        if bundle is not None and not os.access(bundle, os.R_OK):
+            raise FatalConnectorError(
+                f"{self.system}: cannot use the TLS CA bundle {bundle} (missing or unreadable): "
+                "fix the ca_bundle setting (the path of a readable PEM file) or remove it to use "
+                "the system's trust store",
+                system=self.system,
+                code="ca_bundle",
+            )
 
     def _send_once(
         self,
@@ -367,7 +395,7 @@ class HubSpotTransport:
     ) -> ApiAnswer:
         counter = self.context.api_calls
         try:
-            raw = send(
+            raw = _unmasked(send)(
                 *args, _preload_content=False, _request_timeout=self.settings.timeout, **kwargs
             )
         except _API_EXCEPTIONS as error:
@@ -375,6 +403,7 @@ class HubSpotTransport:
             headers = dict(getattr(error, "headers", None) or {})
             if status == 0:  # the client reports TLS failures as status 0
                 counter.record(self.system, "connection_error")
+                self._check_ca_bundle()
                 raise RetryableError(
                     f"could not connect to {self.system}; retrying",
                     system=self.system,
@@ -411,6 +440,24 @@ class HubSpotTransport:
         counter.record(self.system, _outcome(int(raw.status)))
         self.bucket.update_from_headers(headers)
         return ApiAnswer(status=int(raw.status), headers=headers, body=_decode(data))
+
+
+def _unmasked(send: Callable[..., Any]) -> Callable[..., Any]:
+    """``send``, raising the client's own exception where the client masks it.
+
+    For a TLS failure the client raises an ``ApiException`` without a body, then fails to
+    decode that body and raises ``AttributeError`` instead; the ``ApiException`` is restored.
+    """
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return send(*args, **kwargs)
+        except AttributeError as error:
+            if isinstance(error.__context__, _API_EXCEPTIONS):
+                raise error.__context__ from None
+            raise
+
+    return call
 
 
 def read_failure(error: RecordError, *, system: str) -> ConnectorError:

@@ -1,0 +1,75 @@
+"""Settings every HTTP connector shares (base_url, ca_bundle) and the injected logger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from pydantic import ValidationError
+
+from refsync.connectors.base import ConnectorContext, HttpConnectorSettings
+from refsync.connectors.hubspot import HubSpotSettings
+from refsync.connectors.partnerstack import PartnerStackSettings
+from refsync.connectors.salesforce import SalesforceSettings
+
+
+def _error(**settings: object) -> str:
+    with pytest.raises(ValidationError) as caught:
+        HttpConnectorSettings.model_validate(settings)
+    (error,) = caught.value.errors()
+    return str(error["msg"])
+
+
+@pytest.mark.parametrize("url", ["https://api.hubapi.com", "http://127.0.0.1:8702",
+                                 "https://127.0.0.1:8703/api/v2", "https://x.example/$batch"])
+def test_an_http_url_with_a_host_is_accepted(url: str) -> None:
+    assert HttpConnectorSettings(base_url=url).base_url == url
+
+
+def test_a_dollar_reference_without_braces_is_told_to_take_braces() -> None:
+    assert "write ${HUBSPOT_URL} (with braces)" in _error(base_url="$HUBSPOT_URL")
+    assert "write ${PS_URL}/api/v2" in _error(base_url="$PS_URL/api/v2")
+    assert "write https://${HOST}/api" in _error(base_url="https://$HOST/api")
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8702", "api.hubapi.com", "ftp://files.example",
+                                 "https://", "/api/v2"])
+def test_text_that_is_not_an_http_url_is_refused(url: str) -> None:
+    assert "must be a URL starting with https:// or http://" in _error(base_url=url)
+
+
+def test_an_empty_base_url_is_refused_rather_than_meaning_the_default_host() -> None:
+    assert "is empty" in _error(base_url="")
+    assert "is empty" in _error(base_url="  ")
+
+
+def test_every_http_connector_checks_its_urls() -> None:
+    with pytest.raises(ValidationError, match="with braces"):
+        HubSpotSettings(access_token="x", base_url="$HUBSPOT_URL")
+    with pytest.raises(ValidationError, match="with braces"):
+        PartnerStackSettings(public_key="pk", secret_key="sk", base_url="$PARTNERSTACK_URL")
+    with pytest.raises(ValidationError, match="login_url"):
+        SalesforceSettings(consumer_key="k", consumer_secret="s", login_url="acme.my.salesforce")
+
+
+def test_a_ca_bundle_must_exist(tmp_path: Path) -> None:
+    assert "names no file" in _error(ca_bundle=str(tmp_path / "sandbox-ca.pm"))
+    assert "is empty" in _error(ca_bundle="")
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = HttpConnectorSettings(ca_bundle=bundle)
+    assert settings.verify() == str(bundle)
+    assert HttpConnectorSettings().verify() is True
+
+
+def test_the_default_logger_carries_the_system(logs: list[dict[str, Any]]) -> None:
+    ConnectorContext(system="salesforce").logger.info("salesforce.signed_in")
+    assert logs == [
+        {"event": "salesforce.signed_in", "system": "salesforce", "log_level": "info"}]
+
+
+def test_an_injected_logger_is_used_as_given() -> None:
+    logger = structlog.get_logger("elsewhere")
+    assert ConnectorContext(system="crm", logger=logger).logger is logger
