@@ -24,7 +24,7 @@ from refsync.connectors.base import Page, ReadRecord
 from refsync.connectors.cursor import Cursor
 from refsync.domain import Lifecycle
 from refsync.errors import ConnectorError, LeaseLostError, QuotaExhaustedError, RefsyncError
-from refsync.logging import get_logger
+from refsync.logging import get_logger, log_context, redact_text
 from refsync.state import LeaseToken, StateStore
 from refsync.sync.bindings import RunCounts, StreamBinding
 from refsync.sync.customers import CustomerIndex, load_customers
@@ -128,6 +128,19 @@ class SyncEngine:
         """
         run_id = self.store.start_run(trigger=trigger, instance=self.instance, job=job,
                                       scheduled_for=scheduled_for)
+        with log_context(run_id=run_id, job=job):
+            return self._run(run_id, job, trigger, systems, full, lease, scheduled_for)
+
+    def _run(
+        self,
+        run_id: str,
+        job: str,
+        trigger: str,
+        systems: Sequence[str] | None,
+        full: bool,
+        lease: LeaseToken | None,
+        scheduled_for: datetime | None,
+    ) -> RunReport:
         log = get_logger("refsync.sync", run_id=run_id, job=job)
         log.info("run started", trigger=trigger, systems=list(systems or []), full=full,
                  instance=self.instance,
@@ -210,17 +223,17 @@ class SyncEngine:
         try:
             status = work()
         except LeaseLostError as exc:
-            status, error = "interrupted", exc.message
+            status, error = "interrupted", redact_text(exc.message)
         except RefsyncError as exc:
-            status, error = "failed", exc.message
+            status, error = "failed", redact_text(exc.message)
             log.error("run failed", error=exc.message)
         except BaseException as exc:
             # an unexpected bug: record the run as failed, then let the error surface
             self.store.finish_run(run_id, status="failed", counts={**counts.as_dict(), **extra()},
-                                  error=f"{type(exc).__name__}: {exc}")
+                                  error=redact_text(f"{type(exc).__name__}: {exc}"))
             raise
         if error is None and status != "succeeded" and reasons:
-            error = "; ".join(reasons)
+            error = redact_text("; ".join(reasons))
         summary = {**counts.as_dict(), **extra()}
         duration = round(time.monotonic() - started, 3)
         self.store.finish_run(run_id, status=status, counts=summary, error=error)
@@ -281,6 +294,12 @@ class SyncEngine:
         they end a sync (recorded, never left ``running``).
         """
         run_id = self.store.start_run(trigger="retry", instance=self.instance, job="retry")
+        with log_context(run_id=run_id, job="retry"):
+            return self._retry(run_id, quarantine_ids, lease)
+
+    def _retry(
+        self, run_id: str, quarantine_ids: Sequence[int] | None, lease: LeaseToken | None
+    ) -> RunReport:
         log = get_logger("refsync.sync", run_id=run_id, job="retry")
         log.info("run started", trigger="retry", instance=self.instance)
         counts = RunCounts()

@@ -22,7 +22,7 @@ from refsync.connectors.base import Page, ReadRecord
 from refsync.domain import Lifecycle, ReferralStatus
 from refsync.domain.ids import new_referral_id, short_referral_id
 from refsync.errors import RecordError
-from refsync.logging import get_logger
+from refsync.logging import get_logger, redact_text
 from refsync.mapping.compiled import MappedRecord
 from refsync.mapping.paths import path_getter
 from refsync.mapping.rules import FieldState, decide
@@ -618,7 +618,7 @@ class PageProcessor:
             "payload": {"id": record.id, "data": _json_safe(record.data),
                         "modstamp": record.modstamp.isoformat() if record.modstamp else None},
             "error_code": first.code,
-            "message": "; ".join(f"{e.field}: {e.message}" for e in errors),
+            "message": redact_text("; ".join(f"{e.field}: {e.message}" for e in errors)),
             "replay_of": self.replaying.get(record.id),
         }])
         self.counts.add(binding, "quarantined")

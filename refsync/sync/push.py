@@ -16,7 +16,7 @@ from typing import Any
 from refsync.connectors.base import REMOTE_ID_FIELD, WriteResult
 from refsync.connectors.errors import Action
 from refsync.errors import ConnectorError, QuotaExhaustedError, RetryableError
-from refsync.logging import get_logger
+from refsync.logging import get_logger, redact_text
 from refsync.state import LeaseToken, StateStore, StateTransaction
 from refsync.sync.bindings import RunCounts, StreamBinding
 
@@ -245,7 +245,7 @@ class OutboxDrainer:
             "run_id": self.run_id, "system": self.binding.system, "stream": self.binding.stream,
             "direction": "out", "referral_id": row["referral_id"],
             "payload": {"outbox_id": row["id"], "data": _safe(payload)},
-            "error_code": code, "message": message,
+            "error_code": code, "message": redact_text(message),
         }
 
 

@@ -241,3 +241,32 @@ def test_a_partial_run_records_why(workspace: Path) -> None:
     listed = CliRunner().invoke(cli, ["errors", "-c", str(workspace / "refsync.yaml")])
     assert "2 write(s) wait in the outbox" in listed.output, listed.output
     store.close()
+
+
+def test_a_run_error_is_stored_without_secrets_and_every_line_names_the_run(
+    workspace: Path,
+) -> None:
+    from structlog.contextvars import merge_contextvars
+    from structlog.testing import capture_logs
+
+    from refsync.errors import FatalConnectorError
+    from refsync.logging import get_logger, register_secret
+
+    register_secret("tok-9f8e7d6c5b4a")
+    engine, store = engine_for(workspace)
+    crm = next(b for b in engine.bindings if b.system == "crm")
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        # a connector's own line, and a vendor answer that echoes the credential
+        get_logger("refsync.connectors").info("calling the CRM")
+        raise FatalConnectorError("token tok-9f8e7d6c5b4a lacks a scope", system="crm")
+
+    crm.connector.write = refuse  # type: ignore[method-assign]
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        report = engine.run()
+    assert report.status == "failed"
+    assert "tok-9f8e7d6c5b4a" not in (report.error or "") and "lacks a scope" in report.error
+    assert "tok-9f8e7d6c5b4a" not in str(store.list_runs(limit=1)[0]["error"])
+    (line,) = [entry for entry in logs if entry["event"] == "calling the CRM"]
+    assert line["run_id"] == report.run_id
+    store.close()
