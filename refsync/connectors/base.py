@@ -20,7 +20,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
@@ -397,9 +397,34 @@ class ConnectorBase:
         """The configured system name."""
         return self.context.system
 
+    _settles: bool = True
+
     def incremental_window(self, cursor: Cursor | None) -> IncrementalWindow:
-        """Open the read window of one run, capped at now minus the settle lag."""
-        return IncrementalWindow(cursor, self.settings.cursor_policy(), self.context.clock())
+        """Open the read window of one run, capped at now minus the settle lag (no lag inside
+        :meth:`read_current`)."""
+        policy = self.settings.cursor_policy()
+        if not self._settles:
+            policy = replace(policy, settle_lag=timedelta(0))
+        return IncrementalWindow(cursor, policy, self.context.clock())
+
+    def read_current(self, object_name: str, fields: Sequence[str]) -> Iterator[Page]:
+        """Every record of ``object_name`` as it is now, changes of the last moments included.
+
+        For lookups that keep no cursor (existing customers, open deals): the settle lag only
+        protects a cursor's high-water mark from changes indexed late, and a lookup that
+        ignored the last seconds would miss an account made a customer just now.
+        """
+        self._settles = False
+        try:
+            yield from self.read(object_name, fields, None)
+        finally:
+            self._settles = True
+
+    def read(
+        self, object_name: str, fields: Sequence[str], cursor: Cursor | None
+    ) -> Iterator[Page]:
+        """Yield pages of records changed since ``cursor`` (see :class:`Connector`)."""
+        raise NotImplementedError
 
     def retried(
         self,

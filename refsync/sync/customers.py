@@ -8,12 +8,12 @@ website domain and company name, the same keys as customers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from refsync.config import CustomerSourceConfig, OpportunitySourceConfig
-from refsync.connectors.base import Connector
+from refsync.connectors.base import Connector, ConnectorBase, Page
 from refsync.errors import FatalConnectorError
 from refsync.sync.keys import company_key, domain_key
 
@@ -118,6 +118,14 @@ class CustomerIndex:
         return len({label[1] for label in self.customers.labels()})
 
 
+def _read_current(connector: Connector, object_name: str, fields: list[str]) -> Iterator[Page]:
+    """Every record as it is now: without the settle lag when the connector offers it
+    (:meth:`~refsync.connectors.base.ConnectorBase.read_current`), else a full read."""
+    if isinstance(connector, ConnectorBase):
+        return connector.read_current(object_name, fields)
+    return iter(connector.read(object_name, fields, None))
+
+
 def load_customers(
     connector: Connector,
     source: CustomerSourceConfig,
@@ -140,7 +148,7 @@ def load_customers(
     index = CustomerIndex()
     accounts: dict[str, tuple[Any, Any]] = {}
     fields = [source.name_field, source.website_field, source.type_field]
-    for page in connector.read(source.object, fields, None):
+    for page in _read_current(connector, source.object, fields):
         for record in page.records:
             if record.deleted:
                 continue
@@ -177,7 +185,7 @@ def _open_deals(
     if association is None:
         fields.insert(0, opportunities.account_field)
     deals: dict[str, tuple[Any, list[str]]] = {}
-    for page in connector.read(opportunities.object, fields, None):
+    for page in _read_current(connector, opportunities.object, fields):
         for record in page.records:
             if record.deleted or _is_true(record.data.get(opportunities.closed_field)):
                 continue

@@ -270,3 +270,24 @@ def test_a_run_error_is_stored_without_secrets_and_every_line_names_the_run(
     (line,) = [entry for entry in logs if entry["event"] == "calling the CRM"]
     assert line["run_id"] == report.run_id
     store.close()
+
+
+def test_an_account_made_a_customer_a_moment_ago_already_rejects_its_leads(
+    workspace: Path, state_url: str
+) -> None:
+    """The settle lag keeps incremental reads from passing changes indexed late; the customer
+    lookup keeps no cursor, so it reads every account as it is now."""
+    (workspace / "refsync.yaml").write_text(CONFIG.format(url=state_url).replace(
+        "rules: {protection_window_days: 90}",
+        "rules: {protection_window_days: 90, customers_from: {system: crm, object: Account}}",
+    ).replace("modstamp_field: SystemModstamp}",
+              "modstamp_field: SystemModstamp, settle_lag_seconds: 600}"))
+    write_jsonl(workspace / "crm" / "Account.jsonl", [
+        {"Id": "001A", "SystemModstamp": datetime.now(UTC).isoformat(), "Name": "Globex Corp",
+         "Website": "https://globex.com", "Type": "Customer - Direct"}])
+    engine, store = engine_for(workspace)
+    report = engine.run()
+    assert report.counts["rejected"] == 1, report.counts
+    (rejected,) = store.list_referrals(status="rejected")
+    assert rejected["email"] == "bob@globex.com"
+    store.close()
