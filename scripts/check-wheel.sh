@@ -14,7 +14,10 @@ python3 -m venv "$work/venv"
 
 cd "$work"
 "$work/venv/bin/refsync" --version
-"$work/venv/bin/refsync" check -c "$repo/config.example.yaml"
+# the example reads the sandbox's CA bundle, which `refsync sandbox` writes on first start;
+# any readable bundle does for an offline check
+SALESFORCE_CA_BUNDLE="$("$work/venv/bin/python" -c 'import certifi; print(certifi.where())')" \
+    "$work/venv/bin/refsync" check -c "$repo/config.example.yaml"
 "$work/venv/bin/python" - <<'PY'
 from importlib.resources import files
 import refsync.state
