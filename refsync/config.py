@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -25,7 +25,10 @@ from pydantic import (
 )
 
 from refsync.errors import ConfigError, Problem
-from refsync.yamlsource import LoadedYaml, SourceMap, load_yaml, validate_model
+from refsync.yamlsource import LoadedYaml, SourceMap, did_you_mean, load_yaml, validate_model
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.base import BaseTrigger
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -43,6 +46,7 @@ __all__ = [
     "StreamConfig",
     "SystemConfig",
     "config_path_from",
+    "cron_trigger",
     "default_customer_types",
     "is_secret_setting",
     "load_config",
@@ -77,13 +81,18 @@ class StreamConfig(_Strict):
     enabled: bool = True
 
 
+Role = Literal["prm", "crm", "marketing", "file"]
+_ROLES: tuple[str, ...] = get_args(Role)
+"""A system's part in the sync: only ``prm`` systems create referrals."""
+
+
 class SystemConfig(_Strict):
     """A connected system: which connector talks to it, its settings and its streams."""
 
     connector: str | None = Field(
         default=None, description="connector name; defaults to the system's key"
     )
-    role: Literal["prm", "crm", "marketing", "file"] = "crm"
+    role: Role = "crm"
     settings: dict[str, Any] = Field(default_factory=dict)
     streams: dict[str, StreamConfig] = Field(min_length=1)
 
@@ -98,6 +107,88 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise ValueError(f"'{text}' is not a duration such as 30s, 5m or 1h")
     return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+_CRONTAB_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+"""Weekday names in crontab's numbering: 0 is Sunday (and so is 7)."""
+_WEEKDAY_ITEM = re.compile(r"(?P<span>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>\d+))?")
+
+
+def cron_trigger(expression: str, timezone: str | tzinfo) -> BaseTrigger:
+    """The APScheduler trigger of a five-field crontab expression, read as crontab reads it.
+
+    APScheduler numbers weekdays from Monday = 0, crontab from Sunday = 0 (and 7), so the weekday
+    field is rewritten as day names first: ``1-5`` is Monday to Friday and ``0,6`` the weekend,
+    as in crontab. When both the day of the month and the weekday are restricted (neither
+    starts with ``*``), crontab runs on the days matching either, and so does this trigger:
+    ``0 9 1 * 1`` fires on the 1st and on every Monday.
+
+    Raises:
+        ValueError: saying which part of the expression is wrong.
+    """
+    from apscheduler.triggers.combining import OrTrigger
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError("a cron expression has five fields: minute hour day month weekday")
+    minute, hour, day, month, weekday = fields
+    weekdays = _apscheduler_weekdays(weekday)
+
+    def on(days_of_month: str, days_of_week: str) -> CronTrigger:
+        return CronTrigger(minute=minute, hour=hour, day=days_of_month, month=month,
+                           day_of_week=days_of_week, timezone=timezone)
+
+    if not day.startswith("*") and not weekday.startswith("*"):
+        return OrTrigger([on(day, "*"), on("*", weekdays)])
+    return on(day, weekdays)
+
+
+def _apscheduler_weekdays(field: str) -> str:
+    """A crontab weekday field (numbers, names, ranges, steps, lists) as APScheduler day names."""
+    if field == "*":
+        return "*"
+    days: set[int] = set()
+    for item in field.lower().split(","):
+        days |= _crontab_weekdays(item)
+    monday_first = [day % 7 for day in range(1, 8)]
+    return ",".join(_CRONTAB_WEEKDAYS[day] for day in monday_first if day in days)
+
+
+def _crontab_weekdays(item: str) -> set[int]:
+    """The days (0 = Sunday) one item of a crontab weekday list names: 5, fri, 1-5, */2, 1-5/2."""
+    match = _WEEKDAY_ITEM.fullmatch(item)
+    if match is None:
+        raise ValueError(
+            f"weekday '{item}' is not a day, a range (1-5) or a step (*/2): days are 0-7 "
+            "(0 and 7 are Sunday) or sun, mon ... sat")
+    span, step = match.group("span"), match.group("step")
+    if span == "*":
+        first, last = 0, 7
+    else:
+        first_text, _, last_text = span.partition("-")
+        first = _crontab_weekday(first_text)
+        last = _crontab_weekday(last_text) if last_text else (7 if step else first)
+        if last == 0 and first > 0:
+            last = 7  # fri-sun: Sunday as 7 ends the week
+        if first > last:
+            raise ValueError(
+                f"weekday range '{span}' runs backwards: start it at the earlier day "
+                "(0 is Sunday, 1 Monday ... 6 Saturday, 7 Sunday again)")
+    stride = int(step) if step else 1
+    if stride == 0:
+        raise ValueError(f"weekday step in '{item}' must be at least 1")
+    return {day % 7 for day in range(first, last + 1, stride)}
+
+
+def _crontab_weekday(text: str) -> int:
+    """One crontab weekday, 0-7 (0 and 7 are Sunday) or a three-letter name."""
+    if text.isdigit() and int(text) <= 7:
+        return int(text)
+    if text in _CRONTAB_WEEKDAYS:
+        return _CRONTAB_WEEKDAYS.index(text)
+    raise ValueError(
+        f"'{text}' is not a weekday: use 0-7 (0 and 7 are Sunday) or sun, mon ... sat")
 
 
 class ScheduleConfig(_Strict):
@@ -124,10 +215,8 @@ class ScheduleConfig(_Strict):
             if len(self.cron.split()) != 5:
                 raise ValueError(
                     f"cron '{self.cron}' must have five fields: minute hour day month weekday")
-            from apscheduler.triggers.cron import CronTrigger
-
             try:
-                CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+                cron_trigger(self.cron, self.timezone)
             except ValueError as exc:
                 raise ValueError(f"cron '{self.cron}' is not valid: {exc}") from None
         if self.every is not None and parse_duration(self.every) <= 0:
@@ -148,16 +237,16 @@ class ScheduleConfig(_Strict):
 
 
 class StateConfig(_Strict):
-    """Where refsync keeps its state."""
+    """Where refsync keeps its state.
 
-    url: str = Field(default="sqlite:///refsync.db", description="sqlite:///PATH or postgresql://...")
+    :func:`load_config` checks the URL's form (reporting a mistake with its fix) and makes a
+    relative SQLite path relative to the config file, as every other path in it.
+    """
 
-    @field_validator("url")
-    @classmethod
-    def _supported_backend(cls, value: str) -> str:
-        if not re.match(r"^(sqlite|postgresql|postgres)(\+\w+)?://", value):
-            raise ValueError("use sqlite:///PATH or postgresql://USER@HOST/DB")
-        return value
+    url: str = Field(
+        default="sqlite:///refsync.db",
+        description="sqlite:///PATH (relative to the config file) or postgresql://...",
+    )
 
 
 class LoggingConfig(_Strict):
@@ -357,34 +446,163 @@ def load_config(
     config_path = Path(path)
     loaded = load_yaml(config_path, environ=environ, resolve_references=True)
     problems = (_literal_secrets(config_path, loaded) + _unknown_schedule_systems(loaded)
-                + _opportunity_source_problems(loaded))
+                + _duplicate_schedule_names(loaded) + _rule_source_systems(loaded)
+                + _opportunity_source_problems(loaded) + _no_referral_source(loaded)
+                + _state_url_problems(loaded) + _state_left_behind(loaded, config_path.parent))
     try:
         config = validate_model(RefsyncConfig, loaded)
     except ConfigError as exc:
         every = sorted([*exc.problems, *problems], key=lambda p: (p.line, p.column))
         raise ConfigError(every) from None
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(sorted(problems, key=lambda p: (p.line, p.column)))
+    config = _state_beside_config(config, config_path.parent)
     return LoadedConfig(config, config_path, _resolved_secrets(loaded), loaded.source)
 
 
+def _mapping_at(data: Any, key: str) -> dict[Any, Any]:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _list_at(data: Any, key: str) -> list[Any]:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, list) else []
+
+
+def _configured(system: Any, systems: dict[Any, Any]) -> bool:
+    return isinstance(system, str) and system in systems
+
+
+def _unknown_system(
+    loaded: LoadedYaml, where: tuple[str | int, ...], named_by: str, system: Any,
+    systems: dict[Any, Any],
+) -> Problem:
+    """The problem of ``named_by`` naming a system that is not under ``systems:``."""
+    configured = sorted(map(str, systems))
+    guess = did_you_mean(str(system), configured)
+    return loaded.source.problem(
+        where, f"{named_by} names system '{system}', which is not configured",
+        f"did you mean '{guess}'?" if guess else f"use one of: {', '.join(configured)}",
+    )
+
+
 def _unknown_schedule_systems(loaded: LoadedYaml) -> list[Problem]:
-    data = loaded.data if isinstance(loaded.data, dict) else {}
-    raw_systems = data.get("systems")
-    systems: dict[Any, Any] = raw_systems if isinstance(raw_systems, dict) else {}
-    raw_schedules = data.get("schedules")
-    schedules: list[Any] = raw_schedules if isinstance(raw_schedules, list) else []
+    systems = _mapping_at(loaded.data, "systems")
     problems = []
-    for index, schedule in enumerate(schedules):
-        named = schedule.get("systems") if isinstance(schedule, dict) else None
-        for position, system in enumerate(named if isinstance(named, list) else []):
-            if system not in systems:
-                problems.append(loaded.source.problem(
-                    ("schedules", index, "systems", position),
-                    f"schedule names system '{system}', which is not configured",
-                    f"use one of: {', '.join(sorted(map(str, systems)))}",
-                ))
+    for index, schedule in enumerate(_list_at(loaded.data, "schedules")):
+        for position, system in enumerate(_list_at(schedule, "systems")):
+            if isinstance(system, str) and system not in systems:
+                problems.append(_unknown_system(
+                    loaded, ("schedules", index, "systems", position), "schedule", system,
+                    systems))
     return problems
+
+
+def _duplicate_schedule_names(loaded: LoadedYaml) -> list[Problem]:
+    """Each schedule is one daemon job, known by its name: a second of the same name is lost."""
+    first_line: dict[str, int] = {}
+    problems = []
+    for index, schedule in enumerate(_list_at(loaded.data, "schedules")):
+        name = schedule.get("name") if isinstance(schedule, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first_line:
+            problems.append(loaded.source.problem(
+                ("schedules", index, "name"),
+                f"schedule name '{name}' is already used by the schedule at line "
+                f"{first_line[name]}: the daemon runs one job per name, so one of them would "
+                "never run",
+                "give each schedule its own name"))
+        else:
+            first_line[name] = loaded.source.position(("schedules", index, "name"))[0]
+    return problems
+
+
+def _rule_source_systems(loaded: LoadedYaml) -> list[Problem]:
+    """``customers_from`` and ``open_opportunities_from`` read systems that are configured."""
+    systems = _mapping_at(loaded.data, "systems")
+    rules = _mapping_at(loaded.data, "rules")
+    problems = []
+    for rule in ("customers_from", "open_opportunities_from"):
+        system = _mapping_at(rules, rule).get("system")
+        if isinstance(system, str) and system not in systems:
+            problems.append(_unknown_system(
+                loaded, ("rules", rule, "system"), f"rules.{rule}", system, systems))
+    return problems
+
+
+def _no_referral_source(loaded: LoadedYaml) -> list[Problem]:
+    """Only a system with ``role: prm`` creates referrals; without one, every record is ignored."""
+    systems = _mapping_at(loaded.data, "systems")
+    declared = [system for system in systems.values() if isinstance(system, dict)]
+    roles = [system.get("role", "crm") for system in declared]
+    if not declared or "prm" in roles or any(role not in _ROLES for role in roles):
+        return []  # nothing to say yet, or a wrong role that validation reports itself
+    return [loaded.source.problem(
+        ("systems",),
+        "no system has role: prm, so no record can become a referral (a system's role is crm "
+        "unless it says otherwise)",
+        "set role: prm on the system partners submit referrals in", key=True)]
+
+
+def _state_url_problems(loaded: LoadedYaml) -> list[Problem]:
+    """A ``state.url`` refsync can open: a SQLite file or a PostgreSQL database."""
+    url = _mapping_at(loaded.data, "state").get("url")
+    if not isinstance(url, str) or not url:
+        return []  # missing or not text: validation reports it
+    from refsync.state.engine import state_url_mistake
+
+    mistake = state_url_mistake(url)
+    if mistake is None:
+        return []
+    message, fix = mistake
+    return [loaded.source.problem(("state", "url"), f"state.url: {message}", fix)]
+
+
+def _state_left_behind(loaded: LoadedYaml, directory: Path) -> list[Problem]:
+    """A relative SQLite path once read from the working directory: a database left there.
+
+    Without this, a daemon started from the directory that holds its database would start over
+    from an empty one beside the config file, and create every referral again.
+    """
+    written = _mapping_at(loaded.data, "state").get("url", StateConfig().url)
+    if not isinstance(written, str):
+        return []
+    from refsync.state.engine import (
+        normalise_url,
+        sqlite_path,
+        sqlite_url_under,
+        state_url_mistake,
+    )
+
+    if state_url_mistake(written) is not None:
+        return []
+    beside = sqlite_path(normalise_url(sqlite_url_under(written, directory)))
+    before = sqlite_path(normalise_url(sqlite_url_under(written, Path.cwd())))
+    if beside is None or before is None or beside == before or beside.exists() \
+            or not before.exists():
+        return []
+    return [loaded.source.problem(
+        ("state", "url"),
+        f"state.url: a relative SQLite path is read from the config file's directory, which "
+        f"has no {beside.name}, but {before} exists (read from the working directory)",
+        f"move {before} (with its -wal and -shm files) to {beside}, or keep it there and "
+        f"write state.url: sqlite:///{before}")]
+
+
+def _state_beside_config(config: RefsyncConfig, directory: Path) -> RefsyncConfig:
+    """The config with a relative SQLite path in ``state.url`` made relative to ``directory``.
+
+    Every path in the configuration is relative to the config file, wherever refsync runs from;
+    so is the state database's.
+    """
+    from refsync.state.engine import sqlite_url_under
+
+    url = sqlite_url_under(config.state.url, directory)
+    if url == config.state.url:
+        return config
+    return config.model_copy(update={"state": config.state.model_copy(update={"url": url})})
 
 
 def _opportunity_source_problems(loaded: LoadedYaml) -> list[Problem]:
@@ -405,19 +623,17 @@ def _opportunity_source_problems(loaded: LoadedYaml) -> list[Problem]:
             "matched to a referral through its account, read from customers_from",
             f"add customers_from: {{{named}object: Account}} under rules", key=True)]
     accounts_system = customers.get("system")
-    if isinstance(system, str) and isinstance(accounts_system, str) \
-            and system != accounts_system:
+    systems = _mapping_at(data, "systems")
+    if not _configured(system, systems):
+        return []  # an unknown system is reported at its own line first
+    if _configured(accounts_system, systems) and system != accounts_system:
         return [loaded.source.problem(
             ("rules", "open_opportunities_from", "system"),
             f"rules.open_opportunities_from reads system '{system}' but rules.customers_from "
             f"reads '{accounts_system}': an opportunity's account must be one customers_from "
             "reads",
             f"use system: {accounts_system}, the system customers_from reads")]
-    raw_systems = data.get("systems")
-    systems: dict[Any, Any] = raw_systems if isinstance(raw_systems, dict) else {}
-    declared = systems.get(system) if isinstance(system, str) else None
-    if declared is None:
-        return []
+    declared = systems[system]
     connector = (declared.get("connector") if isinstance(declared, dict) else None) or system
     association = source.get("account_association")
     if connector == "hubspot" and not association:

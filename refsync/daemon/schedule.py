@@ -4,6 +4,9 @@ Interval schedules are aligned to a fixed grid (midnight of 2000-01-01 in the sc
 so every daemon sharing a database fires the same ticks at the same moments: ``every: 5m`` runs
 at :00, :05, :10... wherever it runs. A tick is identified by its fire time; the run table
 accepts each ``(job, tick)`` once, so a tick is never executed twice across daemons.
+
+Cron expressions are read as crontab reads them (weekday 0 and 7 are Sunday), by
+:func:`refsync.config.cron_trigger`: the reading the config check validates is the one that runs.
 """
 
 from __future__ import annotations
@@ -13,10 +16,9 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from refsync.config import ScheduleConfig, parse_duration
+from refsync.config import ScheduleConfig, cron_trigger, parse_duration
 
 __all__ = ["MAX_GRACE", "ScheduledJob", "scheduled_job"]
 
@@ -79,7 +81,7 @@ def scheduled_job(config: ScheduleConfig, now: datetime) -> ScheduledJob:
         )
     else:
         assert config.cron is not None  # the config validator guarantees one of the two
-        trigger = CronTrigger.from_crontab(config.cron, timezone=zone)
+        trigger = cron_trigger(config.cron, zone)
         first = trigger.get_next_fire_time(None, now)
         second = trigger.get_next_fire_time(first, first + timedelta(microseconds=1)) \
             if first is not None else None

@@ -17,7 +17,14 @@ from sqlalchemy.engine.url import URL
 from refsync import jsontext
 from refsync.errors import StateError, StoreLockedError
 
-__all__ = ["DaemonLock", "create_state_engine", "normalise_url", "sqlite_path"]
+__all__ = [
+    "DaemonLock",
+    "create_state_engine",
+    "normalise_url",
+    "sqlite_path",
+    "sqlite_url_under",
+    "state_url_mistake",
+]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_CACHE_KIB = 16_384
@@ -26,22 +33,55 @@ SQLITE_CHECKPOINT_PAGES = 10_000
 """Write-ahead log size, in pages, that triggers a checkpoint (SQLite's default is 1,000)."""
 
 
+_URL_FORMS = "use sqlite:///PATH or postgresql://USER@HOST/DB"
+
+
 def normalise_url(url: str) -> URL:
-    """Parse a state-store URL; plain ``postgresql://`` URLs use the psycopg 3 driver."""
-    try:
-        parsed = make_url(url)
-    except Exception as exc:  # SQLAlchemy raises ArgumentError with little context
-        raise StateError(
-            f"state database URL is not valid: {exc}",
-        ) from exc
+    """Parse a state-store URL; plain ``postgresql://`` URLs use the psycopg 3 driver.
+
+    Raises:
+        StateError: when the URL names no database refsync can use (see
+            :func:`state_url_mistake`).
+    """
+    mistake = state_url_mistake(url)
+    if mistake is not None:
+        message, fix = mistake
+        raise StateError(f"state database URL: {message} — {fix}")
+    parsed = make_url(url)
     if parsed.drivername in {"postgresql", "postgres"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() not in {"sqlite", "postgresql"}:
-        raise StateError(
-            f"unsupported state database '{parsed.get_backend_name()}': use sqlite:///PATH "
-            "or postgresql://USER@HOST/DB"
-        )
     return parsed
+
+
+def state_url_mistake(url: str) -> tuple[str, str] | None:
+    """What is wrong with a state-store URL and how to fix it, or None when refsync can use it.
+
+    Caught here rather than by SQLAlchemy, before any file is created: text that is not a
+    URL, a backend other than SQLite or PostgreSQL, and ``sqlite://PATH`` with two slashes,
+    which reads the path's first directory as a host name.
+    """
+    try:
+        parsed = make_url(url)
+    except Exception:  # SQLAlchemy raises ArgumentError, echoing the URL (and any password)
+        return "this is not a database URL", _URL_FORMS
+    backend = "postgresql" if parsed.drivername == "postgres" else parsed.get_backend_name()
+    if backend not in {"sqlite", "postgresql"}:
+        return f"refsync keeps its state in SQLite or PostgreSQL, not '{backend}'", _URL_FORMS
+    if backend == "sqlite" and (parsed.host or parsed.port or parsed.username):
+        scheme, _, path = url.partition("://")
+        return (
+            f"{scheme}:// with two slashes reads '{path.split('/')[0]}' as a host name, and "
+            "SQLite has no host",
+            f"write {scheme}:///{path} (a path relative to the config file) or "
+            f"{scheme}:////absolute/path/refsync.db",
+        )
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        return (
+            "an in-memory SQLite database forgets every link and cursor when refsync exits",
+            "name a file: sqlite:///refsync.db (relative to the config file) or "
+            "sqlite:////absolute/path/refsync.db",
+        )
+    return None
 
 
 def sqlite_path(url: URL) -> Path | None:
@@ -49,6 +89,22 @@ def sqlite_path(url: URL) -> Path | None:
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
     return Path(url.database).expanduser()
+
+
+def sqlite_url_under(url: str, directory: Path) -> str:
+    """``url`` with a relative SQLite path made absolute under ``directory``.
+
+    Absolute paths (``sqlite:////var/lib/refsync.db``, ``sqlite:///~/refsync.db``), other
+    backends and URLs refsync cannot use (:func:`state_url_mistake`) are returned unchanged.
+    """
+    if state_url_mistake(url) is not None:
+        return url
+    parsed = make_url(url)
+    path = sqlite_path(parsed)
+    if path is None or path.is_absolute():
+        return url
+    beside = os.path.abspath(directory / path)
+    return parsed.set(database=beside).render_as_string(hide_password=False)
 
 
 def create_state_engine(url: str, **engine_options: Any) -> Engine:
@@ -79,10 +135,22 @@ def create_state_engine(url: str, **engine_options: Any) -> Engine:
 
 
 def _create_private_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        descriptor = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(descriptor)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            descriptor = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(descriptor)
+    except OSError as exc:
+        raise _unwritable(path, exc) from exc
+
+
+def _unwritable(path: Path, exc: OSError) -> StateError:
+    """The error for a SQLite file (or its lock) refsync cannot create where state.url says."""
+    return StateError(
+        f"cannot create {path}: {exc.strerror or exc} — point state.url at a directory "
+        f"refsync's user can write to, or give it write access to {path.parent}",
+        detail=str(exc),
+    )
 
 
 def _tune_sqlite(engine: Engine) -> None:
@@ -123,8 +191,11 @@ class DaemonLock:
 
     def acquire(self) -> None:
         """Take the lock or raise StoreLockedError naming the process that holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the process lifetime)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the process lifetime)
+        except OSError as exc:
+            raise _unwritable(self.path, exc) from exc
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -58,3 +58,56 @@ def test_bad_schedules_are_refused_with_the_reason() -> None:
         ScheduleConfig(name="x", every="0s")
     with pytest.raises(ValueError, match="exactly one of"):
         ScheduleConfig(name="x")
+
+
+def _next_fires(cron: str, count: int = 6) -> list[str]:
+    """The next fire times of a cron schedule after NOW (a Tuesday), as 'Mon 07 02:30'."""
+    trigger = scheduled_job(ScheduleConfig(name="c", cron=cron), NOW).trigger
+    fires: list[str] = []
+    previous, moment = None, NOW
+    while len(fires) < count:
+        fire = trigger.get_next_fire_time(previous, moment)
+        assert fire is not None
+        fires.append(fire.strftime("%a %d %H:%M"))
+        previous, moment = fire, fire + timedelta(microseconds=1)
+    return fires
+
+
+@pytest.mark.parametrize(("cron", "expected"), [
+    # crontab numbers weekdays from Sunday = 0 (7 is Sunday too); NOW is Tuesday 1 December
+    ("30 2 * * 1", ["Mon 07", "Mon 14", "Mon 21"]),
+    ("30 2 * * 0", ["Sun 06", "Sun 13", "Sun 20"]),
+    ("30 2 * * 7", ["Sun 06", "Sun 13", "Sun 20"]),
+    ("30 2 * * 1-5", ["Wed 02", "Thu 03", "Fri 04", "Mon 07", "Tue 08", "Wed 09"]),
+    ("30 2 * * 0,6", ["Sat 05", "Sun 06", "Sat 12", "Sun 13"]),
+    ("30 2 * * 5-7", ["Fri 04", "Sat 05", "Sun 06", "Fri 11"]),
+    ("30 2 * * */2", ["Thu 03", "Sat 05", "Sun 06", "Tue 08"]),  # 0, 2, 4, 6
+    ("30 2 * * 1-5/2", ["Wed 02", "Fri 04", "Mon 07", "Wed 09"]),  # 1, 3, 5
+    ("30 2 * * MON-FRI", ["Wed 02", "Thu 03", "Fri 04", "Mon 07"]),
+    ("30 2 * * sat,sun", ["Sat 05", "Sun 06", "Sat 12", "Sun 13"]),
+    ("30 2 * * fri-sun", ["Fri 04", "Sat 05", "Sun 06", "Fri 11"]),
+    # both day fields restricted: crontab runs on either (the 1st of January is a Friday)
+    ("30 2 1 * 1", ["Mon 07", "Mon 14", "Mon 21", "Mon 28", "Fri 01", "Mon 04"]),
+    # a day field starting with * does not count as restricted: both must match
+    ("30 2 */2 * 1", ["Mon 07", "Mon 21", "Mon 11", "Mon 25"]),
+])
+def test_cron_weekdays_mean_what_they_mean_in_crontab(cron: str, expected: list[str]) -> None:
+    assert _next_fires(cron, len(expected)) == [f"{day} 02:30" for day in expected]
+
+
+def test_the_daily_cron_period_is_unchanged_by_the_weekday_reading() -> None:
+    job = scheduled_job(ScheduleConfig(name="weekdays", cron="0 9 * * 1-5"), NOW)
+    assert job.period == timedelta(days=1)
+    assert job.tick(NOW) == datetime(2026, 12, 1, 9, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("cron", "reason"), [
+    ("0 9 * * 8", "'8' is not a weekday: use 0-7 (0 and 7 are Sunday) or sun, mon ... sat"),
+    ("0 9 * * 5-1", "weekday range '5-1' runs backwards"),
+    ("0 9 * * mon/0", "weekday step in 'mon/0' must be at least 1"),
+    ("0 9 * * 1-", "weekday '1-' is not a day, a range (1-5) or a step (*/2)"),
+])
+def test_weekdays_crontab_does_not_know_are_refused(cron: str, reason: str) -> None:
+    with pytest.raises(ValueError, match="is not valid") as refused:
+        ScheduleConfig(name="x", cron=cron)
+    assert reason in str(refused.value)

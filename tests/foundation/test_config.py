@@ -17,6 +17,7 @@ state:
   url: sqlite:///state.db
 systems:
   partnerstack:
+    role: prm
     settings:
       secret_key: ${PS_SECRET}
     streams:
@@ -34,7 +35,7 @@ def test_example_config_is_valid() -> None:
     loaded = load_config(EXAMPLE, environ={})
     assert set(loaded.config.systems) == {"partnerstack", "salesforce", "hubspot"}
     assert loaded.config.systems["salesforce"].streams["leads"].object == "Lead"
-    assert loaded.config.state.url == "sqlite:///refsync.db"
+    assert loaded.config.state.url == f"sqlite:///{EXAMPLE.parent / 'refsync.db'}"
     assert "refsync-sandbox-secret" in loaded.secrets
 
 
@@ -46,7 +47,7 @@ def test_references_resolve_from_environment_defaults_and_files(tmp_path: Path) 
     )
     loaded = load_config(write(tmp_path, text), environ={})
     assert loaded.config.systems["partnerstack"].settings["secret_key"] == "from-a-file"
-    assert loaded.config.state.url == "sqlite:///default.db"
+    assert loaded.config.state.url == f"sqlite:///{tmp_path / 'default.db'}"
     assert loaded.secrets == ["from-a-file"]
     loaded = load_config(write(tmp_path, MINIMAL), environ={"PS_SECRET": "s3"})
     assert loaded.config.systems["partnerstack"].settings["secret_key"] == "s3"
@@ -59,6 +60,7 @@ state:
   url: sqlite:///state.db
 systems:
   partnerstack:
+    role: prm
     settings:
       secret_key: ${PS_SECRET}
     streams:
@@ -74,12 +76,12 @@ schedules:
     with pytest.raises(ConfigError) as error:
         load_config(write(tmp_path, text), environ={})
     problems = error.value.problems
-    assert [(p.line, p.column) for p in problems] == [(7, 19), (12, 21), (16, 5)]
+    assert [(p.line, p.column) for p in problems] == [(8, 19), (13, 21), (17, 5)]
     assert "PS_SECRET is not set" in problems[0].message
     assert "batch_size" in problems[1].message and "integer" in problems[1].message
     assert "unknown key 'timezon'" in problems[2].message
     assert problems[2].fix == "did you mean 'timezone'?"
-    assert str(problems[2]).startswith(f"{tmp_path / 'refsync.yaml'}:16:5: unknown key")
+    assert str(problems[2]).startswith(f"{tmp_path / 'refsync.yaml'}:17:5: unknown key")
 
 
 def test_secret_written_in_yaml_is_refused(tmp_path: Path) -> None:
@@ -87,7 +89,7 @@ def test_secret_written_in_yaml_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         load_config(write(tmp_path, text), environ={})
     (problem,) = error.value.problems
-    assert (problem.line, problem.column) == (7, 19)
+    assert (problem.line, problem.column) == (8, 19)
     assert "secret setting 'secret_key' is written in the YAML" in problem.message
     assert "${PARTNERSTACK_SECRET_KEY}" in problem.fix
 
@@ -107,7 +109,7 @@ schedules:
     messages = " | ".join(p.message for p in error.value.problems)
     assert "exactly one of 'every'" in messages
     assert "names system 'salesforce', which is not configured" in messages
-    assert [p.line for p in error.value.problems] == [11, 16]
+    assert [p.line for p in error.value.problems] == [12, 17]
 
 
 def test_invalid_yaml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
@@ -245,6 +247,7 @@ systems:
       private_key_file: KEY_PATH
     streams:
       leads: {object: Lead, mapping: builtin:salesforce-lead}
+    role: prm  # a config needs a system creating referrals; these tests are about the key
 """
 
 
@@ -318,3 +321,152 @@ def test_customer_types_default_to_those_of_the_system_customers_are_read_from(
     assert customer_types(explicit) == ["evangelist"]
     explicit = RULES_WITH_DEALS + "  customer_account_types: [customer]\n"
     assert customer_types(explicit) == ["customer"]
+
+
+def test_an_unknown_customer_system_is_reported_at_its_own_line_with_a_guess(
+    tmp_path: Path
+) -> None:
+    text = RULES_WITH_DEALS.replace("customers_from: {system: salesforce}",
+                                    "customers_from: {system: salesfroce}")
+    assert text != RULES_WITH_DEALS
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), environ={"PS_SECRET": "x"})
+    (problem,) = error.value.problems  # and no "use system: salesfroce" for the right line
+    assert problem.line == text.splitlines().index("  customers_from: {system: salesfroce}") + 1
+    assert problem.message == \
+        "rules.customers_from names system 'salesfroce', which is not configured"
+    assert problem.fix == "did you mean 'salesforce'?"
+
+
+def test_unknown_systems_in_both_rule_sources_are_each_reported(tmp_path: Path) -> None:
+    text = RULES_WITH_DEALS.replace("system: salesforce", "system: sf")
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), environ={"PS_SECRET": "x"})
+    lines = text.splitlines()
+    assert [(p.line, p.message) for p in error.value.problems] == [
+        (lines.index("  customers_from: {system: sf}") + 1,
+         "rules.customers_from names system 'sf', which is not configured"),
+        (lines.index("    system: sf") + 1,
+         "rules.open_opportunities_from names system 'sf', which is not configured"),
+    ]
+    assert error.value.problems[0].fix == "use one of: hubspot, partnerstack, salesforce"
+
+
+def test_two_schedules_with_one_name_are_refused_at_the_second(tmp_path: Path) -> None:
+    text = MINIMAL + """\
+schedules:
+  - name: often
+    every: 2m
+  - name: often
+    cron: "30 2 * * *"
+"""
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), environ={"PS_SECRET": "x"})
+    (problem,) = error.value.problems
+    assert (problem.line, problem.column) == (14, 11)
+    assert problem.message.startswith(
+        "schedule name 'often' is already used by the schedule at line 12")
+    assert problem.fix == "give each schedule its own name"
+
+
+def test_a_config_without_a_prm_system_is_refused(tmp_path: Path) -> None:
+    # role defaults to crm: forgetting role: prm would ignore every record read
+    text = MINIMAL.replace("    role: prm\n", "")
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), environ={"PS_SECRET": "x"})
+    (problem,) = error.value.problems
+    assert (problem.line, problem.column) == (4, 1)
+    assert "no system has role: prm" in problem.message
+    assert problem.fix == "set role: prm on the system partners submit referrals in"
+    # a mistyped role is reported as such, not as a missing PRM as well
+    typo = MINIMAL.replace("role: prm", "role: pmr")
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, typo), environ={"PS_SECRET": "x"})
+    (problem,) = error.value.problems
+    assert "role" in problem.message and "no system has" not in problem.message
+
+
+@pytest.mark.parametrize(("url", "message", "fix"), [
+    ("sqlite://state/refsync.db",
+     "state.url: sqlite:// with two slashes reads 'state' as a host name, and SQLite has no host",
+     "write sqlite:///state/refsync.db (a path relative to the config file) or "
+     "sqlite:////absolute/path/refsync.db"),
+    ("mysql://refsync@db/refsync",
+     "state.url: refsync keeps its state in SQLite or PostgreSQL, not 'mysql'",
+     "use sqlite:///PATH or postgresql://USER@HOST/DB"),
+    ("state.db", "state.url: this is not a database URL",
+     "use sqlite:///PATH or postgresql://USER@HOST/DB"),
+    ("sqlite://", "state.url: an in-memory SQLite database forgets every link and cursor when "
+     "refsync exits",
+     "name a file: sqlite:///refsync.db (relative to the config file) or "
+     "sqlite:////absolute/path/refsync.db"),
+])
+def test_a_state_url_refsync_cannot_open_is_a_config_problem_with_a_fix(
+    tmp_path: Path, url: str, message: str, fix: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, MINIMAL.replace("sqlite:///state.db", url)),
+                    environ={"PS_SECRET": "x"})
+    (problem,) = error.value.problems
+    assert (problem.line, problem.column, problem.message, problem.fix) == (3, 8, message, fix)
+
+
+def test_a_relative_sqlite_path_is_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    def state_url(written: str, environ: dict[str, str] | None = None) -> str:
+        text = MINIMAL.replace("sqlite:///state.db", written)
+        path = write(config_dir, text)
+        loaded = load_config(Path("..") / "etc" / path.name, environ={"PS_SECRET": "x",
+                                                                      **(environ or {})})
+        return loaded.config.state.url
+
+    assert state_url("sqlite:///state/refsync.db") == \
+        f"sqlite:///{config_dir / 'state' / 'refsync.db'}"
+    assert state_url("sqlite+pysqlite:///refsync.db?timeout=5") == \
+        f"sqlite+pysqlite:///{config_dir / 'refsync.db'}?timeout=5"
+    # as config.example.yaml writes it, unset and set
+    example = "${REFSYNC_DATABASE_URL:-sqlite:///refsync.db}"
+    assert state_url(example) == f"sqlite:///{config_dir / 'refsync.db'}"
+    assert state_url(example, {"REFSYNC_DATABASE_URL": "sqlite:////var/lib/refsync/x.db"}) == \
+        "sqlite:////var/lib/refsync/x.db"
+    # absolute paths, the home directory and PostgreSQL are left as written
+    for written in ("sqlite:////var/lib/refsync/refsync.db", "sqlite:///~/refsync.db",
+                    "postgresql://refsync@db.internal/refsync"):
+        assert state_url(written) == written
+    # the default is beside the config file too
+    no_state = MINIMAL.replace("state:\n  url: sqlite:///state.db\n", "")
+    loaded = load_config(write(config_dir, no_state), environ={"PS_SECRET": "x"})
+    assert loaded.config.state.url == f"sqlite:///{config_dir / 'refsync.db'}"
+
+
+def test_a_database_left_in_the_working_directory_is_not_silently_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a relative path used to be read from the working directory: starting over from an empty
+    # database beside the config would create every referral again
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    workdir = tmp_path / "var"
+    workdir.mkdir()
+    (workdir / "state.db").write_bytes(b"")
+    monkeypatch.chdir(workdir)
+    path = write(config_dir, MINIMAL)
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={"PS_SECRET": "x"})
+    (problem,) = error.value.problems
+    assert (problem.line, problem.column) == (3, 8)
+    assert f"has no state.db, but {workdir / 'state.db'} exists" in problem.message
+    assert problem.fix == (
+        f"move {workdir / 'state.db'} (with its -wal and -shm files) to "
+        f"{config_dir / 'state.db'}, or keep it there and write state.url: "
+        f"sqlite:///{workdir / 'state.db'}")
+    (config_dir / "state.db").write_bytes(b"")  # once beside the config, that one is used
+    assert load_config(path, environ={"PS_SECRET": "x"}).config.state.url == \
+        f"sqlite:///{config_dir / 'state.db'}"
