@@ -11,8 +11,10 @@ Cron expressions are read as crontab reads them (weekday 0 and 7 are Sunday), by
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
@@ -63,10 +65,26 @@ class ScheduledJob:
         lookback = now - self.period - self.grace
         latest: datetime | None = None
         fire = self.trigger.get_next_fire_time(None, lookback)
-        while fire is not None and fire <= now:
+        while fire is not None and fire <= now and (latest is None or _utc(fire) > _utc(latest)):
             latest = fire
-            fire = self.trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+            fire = _fire_after(self.trigger, fire)
         return latest or now.replace(microsecond=0)
+
+
+def _utc(moment: datetime) -> datetime:
+    # within one zone, datetimes compare by wall clock and ignore which of two equal local
+    # times they are; in UTC they compare as instants
+    return moment.astimezone(UTC)
+
+
+def _fire_after(trigger: BaseTrigger, fire: datetime) -> datetime | None:
+    """The trigger's next fire time after ``fire``.
+
+    The step is taken in UTC: adding a microsecond to a local time keeps its wall clock and
+    drops which of the two equal local times of an autumn clock change it was, so the trigger
+    would answer the same fire time again.
+    """
+    return trigger.get_next_fire_time(fire, fire.astimezone(UTC) + timedelta(microseconds=1))
 
 
 def scheduled_job(config: ScheduleConfig, now: datetime) -> ScheduledJob:
@@ -82,10 +100,13 @@ def scheduled_job(config: ScheduleConfig, now: datetime) -> ScheduledJob:
     else:
         assert config.cron is not None  # the config validator guarantees one of the two
         trigger = cron_trigger(config.cron, zone)
-        first = trigger.get_next_fire_time(None, now)
-        second = trigger.get_next_fire_time(first, first + timedelta(microseconds=1)) \
-            if first is not None else None
-        period = (second - first) if first is not None and second is not None \
-            else timedelta(days=1)
+        # the usual gap between the next fire times: one gap alone may be the hour a clock
+        # change repeats, or a weekend
+        fires = [trigger.get_next_fire_time(None, now)]
+        while len(fires) < 9 and fires[-1] is not None:
+            fires.append(_fire_after(trigger, fires[-1]))
+        known = [_utc(fire) for fire in fires if fire is not None]
+        gaps = Counter(later - earlier for earlier, later in pairwise(known))
+        period = max(gaps, key=lambda gap: (gaps[gap], gap)) if gaps else timedelta(days=1)
     grace = min(max(period / 2, timedelta(seconds=1)), MAX_GRACE)
     return ScheduledJob(config, trigger, period, grace)

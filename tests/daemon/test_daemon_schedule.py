@@ -111,3 +111,30 @@ def test_weekdays_crontab_does_not_know_are_refused(cron: str, reason: str) -> N
     with pytest.raises(ValueError, match="is not valid") as refused:
         ScheduleConfig(name="x", cron=cron)
     assert reason in str(refused.value)
+
+
+@pytest.mark.parametrize(("cron", "zone", "now", "tick"), [
+    # the second 01:30 of the night London's clocks go back (01:30 GMT)
+    ("30 1 * * *", "Europe/London", datetime(2026, 10, 25, 1, 45, tzinfo=UTC),
+     datetime(2026, 10, 25, 1, 30, tzinfo=UTC)),
+    # New York's repeated 01:00-02:00: 01:00 EST is 06:00 UTC
+    ("0 * * * *", "America/New_York", datetime(2026, 11, 1, 6, 30, tzinfo=UTC),
+     datetime(2026, 11, 1, 6, 0, tzinfo=UTC)),
+    ("*/5 * * * *", "Europe/London", datetime(2026, 10, 25, 1, 7, tzinfo=UTC),
+     datetime(2026, 10, 25, 1, 5, tzinfo=UTC)),
+])
+def test_ticks_in_the_hour_a_clock_change_repeats(
+    cron: str, zone: str, now: datetime, tick: datetime
+) -> None:
+    """A step of a microsecond in local time lost which of the two equal local times a fire
+    time was, and the loop that finds the tick never ended."""
+    job = scheduled_job(ScheduleConfig(name="nightly", cron=cron, timezone=zone),
+                        now - timedelta(hours=3))
+    assert job.tick(now).astimezone(UTC) == tick
+
+
+def test_a_daily_cron_built_just_before_a_clock_change_keeps_a_days_period() -> None:
+    job = scheduled_job(ScheduleConfig(name="nightly", cron="30 1 * * *",
+                                       timezone="Europe/London"),
+                        datetime(2026, 10, 24, 22, 45, tzinfo=UTC))
+    assert job.period == timedelta(days=1)
