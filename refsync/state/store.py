@@ -51,6 +51,9 @@ __all__ = ["LeaseToken", "StateStore", "StateTransaction"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
+_MIGRATION_LOCK = 0x7265_6673_796E_63
+"""The PostgreSQL advisory lock migrations hold ("refsync" in ASCII)."""
+
 referral_table: Table = ReferralRow.__table__  # type: ignore[attr-defined]
 partner_table: Table = PartnerRow.__table__  # type: ignore[attr-defined]
 link_table: Table = LinkRow.__table__  # type: ignore[attr-defined]
@@ -121,6 +124,10 @@ class StateStore:
         before = self.schema_revision()
         try:
             with self.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    # daemons starting together on an empty database take turns: the second
+                    # finds the schema made (SQLite's BEGIN IMMEDIATE serialises them already)
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
         except SQLAlchemyError as exc:
