@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from refsync.cli.common import (
     EXIT_CHECK_FAILED,
-    EXIT_CONFIG,
     EXIT_OK,
     CliContext,
     config_option,
@@ -18,96 +17,178 @@ from refsync.cli.common import (
     pass_cli,
     report_config_error,
 )
-from refsync.config import LoadedConfig, config_path_from, load_config
-from refsync.errors import ConfigError, Problem
+from refsync.config import (
+    CustomerSourceConfig,
+    LoadedConfig,
+    OpportunitySourceConfig,
+    config_path_from,
+    load_config,
+)
+from refsync.errors import ConfigError, Problem, RefsyncError
 from refsync.logging import configure_logging
+from refsync.yamlsource import did_you_mean
 
-__all__ = ["check", "offline_problems"]
+if TYPE_CHECKING:
+    from refsync.connectors.base import Connector
+    from refsync.connectors.schema import ObjectSchema
 
-
-def offline_problems(loaded: LoadedConfig) -> list[Problem]:
-    """Every problem in the mapping files a valid configuration names, and mismatches with it."""
-    from refsync.mapping import load_mapping
-    from refsync.sync.wiring import connector_settings
-
-    problems: list[Problem] = connector_settings(loaded)[1]
-    for system_name, system in loaded.config.systems.items():
-        for stream_name, stream in system.streams.items():
-            where = ("systems", system_name, "streams", stream_name, "mapping")
-            try:
-                mapping = load_mapping(loaded.resolve_path(stream.mapping))
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-                continue
-            if mapping.object != stream.object:
-                problems.append(loaded.source.problem(
-                    where,
-                    f"stream '{system_name}.{stream_name}' reads object '{stream.object}' but "
-                    f"its mapping {stream.mapping} is for '{mapping.object}'",
-                    "point the stream at a mapping for that object, or fix 'object:'",
-                ))
-    return problems
+__all__ = ["check", "load_config_or_exit", "online_findings"]
 
 
-def online_findings(loaded: LoadedConfig) -> dict[str, dict[str, Any]]:
-    """Contact every system: credentials, API budget, and each mapping against ``discover()``."""
-    from refsync.errors import RefsyncError
+def load_config_or_exit(cli_context: CliContext, config_option: str | None) -> LoadedConfig:
+    """The configuration for a command that syncs, or every problem printed and exit 2.
+
+    A refused configuration is reported as ``refsync check`` reports it: with the problems of
+    the mapping files and settings blocks it names that could still be read. The command then
+    checks what the configuration names with :func:`~refsync.sync.wiring.build_bindings`,
+    before it opens the state database.
+    """
+    from refsync.sync.wiring import every_problem
+
+    path = config_path_from(config_option or cli_context.config_option)
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        report_config_error(ConfigError(every_problem(exc, path)))
+    return cli_context.load(config_option)
+
+
+Report = dict[str, dict[str, Any]]
+
+
+def online_findings(loaded: LoadedConfig) -> Report:
+    """Contact every system: credentials, API budget, each mapping against ``discover()``, and
+    the fields the rules read customers and open deals from."""
     from refsync.mapping import validate_against
     from refsync.sync.wiring import build_bindings
 
-    report: dict[str, dict[str, Any]] = {}
+    report: Report = {}
     bindings = build_bindings(loaded)
-    checked: set[int] = set()
+    checked: dict[int, bool] = {}
     for binding in bindings:
-        entry = report.setdefault(binding.system, {"ok": True, "findings": [], "budget": None})
+        entry = _entry(report, binding.system)
         if id(binding.connector) not in checked:
-            checked.add(id(binding.connector))
-            try:
-                result = binding.connector.check()
-            except RefsyncError as exc:
-                entry["ok"] = False
-                entry["findings"].append({"severity": "error", "message": exc.message, "fix": ""})
-                continue
-            entry["ok"] = entry["ok"] and result.ok
-            budget = result.api_budget
-            entry["budget"] = f"{budget.remaining}/{budget.limit} calls left today" \
-                if budget else None
-            entry["findings"].extend(
-                {"severity": f.severity, "message": f.message, "fix": f.fix}
-                for f in result.findings)
+            checked[id(binding.connector)] = _signs_in(binding.connector, entry)
+        if not checked[id(binding.connector)]:
+            continue
         try:
             schema = binding.connector.discover(binding.object)
         except RefsyncError as exc:
-            entry["ok"] = False
-            entry["findings"].append({"severity": "error", "message": exc.message, "fix": ""})
+            _fails(entry, exc.message)
             continue
         for problem in validate_against(binding.mapping, schema):
-            entry["ok"] = False
-            entry["findings"].append({"severity": "error", "message": str(problem),
-                                      "fix": problem.fix})
+            _fails(entry, str(problem), problem.fix)
+    reachable = {b.system: b.connector for b in bindings if checked[id(b.connector)]}
+    for key, source, fields in _customer_reads(loaded):
+        connector = reachable.get(source.system)
+        if connector is None:
+            continue
+        entry = _entry(report, source.system)
+        try:
+            schema = connector.discover(source.object)
+        except RefsyncError as exc:
+            problem = loaded.source.problem(
+                ("rules", key, "object"),
+                f"rules.{key} reads object '{source.object}', which {source.system} cannot "
+                f"describe: {exc.message}",
+                "set object: to the API name of the object to read")
+            _fails(entry, str(problem), problem.fix)
+            continue
+        for problem in _source_field_problems(loaded, key, source, fields, schema):
+            _fails(entry, str(problem), problem.fix)
     return report
+
+
+def _entry(report: Report, system: str) -> dict[str, Any]:
+    return report.setdefault(system, {"ok": True, "findings": [], "budget": None})
+
+
+def _fails(entry: dict[str, Any], message: str, fix: str = "") -> None:
+    entry["ok"] = False
+    entry["findings"].append({"severity": "error", "message": message, "fix": fix})
+
+
+def _signs_in(connector: Connector, entry: dict[str, Any]) -> bool:
+    """Run the connector's own check into ``entry``; whether the system could be reached."""
+    try:
+        result = connector.check()
+    except RefsyncError as exc:
+        _fails(entry, exc.message)
+        return False
+    entry["ok"] = entry["ok"] and result.ok
+    budget = result.api_budget
+    entry["budget"] = f"{budget.remaining}/{budget.limit} calls left today" if budget else None
+    entry["findings"].extend(
+        {"severity": f.severity, "message": f.message, "fix": f.fix} for f in result.findings)
+    return True
+
+
+def _customer_reads(
+    loaded: LoadedConfig,
+) -> list[tuple[str, CustomerSourceConfig | OpportunitySourceConfig, tuple[str, ...]]]:
+    """The rules' sources and the settings naming the fields read from each."""
+    rules = loaded.config.rules
+    reads: list[tuple[str, CustomerSourceConfig | OpportunitySourceConfig, tuple[str, ...]]] = []
+    if rules.customers_from is not None:
+        reads.append(("customers_from", rules.customers_from,
+                      ("name_field", "website_field", "type_field")))
+    deals = rules.open_opportunities_from
+    if deals is not None:
+        account = () if deals.account_association else ("account_field",)
+        reads.append(("open_opportunities_from", deals,
+                      (*account, "closed_field", "name_field")))
+    return reads
+
+
+def _source_field_problems(
+    loaded: LoadedConfig,
+    key: str,
+    source: CustomerSourceConfig | OpportunitySourceConfig,
+    fields: tuple[str, ...],
+    schema: ObjectSchema,
+) -> list[Problem]:
+    """The settings of ``rules.<key>`` naming a field that ``schema``'s object does not have.
+
+    Each is reported at its line, or at the block's when the default is used.
+    """
+    problems = []
+    for setting in fields:
+        name = getattr(source, setting)
+        if name in schema.fields:
+            continue
+        written = setting in source.model_fields_set
+        default = "" if written else " (the default)"
+        guess = did_you_mean(name, schema.fields)
+        fix = f"did you mean {setting}: {guess}?" if guess else \
+            f"{'set' if written else 'add'} {setting}: with the API name of a field of " \
+            f"{schema.name}"
+        problems.append(loaded.source.problem(
+            ("rules", key, setting),
+            f"rules.{key}.{setting} is '{name}'{default}, but {schema.name} in "
+            f"{source.system} has no such field", fix))
+    return problems
 
 
 @click.command()
 @config_option
 @json_option
 @click.option("--online", is_flag=True,
-              help="Also contact every system: credentials, API budget, and each mapping's "
-                   "fields, types, writability and picklist values (exit 3 if one fails).")
+              help="Also contact every system: credentials, API budget, each mapping's "
+                   "fields, types, writability and picklist values, and the fields the rules "
+                   "read customers and open deals from (exit 3 if one fails).")
 @pass_cli
 def check(cli_context: CliContext, config_path: str | None, as_json: bool, online: bool) -> None:
     """Validate the config and its mapping files (exit 0 valid, 2 invalid, 3 a system failed).
 
     Offline (the default) nothing is contacted: no system, no database.
     """
+    from refsync.sync.wiring import load_checked
+
     path = config_path_from(config_path or cli_context.config_option)
     try:
-        loaded = load_config(path)
+        loaded = load_checked(path)
     except ConfigError as exc:
         report_config_error(exc, as_json=as_json)
-    problems = offline_problems(loaded)
-    if problems:
-        report_config_error(ConfigError(problems), as_json=as_json)
     systems = {
         name: sorted(system.streams) for name, system in loaded.config.systems.items()
     }
@@ -140,7 +221,7 @@ def check(cli_context: CliContext, config_path: str | None, as_json: bool, onlin
         streams = sum(len(s) for s in systems.values())
         click.echo(f"{path}: OK — {_counted(len(systems), 'system')}, "
                    f"{_counted(streams, 'stream')}, mappings valid")
-    sys.exit(EXIT_OK if not problems else EXIT_CONFIG)
+    sys.exit(EXIT_OK)
 
 
 def _counted(count: int, noun: str) -> str:

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from refsync.cli.check import load_config_or_exit
 from refsync.cli.common import (
     EXIT_CONFIG,
     CliContext,
@@ -37,11 +38,11 @@ def run(cli_context: CliContext, config_path: str | None, http_host: str | None,
     """
     from refsync.daemon import Daemon
 
-    loaded = cli_context.load(config_path)
+    loaded = load_config_or_exit(cli_context, config_path)
     if not loaded.config.schedules:
         fail(f"{loaded.path}: no schedules to run; add a 'schedules:' list, e.g.\n"
              "  schedules:\n    - name: every-five-minutes\n      every: 5m", EXIT_CONFIG)
-    build_bindings(loaded)  # every mapping and settings block is checked before starting
+    build_bindings(loaded)  # everything the config names is checked before the database opens
     with cli_context.store(config_path) as store:
         store.acquire_daemon_lock()
         daemon = Daemon(loaded, store, http_host=http_host, http_port=http_port)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -11,7 +11,9 @@ import click
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
+from refsync.cli.check import load_config_or_exit
 from refsync.cli.common import (
+    EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_PARTIAL,
@@ -24,12 +26,14 @@ from refsync.cli.common import (
     pass_cli,
 )
 from refsync.cli.state import print_table
+from refsync.config import LoadedConfig
 from refsync.daemon import daemon_identity
 from refsync.daemon.leases import hold_sync_lease
 from refsync.domain.ids import is_id_fragment, short_referral_id
 from refsync.state import LeaseToken, StateStore
 from refsync.sync.engine import RunReport, SyncEngine
-from refsync.sync.wiring import build_engine
+from refsync.sync.wiring import build_bindings, build_engine
+from refsync.yamlsource import did_you_mean
 
 __all__ = ["plan", "referrals", "retry", "sync"]
 
@@ -38,13 +42,51 @@ STATUS_EXIT = {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL, "interrupted": EXI
 
 
 @contextmanager
-def _engine(cli_context: CliContext, config_path: str | None) -> Iterator[SyncEngine]:
-    loaded = cli_context.load(config_path)
+def _engine(
+    cli_context: CliContext, config_path: str | None, systems: Sequence[str] = ()
+) -> Iterator[SyncEngine]:
+    """The engine, once the configuration, everything it names and ``systems`` are checked.
+
+    A refused configuration or an unknown system exits 2 before the state database is opened
+    (or created) and before any system is contacted.
+    """
+    loaded = load_config_or_exit(cli_context, config_path)
+    bindings = build_bindings(loaded)
+    _refuse_unknown_systems(loaded, systems)
     with cli_context.store(config_path) as store:
         store.acquire_daemon_lock()
         # named per process, like a daemon, so that run history and the lease tell them apart
-        engine = build_engine(loaded, store, instance=daemon_identity(loaded.config.instance))
+        engine = build_engine(loaded, store, bindings=bindings,
+                              instance=daemon_identity(loaded.config.instance))
         yield engine
+
+
+def _refuse_unknown_systems(loaded: LoadedConfig, systems: Sequence[str]) -> None:
+    """Exit 2 naming each of ``systems`` (from ``--system``) that is not configured."""
+    configured = list(loaded.config.systems)
+    unknown = [system for system in dict.fromkeys(systems) if system not in configured]
+    if unknown:
+        named = ", ".join(_with_guess(system, configured) for system in unknown)
+        systems_word = "system" if len(unknown) == 1 else "systems"
+        fail(f"unknown {systems_word} {named}; configured: {', '.join(configured)}", EXIT_CONFIG)
+
+
+def _with_guess(name: str, choices: Sequence[str]) -> str:
+    """``'salesfroce' (did you mean 'salesforce'?)``, or just the quoted name."""
+    guess = did_you_mean(name, choices)
+    return f"'{name}' (did you mean '{guess}'?)" if guess else f"'{name}'"
+
+
+def _refuse_closed_quarantine(store: StateStore, ids: Sequence[int]) -> None:
+    """Exit 2 naming each of ``ids`` that is not an open quarantined record, before any run."""
+    with store.snapshot() as view:
+        open_ids = {row["id"] for row in view.open_quarantine(list(ids))}
+    missing = [str(number) for number in dict.fromkeys(ids) if number not in open_ids]
+    if missing:
+        records = "record" if len(missing) == 1 else "records"
+        fail(f"no open quarantined {records} {', '.join(missing)}: never quarantined, or "
+             "already resolved; nothing was retried — see the open ones with `refsync errors`",
+             EXIT_CONFIG)
 
 
 @contextmanager
@@ -96,14 +138,10 @@ def _print_run(report: RunReport) -> None:
 def sync(cli_context: CliContext, config_path: str | None, as_json: bool,
          systems: tuple[str, ...], full: bool) -> None:
     """Run one sync cycle now (exit 0 succeeded, 4 partial, 1 failed)."""
-    with _engine(cli_context, config_path) as engine, _progress(engine, as_json):
-        unknown = [s for s in systems if s not in engine.config.systems]
-        if unknown:
-            fail(f"unknown system {', '.join(unknown)}; configured: "
-                 f"{', '.join(engine.config.systems)}", 2)
-        with _sync_lease(engine) as lease:
-            report = engine.run(trigger="manual", systems=list(systems) or None, full=full,
-                                lease=lease)
+    with _engine(cli_context, config_path, systems) as engine, _progress(engine, as_json), \
+            _sync_lease(engine) as lease:
+        report = engine.run(trigger="manual", systems=list(systems) or None, full=full,
+                            lease=lease)
     if as_json:
         echo_json({"run_id": report.run_id, "status": report.status, "counts": report.counts,
                    "error": report.error})
@@ -122,7 +160,7 @@ def sync(cli_context: CliContext, config_path: str | None, as_json: bool,
 def plan(cli_context: CliContext, config_path: str | None, as_json: bool,
          systems: tuple[str, ...], full: bool) -> None:
     """Show what a sync would change, writing nothing anywhere (reads still call the APIs)."""
-    with _engine(cli_context, config_path) as engine:
+    with _engine(cli_context, config_path, systems) as engine:
         report = engine.plan(systems=list(systems) or None, full=full)
     if as_json:
         echo_json({
@@ -167,8 +205,11 @@ def retry(cli_context: CliContext, config_path: str | None, as_json: bool, retry
     """Replay quarantined records (ids from `refsync errors`) with the current mappings."""
     if not retry_all and not ids:
         fail("name quarantine ids (see `refsync errors`) or pass --all", 2)
-    with _engine(cli_context, config_path) as engine, _sync_lease(engine) as lease:
-        report = engine.retry(None if retry_all else list(ids), lease=lease)
+    with _engine(cli_context, config_path) as engine:
+        if not retry_all:
+            _refuse_closed_quarantine(engine.store, ids)
+        with _sync_lease(engine) as lease:
+            report = engine.retry(None if retry_all else list(ids), lease=lease)
     if as_json:
         echo_json({"run_id": report.run_id, "status": report.status, "counts": report.counts})
     else:

@@ -58,3 +58,44 @@ def test_a_field_missing_in_salesforce_fails_with_exit_3_and_names_it(
     assert "salesforce: FAILED" in result.output
     assert "Job_Title__c" in result.output
     assert "hubspot: OK" in result.output
+
+
+def test_a_customer_field_the_crm_does_not_have_fails_at_its_line(
+    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = config_for(sandbox, tmp_path, monkeypatch)
+    text = path.read_text().replace(
+        "customers_from: {system: salesforce, object: Account}",
+        "customers_from: {system: salesforce, object: Account, type_field: AccountType}",
+    ).replace("closed_field: IsClosed", "closed_field: IsClosd")
+    path.write_text(text)
+    result = CliRunner().invoke(cli, ["check", "-c", str(path), "--online"])
+    assert result.exit_code == 3, result.output
+    assert "salesforce: FAILED" in result.output and "hubspot: OK" in result.output
+    lines = text.splitlines()
+    customers = next(i for i, line in enumerate(lines, 1) if "type_field: AccountType" in line)
+    closed = next(i for i, line in enumerate(lines, 1) if "closed_field: IsClosd" in line)
+    assert f"refsync.yaml:{customers}:" in result.output
+    assert "rules.customers_from.type_field is 'AccountType', but Account in salesforce has " \
+        "no such field" in result.output
+    assert f"refsync.yaml:{closed}:" in result.output
+    assert "did you mean closed_field: IsClosed?" in result.output
+
+
+def test_customers_read_from_hubspot_with_the_salesforce_defaults_fail(
+    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = config_for(sandbox, tmp_path, monkeypatch)
+    text = path.read_text().replace(
+        "customers_from: {system: salesforce, object: Account}",
+        "customers_from: {system: hubspot, object: companies}")
+    path.write_text(text[:text.index("  open_opportunities_from:\n    system")])
+    result = CliRunner().invoke(cli, ["check", "-c", str(path), "--online", "--json"])
+    assert result.exit_code == 3, result.output
+    report = json.loads(result.stdout)["systems"]
+    assert report["salesforce"]["ok"] and not report["hubspot"]["ok"]
+    messages = [finding["message"] for finding in report["hubspot"]["findings"]]
+    assert any("rules.customers_from.name_field is 'Name' (the default), but companies in "
+               "hubspot has no such field" in message for message in messages), messages
+    assert any("rules.customers_from.website_field is 'Website' (the default)" in message
+               for message in messages), messages

@@ -55,6 +55,7 @@ systems:
       private_key_file: /run/secrets/sf.pem
     streams:
       leads: {object: Lead, mapping: builtin:salesforce-lead}
+    role: prm
 """)
     result = CliRunner().invoke(cli, ["check", "-c", str(path)])
     assert result.exit_code == 0, result.output
@@ -148,3 +149,42 @@ def test_config_via_environment_variable(
     path = make_config(tmp_path, f"sqlite:///{tmp_path / 'env.db'}")
     monkeypatch.setenv("REFSYNC_CONFIG", str(path))
     assert CliRunner().invoke(cli, command).exit_code == 0
+
+
+def test_check_refuses_a_state_url_with_two_slashes_and_nothing_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = make_config(tmp_path, "sqlite://state/refsync.db")
+    checked = CliRunner().invoke(cli, ["check", "-c", str(path)])
+    assert checked.exit_code == 2, checked.output
+    assert "state.url: sqlite:// with two slashes reads 'state' as a host name" in checked.output
+    assert "write sqlite:///state/refsync.db" in checked.output
+    shown = CliRunner().invoke(cli, ["-c", str(path), "state", "show"])
+    assert shown.exit_code == 2
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["refsync.yaml"]
+
+
+def test_an_unwritable_state_location_is_one_clear_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    path = make_config(tmp_path, f"sqlite:///{blocker / 'refsync.db'}")
+    result = CliRunner().invoke(cli, ["-c", str(path), "state", "show"])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: cannot create {blocker / 'refsync.db'}: ")
+    assert "Traceback" not in result.output
+
+
+def test_the_state_database_is_found_beside_the_config_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    path = make_config(config_dir, "sqlite:///state/refsync.db")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    migrated = CliRunner().invoke(cli, ["-c", str(path), "state", "migrate"])
+    assert migrated.exit_code == 0, migrated.output
+    assert (config_dir / "state" / "refsync.db").exists()
+    assert list(elsewhere.iterdir()) == []
