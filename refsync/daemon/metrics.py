@@ -34,11 +34,15 @@ disable_created_metrics()  # no *_created series: they double the output and not
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-OUTBOUND_COUNTS = frozenset({"written", "deferred"})
-"""Run counts that describe writes to a system; every other count describes reads from it."""
+OUTBOUND_COUNTS = {"written": "written", "deferred": "deferred",
+                   "write_quarantined": "quarantined"}
+"""Stream counts that describe writes to a system, and the outcome each is exported as; every
+other count describes reads from it."""
 
 COMPLETED = frozenset({"succeeded", "partial"})
-"""Run statuses that count as a success for ``refsync_last_success_timestamp_seconds``."""
+"""Run statuses that can count as a success for ``refsync_last_success_timestamp_seconds``: a
+``partial`` run counts only if every stream went through (records quarantined or deferred),
+not one whose stream stopped (a system down, an allowance spent)."""
 
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -63,8 +67,8 @@ class DaemonMetrics:
                                   ["job"], buckets=_DURATION_BUCKETS, registry=self.registry)
         self.last_success = Gauge(
             "refsync_last_success_timestamp_seconds",
-            "When a run of the job last went through (succeeded, or partial: some records "
-            "quarantined or deferred); Unix time.",
+            "When a run of the job last went through (succeeded, or partial with every "
+            "stream through: only some records quarantined or deferred); Unix time.",
             ["job"], registry=self.registry)
         self.skipped = Counter(
             "refsync_runs_skipped", "Ticks not run by this daemon, by job and reason "
@@ -91,14 +95,15 @@ class DaemonMetrics:
         """Count one finished run: its status, records by stream and duration."""
         self.runs.labels(job=job, status=report.status).inc()
         self.duration.labels(job=job).observe(report.duration_s)
-        if report.status in COMPLETED:
+        if report.status in COMPLETED and not report.stopped_streams:
             self.last_success.labels(job=job).set(time.time())
         for label, counts in report.counts.get("streams", {}).items():
             system, _, stream = label.partition(".")
-            for outcome, value in counts.items():
-                direction = "out" if outcome in OUTBOUND_COUNTS else "in"
-                self.records.labels(system=system, stream=stream, direction=direction,
-                                    outcome=outcome).inc(value)
+            for name, value in counts.items():
+                outbound = OUTBOUND_COUNTS.get(name)
+                self.records.labels(system=system, stream=stream,
+                                    direction="in" if outbound is None else "out",
+                                    outcome=outbound or name).inc(value)
 
     def observe_budgets(self, buckets: Iterable[TokenBucket]) -> None:
         """Remember what each system last said about its daily API allowance."""

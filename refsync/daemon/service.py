@@ -229,7 +229,7 @@ class Daemon:
 
         engine = build_engine(self.loaded, self.store, context_factory=context,
                               instance=self.identity,
-                              should_stop=lambda: self.stopping.is_set() or lease_lost(),
+                              should_stop=lambda: _why_stop(self.stopping.is_set(), lease_lost),
                               **self.engine_options)
         try:
             report = engine.run(trigger="schedule", systems=job.config.systems,
@@ -279,10 +279,20 @@ class Daemon:
     def _seed_last_success(self) -> None:
         for name in self.jobs:
             for run in self.store.list_runs(50, job=name):
-                if run["status"] in COMPLETED and run["finished_at"] is not None:
+                if run["status"] in COMPLETED and run["finished_at"] is not None and \
+                        not (run["counts"] or {}).get("stopped_streams"):
                     self.metrics.last_success.labels(job=name).set(
                         run["finished_at"].timestamp())
                     break
+
+
+def _why_stop(stopping: bool, lease_lost: Callable[[], bool]) -> str | bool:
+    """Why a run must stop now, or False."""
+    if stopping:
+        return "the daemon is shutting down (SIGTERM or Ctrl-C)"
+    if lease_lost():
+        return "this daemon no longer holds the sync lease (another one took over)"
+    return False
 
 
 def _describe(job: ScheduledJob) -> str:

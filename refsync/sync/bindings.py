@@ -72,15 +72,21 @@ class RunCounts:
     total: Counter[str] = field(default_factory=Counter)
     by_stream: dict[str, Counter[str]] = field(default_factory=dict)
 
-    def add(self, binding: StreamBinding, name: str, amount: int = 1) -> None:
-        """Count ``amount`` of ``name`` for a stream and in total."""
+    def add(self, binding: StreamBinding, name: str, amount: int = 1, *,
+            stream_name: str | None = None) -> None:
+        """Count ``amount`` of ``name`` for a stream and in total.
+
+        ``stream_name`` counts it under another name for the stream, where the total's name
+        would not say which way the records went (``write_quarantined``: a stream that reads
+        and writes quarantines records both ways).
+        """
         if amount:
             self.total[name] += amount
             label = binding.label
             counts = self.by_stream.get(label)
             if counts is None:
                 counts = self.by_stream[label] = Counter()
-            counts[name] += amount
+            counts[stream_name or name] += amount
 
     def as_dict(self) -> dict[str, Any]:
         """Totals (every counter, zeros included) plus per-stream counts, JSON-ready."""

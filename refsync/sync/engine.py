@@ -51,6 +51,9 @@ class RunReport:
     counts: dict[str, Any]
     error: str | None = None
     duration_s: float = 0.0
+    stopped_streams: list[str] = field(default_factory=list)
+    """Streams that did not go through (a system down, an allowance spent): a ``partial`` run
+    with none quarantined or deferred records only."""
 
 
 @dataclass
@@ -77,6 +80,8 @@ class SyncEngine:
         clock: current time (aware UTC).
         instance: this process's name in run history.
         progress: called with (stream label, records so far) after each page (TTY progress).
+        should_stop: asked after every page and batch; something true ends the run
+            ``interrupted``, and a string says why (the run records it).
     """
 
     config: RefsyncConfig
@@ -86,7 +91,7 @@ class SyncEngine:
     instance: str = field(default_factory=default_instance_name)
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     progress: Callable[[str, int], None] | None = None
-    should_stop: Callable[[], bool] = lambda: False
+    should_stop: Callable[[], bool | str] = lambda: False
 
     def _inputs(self, systems: Sequence[str] | None) -> list[StreamBinding]:
         chosen = [b for b in self.bindings if b.reads and (not systems or b.system in systems)]
@@ -147,6 +152,7 @@ class SyncEngine:
                  **({"tick": scheduled_for.isoformat()} if scheduled_for else {}))
         counts = RunCounts()
         reasons: list[str] = []
+        stopped: list[str] = []
 
         def cycle() -> str:
             status = "succeeded"
@@ -161,6 +167,7 @@ class SyncEngine:
                 waiting = [b for b in inputs if b.role == "prm"]
                 inputs = [b for b in inputs if b.role != "prm"]
                 customers, status = None, "partial"
+                stopped.extend(b.label for b in waiting)
                 reasons.append(f"existing customers could not be read ({exc.message}); "
                                f"{', '.join(b.label for b in waiting) or 'no stream'} "
                                "waits for the next run")
@@ -168,19 +175,21 @@ class SyncEngine:
             for binding in inputs:
                 if self.should_stop():
                     break
-                stopped = self._pull(binding, run_id, counts, full=full, lease=lease,
-                                     customers=customers)
-                if stopped is not None:
+                why = self._pull(binding, run_id, counts, full=full, lease=lease,
+                                 customers=customers)
+                if why is not None:
                     status = "partial"
-                    reasons.append(f"{binding.label}: {stopped}")
-            return self._push_all(run_id, counts, lease, status, reasons)
+                    stopped.append(binding.label)
+                    reasons.append(f"{binding.label}: {why}")
+            return self._push_all(run_id, counts, lease, status, reasons, stopped)
 
-        return self._recorded(run_id, counts, log, cycle, reasons=reasons)
+        return self._recorded(run_id, counts, log, cycle, reasons=reasons, stopped=stopped)
 
     def _push_all(self, run_id: str, counts: RunCounts, lease: LeaseToken | None,
-                  status: str, reasons: list[str]) -> str:
+                  status: str, reasons: list[str], stopped: list[str]) -> str:
         """Drain every output stream's outbox; return the run's status so far, updated, and
-        add to ``reasons`` why it is not ``succeeded``."""
+        add to ``reasons`` why it is not ``succeeded`` (and to ``stopped`` the streams that
+        did not go through)."""
         for binding in self._outputs():
             if self.should_stop():
                 break
@@ -188,9 +197,14 @@ class SyncEngine:
                                     should_stop=self.should_stop)
             if not drainer.drain() and not drainer.stopped:
                 status = "partial"
+                stopped.append(binding.label)
                 reasons.append(f"{binding.label}: daily API allowance spent; the remaining "
                                "writes wait in the outbox for the next run")
-        if self.should_stop():
+        stop = self.should_stop()
+        if stop:
+            why = stop if isinstance(stop, str) else "a stop was requested"
+            reasons.append(f"stopped: {why}; everything committed so far stays, and the next run "
+                           "resumes from there")
             return "interrupted"
         deferred, quarantined = counts.total["deferred"], counts.total["quarantined"]
         if deferred:
@@ -211,6 +225,7 @@ class SyncEngine:
         work: Callable[[], str],
         extra: Callable[[], dict[str, Any]] = dict,
         reasons: Sequence[str] = (),
+        stopped: Sequence[str] = (),
     ) -> RunReport:
         """Do a run's ``work`` (which returns its status) and record how it ended.
 
@@ -235,13 +250,17 @@ class SyncEngine:
         if error is None and status != "succeeded" and reasons:
             error = redact_text("; ".join(reasons))
         summary = {**counts.as_dict(), **extra()}
+        if stopped:
+            summary["stopped_streams"] = sorted(set(stopped))
         duration = round(time.monotonic() - started, 3)
         self.store.finish_run(run_id, status=status, counts=summary, error=error)
-        details = {k: v for k, v in summary.items() if k != "streams" and v}
+        details = {k: v for k, v in summary.items()
+                   if k not in ("streams", "stopped_streams") and v}
         if error:
             details["error"] = error
         log.info("run finished", status=status, duration_s=duration, **details)
-        return RunReport(run_id, status, summary, error, duration)
+        return RunReport(run_id, status, summary, error, duration,
+                         stopped_streams=sorted(set(stopped)))
 
     def _pull(
         self,
@@ -309,7 +328,7 @@ class SyncEngine:
 
         def replay_and_push() -> str:
             replayed.append(self._replay_quarantine(run_id, counts, quarantine_ids, lease))
-            return self._push_all(run_id, counts, lease, "succeeded", reasons)
+            return self._push_all(run_id, counts, lease, "succeeded", reasons, [])
 
         return self._recorded(run_id, counts, log, replay_and_push,
                               extra=lambda: {"replayed": sum(replayed)}, reasons=reasons)

@@ -60,7 +60,7 @@ class OutboxDrainer:
     counts: RunCounts
     clock: Callable[[], datetime]
     lease: LeaseToken | None = None
-    should_stop: Callable[[], bool] = lambda: False
+    should_stop: Callable[[], bool | str] = lambda: False
     stopped: bool = False
     """Set when :meth:`drain` returned early because ``should_stop`` asked it to."""
 
@@ -164,7 +164,8 @@ class OutboxDrainer:
             tx.finish_outbox(done)
             if quarantined:
                 self._quarantine(tx, quarantined)
-                self.counts.add(binding, "quarantined", len(quarantined))
+                self.counts.add(binding, "quarantined", len(quarantined),
+                                stream_name="write_quarantined")
             if failure is not None:
                 for row, _, _ in sendable:
                     tx.delay_outbox(row["id"], error=failure.message,
@@ -202,7 +203,7 @@ class OutboxDrainer:
                                       code=error.code, message=error.message)
                     continue
                 refused.append(self._quarantine_row(row, payload, error.code, error.message))
-                self.counts.add(binding, "quarantined")
+                self.counts.add(binding, "quarantined", stream_name="write_quarantined")
             if refused:
                 self._quarantine(tx, refused)
             tx.upsert_links(new_links)

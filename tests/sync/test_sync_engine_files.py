@@ -215,6 +215,7 @@ def test_a_spent_quota_while_reading_customers_holds_back_partner_leads_only(
     assert report.status == "partial" and report.counts["created"] == 0, report
     assert "existing customers could not be read" in (report.error or "")
     assert "prm.leads waits for the next run" in (report.error or "")
+    assert report.stopped_streams == ["prm.leads"]
     assert store.list_runs(limit=1)[0]["error"] == report.error
     # once the allowance is back, the next run takes them
     crm.connector.read = reads  # type: ignore[method-assign]
@@ -290,4 +291,14 @@ def test_an_account_made_a_customer_a_moment_ago_already_rejects_its_leads(
     assert report.counts["rejected"] == 1, report.counts
     (rejected,) = store.list_referrals(status="rejected")
     assert rejected["email"] == "bob@globex.com"
+    store.close()
+
+
+def test_an_interrupted_run_records_why_it_stopped(workspace: Path) -> None:
+    engine, store = engine_for(workspace)
+    engine.should_stop = lambda: "the daemon is shutting down (SIGTERM or Ctrl-C)"
+    report = engine.run()
+    assert report.status == "interrupted"
+    assert "stopped: the daemon is shutting down" in (report.error or "")
+    assert store.list_runs(limit=1)[0]["error"] == report.error
     store.close()

@@ -1,0 +1,49 @@
+"""What a finished run adds to the daemon's metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from refsync.connectors.usage import ApiCallCounter
+from refsync.daemon.metrics import DaemonMetrics
+from refsync.state import StateStore
+from refsync.sync.engine import RunReport
+
+
+@pytest.fixture
+def metrics(tmp_path: Path) -> DaemonMetrics:
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    return DaemonMetrics(store, ApiCallCounter(), "test")
+
+
+def _last_success(metrics: DaemonMetrics) -> float | None:
+    return metrics.registry.get_sample_value("refsync_last_success_timestamp_seconds",
+                                             {"job": "often"})
+
+
+def test_a_partial_run_whose_stream_stopped_is_not_a_success(metrics: DaemonMetrics) -> None:
+    """With the PRM down every run is partial; counting those as successes kept the
+    "nothing synced for three periods" alert quiet through the whole outage."""
+    down = RunReport("r1", "partial", {"streams": {}}, "partnerstack.leads: stopped",
+                     stopped_streams=["partnerstack.leads"])
+    metrics.observe_run("often", down)
+    assert _last_success(metrics) is None
+    quarantined = RunReport("r2", "partial", {"quarantined": 1, "streams": {}}, "1 record")
+    metrics.observe_run("often", quarantined)
+    assert _last_success(metrics) is not None
+
+
+def test_a_refused_write_is_counted_as_a_write(metrics: DaemonMetrics) -> None:
+    report = RunReport("r1", "partial", {"streams": {"hubspot.contacts": {
+        "read": 3, "quarantined": 1, "written": 5, "write_quarantined": 2}}})
+    metrics.observe_run("often", report)
+
+    def records(direction: str, outcome: str) -> float | None:
+        return metrics.registry.get_sample_value("refsync_records_total", {
+            "system": "hubspot", "stream": "contacts", "direction": direction,
+            "outcome": outcome})
+
+    assert records("out", "quarantined") == 2 and records("in", "quarantined") == 1
+    assert records("out", "written") == 5 and records("in", "read") == 3
