@@ -444,7 +444,8 @@ def load_config(
         ConfigError: with every problem found, each located in the file.
     """
     config_path = Path(path)
-    loaded = load_yaml(config_path, environ=environ, resolve_references=True)
+    loaded = load_yaml(config_path, environ=environ, resolve_references=True,
+                       unreadable_fix="check the path, or pass another with -c/--config")
     problems = (_literal_secrets(config_path, loaded) + _unknown_schedule_systems(loaded)
                 + _duplicate_schedule_names(loaded) + _rule_source_systems(loaded)
                 + _opportunity_source_problems(loaded) + _no_referral_source(loaded)

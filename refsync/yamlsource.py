@@ -104,6 +104,7 @@ def load_yaml(
     environ: typing.Mapping[str, str] | None = None,
     resolve_references: bool = False,
     display_name: str | None = None,
+    unreadable_fix: str = "check the path",
 ) -> LoadedYaml:
     """Read a YAML file into plain data, recording positions.
 
@@ -114,6 +115,7 @@ def load_yaml(
             of the form ``file:/path`` with that file's contents (trailing newline removed). Each
             missing variable or unreadable file becomes a Problem; loading carries on.
         display_name: the name used for the file in problems (defaults to ``path`` as given).
+        unreadable_fix: the fix given when the file cannot be read.
 
     Raises:
         ConfigError: when the file cannot be read, is not UTF-8 or is not valid YAML.
@@ -123,8 +125,7 @@ def load_yaml(
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(
-            [Problem(name, 1, 1, f"cannot read the file: {exc.strerror or exc}",
-                     "check the path, or pass another with -c/--config")]
+            [Problem(name, 1, 1, f"cannot read the file: {exc.strerror or exc}", unreadable_fix)]
         ) from exc
     try:
         text = raw.decode("utf-8")

@@ -30,6 +30,7 @@ from refsync.config import LoadedConfig
 from refsync.daemon import daemon_identity
 from refsync.daemon.leases import hold_sync_lease
 from refsync.domain.ids import is_id_fragment, short_referral_id
+from refsync.logging import redact_text
 from refsync.state import LeaseToken, StateStore
 from refsync.sync.engine import RunReport, SyncEngine
 from refsync.sync.wiring import build_bindings, build_engine
@@ -117,13 +118,17 @@ def _progress(engine: SyncEngine, quiet: bool) -> Iterator[None]:
 
 
 def _print_run(report: RunReport) -> None:
-    counts = {k: v for k, v in report.counts.items() if k != "streams" and v}
-    summary = ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing to do"
+    counts = {k: v for k, v in report.counts.items()
+              if k not in ("streams", "stopped_streams") and v}
+    summary = ", ".join(f"{k} {v}" for k, v in counts.items()) or (
+        "nothing to do" if report.status == "succeeded" else "nothing done")
     click.echo(f"run {report.run_id[:8]} {report.status}: {summary}")
     for label, stream_counts in report.counts.get("streams", {}).items():
         click.echo(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in stream_counts.items()))
     if report.error:
-        click.echo(f"error: {report.error}", err=True)
+        # a failed run's error, or why a run is partial or interrupted
+        label = "error" if report.status == "failed" else "why"
+        click.echo(f"{label}: {redact_text(report.error)}", err=True)
     if report.counts.get("quarantined"):
         click.echo("Quarantined records: `refsync errors`; replay them with `refsync retry --all`.")
 

@@ -177,3 +177,10 @@ def test_rich_tables_for_terminals() -> None:
     assert "record 1: salesforce/Lead (remote → canonical)" in text
     assert '"jane@acme.com"' in text
     assert "✗ unmapped_value: incoming value '[bold]x'" in text
+
+
+def test_a_missing_mapping_file_is_not_blamed_on_the_config_option(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["mapping", "check", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "cannot read the file" in result.output and "check the path" in result.output
+    assert "-c/--config" not in result.output

@@ -302,3 +302,16 @@ def test_an_interrupted_run_records_why_it_stopped(workspace: Path) -> None:
     assert "stopped: the daemon is shutting down" in (report.error or "")
     assert store.list_runs(limit=1)[0]["error"] == report.error
     store.close()
+
+
+def test_sync_says_why_a_run_is_partial(workspace: Path, state_url: str) -> None:
+    (workspace / "refsync.yaml").write_text(CONFIG.format(url=state_url).replace(
+        "modstamp_field: SystemModstamp}",
+        "modstamp_field: SystemModstamp, required_fields: [Company]}"))
+    leads = read_jsonl(workspace / "prm" / "leads.jsonl")
+    leads[1]["company"] = ""
+    write_jsonl(workspace / "prm" / "leads.jsonl", leads)
+    result = CliRunner().invoke(cli, ["sync", "-c", str(workspace / "refsync.yaml")])
+    assert result.exit_code == 4, result.output
+    assert "why: 1 record(s) quarantined" in result.output
+    assert "error:" not in result.output
