@@ -28,6 +28,8 @@ def test_demo_syncs_referrals_everywhere_and_brings_status_back(tmp_path: Path) 
         duplicates = store.list_referrals(status="duplicate")
         assert duplicates and "already referred by partner" in duplicates[0]["status_reason"]
         assert all(run["status"] != "running" for run in store.list_runs())
+        # the summary counts records awaiting a person, each once however often it failed
+        assert summary["quarantined"] == len(store.list_quarantine()) >= 1
         # the demo's customers and the prospects its CRM already has open deals with
         reasons = [r["status_reason"] or "" for r in store.list_referrals(status="rejected")]
         assert any("is already a customer" in reason for reason in reasons)
