@@ -791,13 +791,16 @@ class StateTransaction:
         if not record_ids:
             return
         table = quarantine_table
+        open_here = (table.c.resolved_at.is_(None), table.c.system == system,
+                     table.c.stream == stream, table.c.direction == direction)
+        # nearly always nothing is open: one indexed probe instead of a statement binding a
+        # whole page of ids
+        if self.connection.execute(select(table.c.id).where(*open_here).limit(1)).first() is None:
+            return
         column = table.c.referral_id if direction == "out" else table.c.external_id
         self.connection.execute(
-            update(table).where(
-                table.c.resolved_at.is_(None), table.c.system == system,
-                table.c.stream == stream, table.c.direction == direction,
-                column.in_(list(record_ids)),
-            ).values(resolved_at=utcnow())
+            update(table).where(*open_here, column.in_(list(record_ids)))
+            .values(resolved_at=utcnow())
         )
 
     def set_cursor(
