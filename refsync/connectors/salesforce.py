@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -89,6 +90,14 @@ class SalesforceSettings(HttpConnectorSettings):
                 "holds a key, not the path of a key file: write the path of the PEM file, or "
                 "give the key itself as private_key: ${SALESFORCE_PRIVATE_KEY}"
             )
+        if value is not None and not value.is_file():
+            raise ValueError(
+                "names no file: give the path of the connected app's PEM key file (a relative "
+                "path is read from the config file's directory)"
+            )
+        if value is not None and not os.access(value, os.R_OK):
+            raise ValueError("cannot be read by this user: make the key file readable by the "
+                             "user refsync runs as")
         return value
 
     @model_validator(mode="after")

@@ -377,9 +377,16 @@ def test_a_jwt_key_read_from_its_file_and_the_assertion_are_registered(
 def test_a_missing_private_key_file_is_a_connector_error_naming_the_setting(
     peer: SalesforcePeer, clock: ManualClock, tmp_path: Path
 ) -> None:
+    # refsync check refuses a key file that is not there...
+    with pytest.raises(ValidationError, match="names no file"):
+        SalesforceSettings.model_validate({"consumer_key": "k", "auth": "jwt", "username": "u",
+                                           "private_key_file": str(tmp_path / "sf.pem")})
+    # ...and one removed after the check is a connector error at sign-in
+    key_file = tmp_path / "sf.pem"
+    key_file.write_text(_jwt_key_pem())
     connector = peer.connector(clock, auth="jwt", consumer_secret=None,
-                               username="sync@example.com",
-                               private_key_file=tmp_path / "sf.pem")
+                               username="sync@example.com", private_key_file=key_file)
+    key_file.unlink()
     report = connector.check()
     assert not report.auth_ok
     assert "private_key_file" in report.findings[0].message

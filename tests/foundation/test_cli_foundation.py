@@ -44,7 +44,7 @@ def test_check_accepts_the_example_config() -> None:
 def test_check_counts_in_words_and_takes_the_path_of_a_key_file(tmp_path: Path) -> None:
     # a setting naming a key file holds a path: written as is, it is not a secret in the YAML
     path = tmp_path / "refsync.yaml"
-    path.write_text("""\
+    text = """\
 version: 1
 systems:
   salesforce:
@@ -52,11 +52,18 @@ systems:
       auth: jwt
       consumer_key: refsync-connected-app
       username: sync@acme.example
-      private_key_file: /run/secrets/sf.pem
+      private_key_file: secrets/sf.pem
     streams:
       leads: {object: Lead, mapping: builtin:salesforce-lead}
     role: prm
-""")
+"""
+    path.write_text(text)
+    # the file must be there (read from the config's directory), not the key in the YAML
+    missing = CliRunner().invoke(cli, ["check", "-c", str(path)])
+    assert missing.exit_code == 2 and f"{path}:8:" in missing.output, missing.output
+    assert "private_key_file" in missing.output and "names no file" in missing.output
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "sf.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
     result = CliRunner().invoke(cli, ["check", "-c", str(path)])
     assert result.exit_code == 0, result.output
     assert result.output == f"{path}: OK — 1 system, 1 stream, mappings valid\n"

@@ -146,6 +146,7 @@ def test_a_relative_private_key_file_is_read_from_the_config_files_directory(
     from refsync.sync.wiring import connector_settings
 
     (tmp_path / "conf" / "keys").mkdir(parents=True)
+    (tmp_path / "conf" / "keys" / "sf.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
     config = tmp_path / "conf" / "refsync.yaml"
     config.write_text("""\
 version: 1
