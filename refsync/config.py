@@ -102,12 +102,23 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``500ms``, ``30s``, ``5m``, ``1h`` or ``1d``."""
+    """Seconds in a duration such as ``500ms``, ``30s``, ``5m``, ``1h`` or ``1d``.
+
+    Raises:
+        ValueError: not a duration, or longer than a year (no setting needs more, and times
+            that far ahead overflow the scheduler's clock arithmetic).
+    """
     match = re.match(_DURATION, text.strip())
     if match is None:
         raise ValueError(f"'{text}' is not a duration such as 30s, 5m or 1h")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"'{text}' is longer than a year: give at most 365d")
+    return seconds
 
+
+MAX_DURATION_SECONDS = 365 * 86_400
+"""The longest duration any setting takes."""
 
 _CRONTAB_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 """Weekday names in crontab's numbering: 0 is Sunday (and so is 7)."""
@@ -219,9 +230,14 @@ class ScheduleConfig(_Strict):
                 cron_trigger(self.cron, self.timezone)
             except ValueError as exc:
                 raise ValueError(f"cron '{self.cron}' is not valid: {exc}") from None
-        if self.every is not None and parse_duration(self.every) <= 0:
-            raise ValueError("'every' must be longer than zero")
         return self
+
+    @field_validator("every")
+    @classmethod
+    def _a_period(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) <= 0:
+            raise ValueError("'every' must be longer than zero")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -470,3 +470,18 @@ def test_a_database_left_in_the_working_directory_is_not_silently_replaced(
     (config_dir / "state.db").write_bytes(b"")  # once beside the config, that one is used
     assert load_config(path, environ={"PS_SECRET": "x"}).config.state.url == \
         f"sqlite:///{config_dir / 'state.db'}"
+
+
+def test_durations_longer_than_a_year_are_refused_at_their_line(tmp_path: Path) -> None:
+    """Such values passed check, then crashed the daemon with an overflow."""
+    text = MINIMAL + """\
+schedules:
+  - name: rarely
+    every: 1000000000d
+daemon:
+  lease_ttl: 9999999999999999s
+"""
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), environ={"PS_SECRET": "x"})
+    found = {(p.line, "longer than a year" in p.message) for p in error.value.problems}
+    assert found == {(13, True), (15, True)}, error.value.problems
