@@ -463,7 +463,8 @@ def load_config(
     loaded = load_yaml(config_path, environ=environ, resolve_references=True,
                        unreadable_fix="check the path, or pass another with -c/--config")
     problems = (_literal_secrets(config_path, loaded) + _unknown_schedule_systems(loaded)
-                + _duplicate_schedule_names(loaded) + _rule_source_systems(loaded)
+                + _duplicate_schedule_names(loaded) + _streams_sharing_an_object(loaded)
+                + _rule_source_systems(loaded)
                 + _opportunity_source_problems(loaded) + _no_referral_source(loaded)
                 + _state_url_problems(loaded) + _state_left_behind(loaded, config_path.parent))
     try:
@@ -533,6 +534,30 @@ def _duplicate_schedule_names(loaded: LoadedYaml) -> list[Problem]:
                 "give each schedule its own name"))
         else:
             first_line[name] = loaded.source.position(("schedules", index, "name"))[0]
+    return problems
+
+
+def _streams_sharing_an_object(loaded: LoadedYaml) -> list[Problem]:
+    """Two streams of one system on one object would read every record twice and keep two
+    cursors, two outboxes and two quarantines of the same records: refuse the second."""
+    problems = []
+    systems = loaded.data.get("systems") if isinstance(loaded.data, dict) else None
+    for system, block in (systems or {}).items():
+        streams = block.get("streams") if isinstance(block, dict) else None
+        first: dict[str, tuple[str, int]] = {}
+        for stream, settings in (streams or {}).items() if isinstance(streams, dict) else ():
+            name = settings.get("object") if isinstance(settings, dict) else None
+            if not isinstance(name, str):
+                continue
+            where = ("systems", system, "streams", stream, "object")
+            if name in first:
+                other, line = first[name]
+                problems.append(loaded.source.problem(
+                    where, f"stream '{system}.{stream}' reads object '{name}', as stream "
+                    f"'{system}.{other}' at line {line} does: each record would be synced twice",
+                    f"use one stream for {name} (direction: both reads and writes it)"))
+            else:
+                first[name] = (stream, loaded.source.position(where)[0])
     return problems
 
 

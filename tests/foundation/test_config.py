@@ -485,3 +485,15 @@ daemon:
         load_config(write(tmp_path, text), environ={"PS_SECRET": "x"})
     found = {(p.line, "longer than a year" in p.message) for p in error.value.problems}
     assert found == {(13, True), (15, True)}, error.value.problems
+
+
+def test_two_streams_of_one_system_on_one_object_are_refused(tmp_path: Path) -> None:
+    """They read every record twice and quarantined each refused write twice."""
+    text = MINIMAL.replace(
+        "      leads: {object: leads, mapping: builtin:partnerstack-leads}\n",
+        "      leads: {object: leads, mapping: builtin:partnerstack-leads}\n"
+        "      copy: {object: leads, mapping: builtin:partnerstack-leads}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), environ={"PS_SECRET": "x"})
+    (problem,) = error.value.problems
+    assert problem.line == 11 and "as stream 'partnerstack.leads' at line 10" in problem.message
