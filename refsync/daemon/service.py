@@ -24,7 +24,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -212,6 +211,11 @@ class Daemon:
             self.metrics.skipped.labels(job=job.name, reason="already_run").inc()
         return report
 
+    def _wait(self, seconds: float) -> None:
+        """Sleep through a retry or pacing wait, but wake at once when the daemon is stopping:
+        the remaining attempts then fail fast and the run ends ``interrupted`` in time."""
+        self.stopping.wait(seconds)
+
     def _run_tick(self, job: ScheduledJob) -> None:
         try:
             self.run_tick(job)
@@ -220,12 +224,12 @@ class Daemon:
 
     def _sync(self, job: ScheduledJob, tick: datetime, token: LeaseToken,
               lease_lost: Callable[[], bool]) -> RunReport | None:
-        run_limiters = RateLimiters(lambda: datetime.now(UTC), time.sleep)
+        run_limiters = RateLimiters(lambda: datetime.now(UTC), self._wait)
 
         def context(system: str) -> ConnectorContext:
             # fresh pacing each run (a spent daily allowance is looked at again), one call count
             return ConnectorContext(system=system, api_calls=self.api_calls,
-                                    rate_limiters=run_limiters)
+                                    rate_limiters=run_limiters, sleep=self._wait)
 
         engine = build_engine(self.loaded, self.store, context_factory=context,
                               instance=self.identity,

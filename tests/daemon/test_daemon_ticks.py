@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -188,3 +189,32 @@ def test_a_tick_that_cannot_start_within_its_grace_is_logged_and_counted_as_miss
     finally:
         daemon.stop()
         store.close()
+
+
+def test_stopping_cuts_short_the_waits_between_retries(
+    sandbox: RunningSandbox, write_config: WriteConfig, tmp_path: Path
+) -> None:
+    """A system that keeps failing makes a call wait between attempts (here 30 s, 60 s...);
+    a stopping daemon must not sleep through them past its shutdown timeout."""
+    import threading
+
+    from refsync.sandbox.faults import FaultRule
+
+    path = write_config(f"sqlite:///{tmp_path / 'state.db'}", SCHEDULE,
+                        settings={"partnerstack": {"backoff_seconds": 30, "max_attempts": 5}})
+    sandbox.emulators["partnerstack"].faults.add([FaultRule(path="leads", status=503)])
+    daemon, store = _daemon(path)
+    job = daemon.jobs["often"]
+    reports: list[Any] = []
+    worker = threading.Thread(target=lambda: reports.append(daemon.run_tick(job)))
+    started = time.monotonic()
+    worker.start()
+    time.sleep(1.5)  # inside the first 30 s wait
+    daemon.stopping.set()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "the run slept through its retry waits"
+    assert time.monotonic() - started < 20
+    (report,) = reports
+    assert report.status == "interrupted"
+    assert "the daemon is shutting down" in (report.error or "")
+    store.close()
