@@ -597,9 +597,24 @@ def _state_url_problems(loaded: LoadedYaml) -> list[Problem]:
 
     mistake = state_url_mistake(url)
     if mistake is None:
+        if _url_password(url):
+            return [loaded.source.problem(
+                ("state", "url"), "state.url holds a password: secrets never live in URLs "
+                "(they end up in process lists, logs and shell histories)",
+                "remove it from the URL and give it to refsync as PGPASSWORD, or in a "
+                "~/.pgpass file (PGPASSFILE)")]
         return []
     message, fix = mistake
     return [loaded.source.problem(("state", "url"), f"state.url: {message}", fix)]
+
+
+def _url_password(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:
+        return False
 
 
 def _state_left_behind(loaded: LoadedYaml, directory: Path) -> list[Problem]:

@@ -497,3 +497,14 @@ def test_two_streams_of_one_system_on_one_object_are_refused(tmp_path: Path) -> 
         load_config(write(tmp_path, text), environ={"PS_SECRET": "x"})
     (problem,) = error.value.problems
     assert problem.line == 11 and "as stream 'partnerstack.leads' at line 10" in problem.message
+
+
+def test_a_password_in_the_state_url_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL.replace("url: sqlite:///state.db",
+                           "url: postgresql://refsync:hunter2@db.internal/refsync")
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), environ={"PS_SECRET": "x"})
+    (problem,) = error.value.problems
+    assert problem.line == 3 and "holds a password" in problem.message
+    assert "PGPASSWORD" in problem.fix
+    assert "hunter2" not in problem.message + problem.fix
