@@ -28,7 +28,7 @@ from refsync.connectors.usage import ApiCallCounter, TokenBucket
 from refsync.state import StateStore
 from refsync.sync.engine import RunReport
 
-__all__ = ["COMPLETED", "CONTENT_TYPE", "OUTBOUND_COUNTS", "DaemonMetrics"]
+__all__ = ["COMPLETED", "CONTENT_TYPE", "OUTBOUND_COUNTS", "RUN_STATUSES", "DaemonMetrics"]
 
 disable_created_metrics()  # no *_created series: they double the output and nothing reads them
 
@@ -38,6 +38,9 @@ OUTBOUND_COUNTS = {"written": "written", "deferred": "deferred",
                    "write_quarantined": "quarantined"}
 """Stream counts that describe writes to a system, and the outcome each is exported as; every
 other count describes reads from it."""
+
+RUN_STATUSES = ("succeeded", "partial", "interrupted", "failed")
+"""How a run can end."""
 
 COMPLETED = frozenset({"succeeded", "partial"})
 """Run statuses that can count as a success for ``refsync_last_success_timestamp_seconds``: a
@@ -90,6 +93,14 @@ class DaemonMetrics:
         self.registry.register(_ApiCallCollector(api_calls))
         self.registry.register(self._budgets)
         self.registry.register(_StoreCollector(store))
+
+    def declare_jobs(self, jobs: Iterable[str]) -> None:
+        """Export every job's run counters at zero from the start, so that an alert on
+        ``increase(refsync_runs_total{status="failed"}[...])`` sees a daemon's first failure
+        (a series that first appears at 1 shows no increase)."""
+        for job in jobs:
+            for status in RUN_STATUSES:
+                self.runs.labels(job=job, status=status)
 
     def observe_run(self, job: str, report: RunReport) -> None:
         """Count one finished run: its status, records by stream and duration."""

@@ -113,6 +113,7 @@ class Daemon:
     def start(self) -> None:
         """Start the HTTP endpoint and the scheduler (returns at once)."""
         settings = self.loaded.config.daemon
+        self.metrics.declare_jobs(self.jobs)
         self._seed_last_success()
         app = build_http_app(self.readiness, self.metrics.render)
         self.http = HttpServer(app, self.http_host or settings.http_host,

@@ -47,3 +47,12 @@ def test_a_refused_write_is_counted_as_a_write(metrics: DaemonMetrics) -> None:
 
     assert records("out", "quarantined") == 2 and records("in", "quarantined") == 1
     assert records("out", "written") == 5 and records("in", "read") == 3
+
+
+def test_every_jobs_run_counters_start_at_zero(metrics: DaemonMetrics) -> None:
+    """A failed-runs alert on increase() misses a series that first appears at 1."""
+    metrics.declare_jobs(["often", "nightly"])
+    for job in ("often", "nightly"):
+        for status in ("succeeded", "partial", "interrupted", "failed"):
+            assert metrics.registry.get_sample_value(
+                "refsync_runs_total", {"job": job, "status": status}) == 0
