@@ -22,7 +22,6 @@ from refsync.config import (
     LoadedConfig,
     OpportunitySourceConfig,
     config_path_from,
-    load_config,
 )
 from refsync.errors import ConfigError, Problem, RefsyncError
 from refsync.logging import configure_logging
@@ -32,25 +31,7 @@ if TYPE_CHECKING:
     from refsync.connectors.base import Connector
     from refsync.connectors.schema import ObjectSchema
 
-__all__ = ["check", "load_config_or_exit", "online_findings"]
-
-
-def load_config_or_exit(cli_context: CliContext, config_option: str | None) -> LoadedConfig:
-    """The configuration for a command that syncs, or every problem printed and exit 2.
-
-    A refused configuration is reported as ``refsync check`` reports it: with the problems of
-    the mapping files and settings blocks it names that could still be read. The command then
-    checks what the configuration names with :func:`~refsync.sync.wiring.build_bindings`,
-    before it opens the state database.
-    """
-    from refsync.sync.wiring import every_problem
-
-    path = config_path_from(config_option or cli_context.config_option)
-    try:
-        load_config(path)
-    except ConfigError as exc:
-        report_config_error(ConfigError(every_problem(exc, path)))
-    return cli_context.load(config_option)
+__all__ = ["check", "online_findings"]
 
 
 Report = dict[str, dict[str, Any]]

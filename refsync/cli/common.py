@@ -58,13 +58,24 @@ class CliContext:
     log_format: str | None = None
     _loaded: LoadedConfig | None = field(default=None, repr=False)
 
-    def load(self, config_option: str | None = None) -> LoadedConfig:
-        """Load and validate the configuration, or print every problem and exit 2."""
+    def load(
+        self, config_option: str | None = None, *, with_named_files: bool = False
+    ) -> LoadedConfig:
+        """Load and validate the configuration, or print every problem and exit 2.
+
+        ``with_named_files`` (the commands that sync): a refused configuration is reported as
+        ``refsync check`` reports it, with the problems of the mapping files and settings
+        blocks it names that could still be read.
+        """
         if self._loaded is None:
             path = config_path_from(config_option or self.config_option)
             try:
                 self._loaded = load_config(path)
             except ConfigError as exc:
+                if with_named_files:
+                    from refsync.sync.wiring import every_problem
+
+                    exc = ConfigError(every_problem(exc, path))
                 report_config_error(exc)
             settings = self._loaded.config.logging
             configure_logging(

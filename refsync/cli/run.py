@@ -6,7 +6,6 @@ import sys
 
 import click
 
-from refsync.cli.check import load_config_or_exit
 from refsync.cli.common import (
     EXIT_CONFIG,
     CliContext,
@@ -38,7 +37,7 @@ def run(cli_context: CliContext, config_path: str | None, http_host: str | None,
     """
     from refsync.daemon import Daemon
 
-    loaded = load_config_or_exit(cli_context, config_path)
+    loaded = cli_context.load(config_path, with_named_files=True)
     if not loaded.config.schedules:
         fail(f"{loaded.path}: no schedules to run; add a 'schedules:' list, e.g.\n"
              "  schedules:\n    - name: every-five-minutes\n      every: 5m", EXIT_CONFIG)

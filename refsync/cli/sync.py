@@ -11,7 +11,6 @@ import click
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from refsync.cli.check import load_config_or_exit
 from refsync.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -51,7 +50,7 @@ def _engine(
     A refused configuration or an unknown system exits 2 before the state database is opened
     (or created) and before any system is contacted.
     """
-    loaded = load_config_or_exit(cli_context, config_path)
+    loaded = cli_context.load(config_path, with_named_files=True)
     bindings = build_bindings(loaded)
     _refuse_unknown_systems(loaded, systems)
     with cli_context.store(config_path) as store:
