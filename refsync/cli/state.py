@@ -143,7 +143,8 @@ def errors(
         if run_id and store.get_run(run_id) is None:
             fail(f"no run matches {run_id!r}: `refsync runs` lists them", EXIT_CONFIG)
         rows = store.list_quarantine(run_id=run_id, include_resolved=include_resolved, limit=limit)
-        pending = store.counts()["outbox_pending"]
+        # only said when nothing is quarantined; counted from the outbox alone
+        pending = 0 if rows or as_json else sum(store.backlog()["outbox"].values())
     if as_json:
         echo_json(rows)
         return

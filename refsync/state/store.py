@@ -797,9 +797,8 @@ class StateTransaction:
         # whole page of ids
         if self.connection.execute(select(table.c.id).where(*open_here).limit(1)).first() is None:
             return
-        column = table.c.referral_id if direction == "out" else table.c.external_id
         self.connection.execute(
-            update(table).where(*open_here, column.in_(list(record_ids)))
+            update(table).where(*open_here, table.c[_record_key(direction)].in_(list(record_ids)))
             .values(resolved_at=utcnow())
         )
 
@@ -815,16 +814,19 @@ class StateTransaction:
         )
 
 
+def _record_key(direction: str) -> str:
+    """The quarantine column naming the record: a write's referral, a read's remote id."""
+    return "referral_id" if direction == "out" else "external_id"
+
+
 def _quarantine_target(row: Mapping[str, Any]) -> list[Any] | None:
-    """What identifies a quarantined record's place: a write by referral, a read by remote id."""
+    """What identifies a quarantined record's place (None: nothing names the record)."""
     table = quarantine_table
-    place = [table.c.system == row["system"], table.c.stream == row["stream"],
-             table.c.direction == row["direction"]]
-    if row["direction"] == "out" and row.get("referral_id"):
-        return [*place, table.c.referral_id == row["referral_id"]]
-    if row["direction"] == "in" and row.get("external_id"):
-        return [*place, table.c.external_id == row["external_id"]]
-    return None
+    key = _record_key(row["direction"])
+    if not row.get(key):
+        return None
+    return [table.c.system == row["system"], table.c.stream == row["stream"],
+            table.c.direction == row["direction"], table.c[key] == row[key]]
 
 
 def _fetch_dicts(connection: Connection, statement: Any) -> list[dict[str, Any]]:
