@@ -43,21 +43,10 @@ def test_check_accepts_the_example_config() -> None:
 
 def test_check_counts_in_words_and_takes_the_path_of_a_key_file(tmp_path: Path) -> None:
     # a setting naming a key file holds a path: written as is, it is not a secret in the YAML
+    from tests.foundation.test_config import JWT_SALESFORCE
+
     path = tmp_path / "refsync.yaml"
-    text = """\
-version: 1
-systems:
-  salesforce:
-    settings:
-      auth: jwt
-      consumer_key: refsync-connected-app
-      username: sync@acme.example
-      private_key_file: secrets/sf.pem
-    streams:
-      leads: {object: Lead, mapping: builtin:salesforce-lead}
-    role: prm
-"""
-    path.write_text(text)
+    path.write_text(JWT_SALESFORCE.replace("KEY_PATH", "secrets/sf.pem"))
     # the file must be there (read from the config's directory), not the key in the YAML
     missing = CliRunner().invoke(cli, ["check", "-c", str(path)])
     assert missing.exit_code == 2 and f"{path}:8:" in missing.output, missing.output

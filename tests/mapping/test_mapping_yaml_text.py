@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from refsync.errors import ConfigError, Problem
 from refsync.mapping import CompiledMapping, load_mapping
+from tests.mapping.test_mapping_loader import problems_of, write
 
 RID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 APPROVAL = """
@@ -25,18 +25,6 @@ fields:
       On: submitted
       07: qualified
 """
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "lead.yaml"
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
-
-
-def problems_of(path: Path) -> list[Problem]:
-    with pytest.raises(ConfigError) as info:
-        load_mapping(path)
-    return info.value.problems
 
 
 def read_status(mapping: CompiledMapping, remote: str) -> object:

@@ -10,8 +10,8 @@ from refsync.config import load_config
 from refsync.state import StateStore
 from refsync.sync.wiring import build_engine
 
-__all__ = ["CONFIG", "CRM_MAPPING", "PRM_MAPPING", "engine_for", "make_workspace", "read_jsonl",
-           "write_jsonl"]
+__all__ = ["CONFIG", "CRM_MAPPING", "PRM_MAPPING", "customers_in_crm", "engine_for",
+           "make_workspace", "read_jsonl", "with_crm_settings", "write_jsonl"]
 
 PRM_MAPPING = """\
 system: prm
@@ -98,3 +98,18 @@ def make_workspace(root: Path, state_url: str) -> Path:
     ])
     (root / "crm").mkdir()
     return root
+
+
+def with_crm_settings(config: str, settings: str) -> str:
+    """``config`` (the :data:`CONFIG` text, formatted) with more CRM connector settings."""
+    return config.replace("modstamp_field: SystemModstamp}",
+                          f"modstamp_field: SystemModstamp, {settings}}}")
+
+
+def customers_in_crm(workspace: Path, config: str, account: dict[str, Any]) -> None:
+    """Write ``config`` reading existing customers from the CRM's Account file, which holds
+    ``account``."""
+    (workspace / "refsync.yaml").write_text(config.replace(
+        "rules: {protection_window_days: 90}",
+        "rules: {protection_window_days: 90, customers_from: {system: crm, object: Account}}"))
+    write_jsonl(workspace / "crm" / "Account.jsonl", [account])

@@ -11,7 +11,18 @@ from click.testing import CliRunner
 
 from refsync.cli import cli
 from refsync.state import StateStore
-from tests.sync.file_workspace import CONFIG, engine_for, read_jsonl, write_jsonl
+from tests.sync.file_workspace import (
+    CONFIG,
+    customers_in_crm,
+    engine_for,
+    read_jsonl,
+    with_crm_settings,
+    write_jsonl,
+)
+
+INITECH = {"Id": "001A", "SystemModstamp": "2026-01-01T10:00:00Z", "Name": "Initech LLC",
+           "Website": "https://initech.example", "Type": "Customer - Direct"}
+"""An existing customer in the CRM."""
 
 
 def test_referrals_flow_prm_to_crm_and_status_flows_back(workspace: Path) -> None:
@@ -109,12 +120,7 @@ def test_a_retry_whose_lease_was_taken_over_writes_nothing(workspace: Path) -> N
 def test_a_re_read_referral_meets_the_same_rules_as_in_a_sync(
     workspace: Path, state_url: str
 ) -> None:
-    (workspace / "refsync.yaml").write_text(CONFIG.format(url=state_url).replace(
-        "rules: {protection_window_days: 90}",
-        "rules: {protection_window_days: 90, customers_from: {system: crm, object: Account}}"))
-    write_jsonl(workspace / "crm" / "Account.jsonl", [
-        {"Id": "001A", "SystemModstamp": "2026-01-01T10:00:00Z", "Name": "Initech LLC",
-         "Website": "https://initech.example", "Type": "Customer - Direct"}])
+    customers_in_crm(workspace, CONFIG.format(url=state_url), INITECH)
     engine, store = engine_for(workspace)
     assert engine.run().status == "succeeded"
     # a lead that could not be read earlier (say, a mapping since fixed) is replayed
@@ -194,12 +200,7 @@ def test_a_spent_quota_while_reading_customers_holds_back_partner_leads_only(
 ) -> None:
     from refsync.errors import QuotaExhaustedError
 
-    (workspace / "refsync.yaml").write_text(CONFIG.format(url=state_url).replace(
-        "rules: {protection_window_days: 90}",
-        "rules: {protection_window_days: 90, customers_from: {system: crm, object: Account}}"))
-    write_jsonl(workspace / "crm" / "Account.jsonl", [
-        {"Id": "001A", "SystemModstamp": "2026-01-01T10:00:00Z", "Name": "Initech LLC",
-         "Website": "https://initech.example", "Type": "Customer - Direct"}])
+    customers_in_crm(workspace, CONFIG.format(url=state_url), INITECH)
     engine, store = engine_for(workspace)
     crm = next(b for b in engine.bindings if b.system == "crm")
     reads = crm.connector.read
@@ -278,14 +279,10 @@ def test_an_account_made_a_customer_a_moment_ago_already_rejects_its_leads(
 ) -> None:
     """The settle lag keeps incremental reads from passing changes indexed late; the customer
     lookup keeps no cursor, so it reads every account as it is now."""
-    (workspace / "refsync.yaml").write_text(CONFIG.format(url=state_url).replace(
-        "rules: {protection_window_days: 90}",
-        "rules: {protection_window_days: 90, customers_from: {system: crm, object: Account}}",
-    ).replace("modstamp_field: SystemModstamp}",
-              "modstamp_field: SystemModstamp, settle_lag_seconds: 600}"))
-    write_jsonl(workspace / "crm" / "Account.jsonl", [
-        {"Id": "001A", "SystemModstamp": datetime.now(UTC).isoformat(), "Name": "Globex Corp",
-         "Website": "https://globex.com", "Type": "Customer - Direct"}])
+    customers_in_crm(workspace, with_crm_settings(CONFIG.format(url=state_url),
+                                                  "settle_lag_seconds: 600"), {
+        "Id": "001A", "SystemModstamp": datetime.now(UTC).isoformat(), "Name": "Globex Corp",
+        "Website": "https://globex.com", "Type": "Customer - Direct"})
     engine, store = engine_for(workspace)
     report = engine.run()
     assert report.counts["rejected"] == 1, report.counts
@@ -305,9 +302,8 @@ def test_an_interrupted_run_records_why_it_stopped(workspace: Path) -> None:
 
 
 def test_sync_says_why_a_run_is_partial(workspace: Path, state_url: str) -> None:
-    (workspace / "refsync.yaml").write_text(CONFIG.format(url=state_url).replace(
-        "modstamp_field: SystemModstamp}",
-        "modstamp_field: SystemModstamp, required_fields: [Company]}"))
+    (workspace / "refsync.yaml").write_text(
+        with_crm_settings(CONFIG.format(url=state_url), "required_fields: [Company]"))
     leads = read_jsonl(workspace / "prm" / "leads.jsonl")
     leads[1]["company"] = ""
     write_jsonl(workspace / "prm" / "leads.jsonl", leads)

@@ -12,7 +12,13 @@ from structlog.testing import capture_logs
 
 from refsync.cli import cli
 from refsync.state import StateStore
-from tests.sync.file_workspace import CONFIG, engine_for, read_jsonl, write_jsonl
+from tests.sync.file_workspace import (
+    CONFIG,
+    engine_for,
+    read_jsonl,
+    with_crm_settings,
+    write_jsonl,
+)
 
 
 def _every_row(store: StateStore) -> list[dict[str, Any]]:
@@ -39,9 +45,8 @@ def test_a_write_refused_again_and_again_keeps_one_row_that_counts_attempts(
         mapping = mapping.replace(f"{name}: {{remote: {name}, rule: partner_owned",
                                   f"{name}: {{remote: {name}, rule: remote_wins")
     (workspace / "prm.yaml").write_text(mapping)
-    (workspace / "refsync.yaml").write_text(CONFIG.format(url=state_url).replace(
-        "modstamp_field: SystemModstamp}", "modstamp_field: SystemModstamp, "
-        "required_fields: [Company]}"))
+    (workspace / "refsync.yaml").write_text(
+        with_crm_settings(CONFIG.format(url=state_url), "required_fields: [Company]"))
     _edit_lead(workspace, "L2", company="")
     engine, store = engine_for(workspace)
     with capture_logs() as logs:
