@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +11,9 @@ import pytest
 from refsync.sandbox.config import sandbox_config
 from refsync.sandbox.demo import generate_demo
 from refsync.sandbox.runner import RunningSandbox, start_sandbox
+from tests.daemon.daemon_helpers import WriteConfig
 
 SYSTEMS = ("salesforce", "hubspot", "partnerstack")
-
-WriteConfig = Callable[..., Path]
 
 
 @pytest.fixture
@@ -41,14 +40,3 @@ def write_config(tmp_path: Path, sandbox: RunningSandbox) -> WriteConfig:
         return path
 
     return write
-
-
-def assert_each_referral_once(sandbox: RunningSandbox, links: dict[str, int]) -> None:
-    """Every referral refsync wrote is in Salesforce and HubSpot exactly once."""
-    leads = [r["Refsync_Id__c"] for r in sandbox.emulators["salesforce"].records("Lead")
-             if r.get("Refsync_Id__c")]
-    assert len(leads) == len(set(leads)) == links["salesforce"] > 0
-    contacts = [r["properties"]["refsync_id"]
-                for r in sandbox.emulators["hubspot"].records("contacts")
-                if r.get("properties", {}).get("refsync_id")]
-    assert len(contacts) == len(set(contacts)) == links["hubspot"] > 0

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import WriteConfig
 
 from refsync.cli import cli
 from refsync.daemon.leases import SYNC_LEASE
 from refsync.sandbox.runner import RunningSandbox
 from refsync.state import StateStore
+from tests.daemon.daemon_helpers import WriteConfig
 
 
 def test_run_without_schedules_says_what_to_add(

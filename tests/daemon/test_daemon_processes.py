@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import WriteConfig, assert_each_referral_once
 
 from refsync.sandbox.faults import FaultRule
 from refsync.sandbox.runner import RunningSandbox
 from refsync.state import StateStore
+from tests.daemon.daemon_helpers import WriteConfig, assert_each_referral_once
 
 SCHEDULE = """
 schedules:

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import WriteConfig, assert_each_referral_once
 from prometheus_client.parser import text_string_to_metric_families
 
 from refsync.config import load_config
@@ -17,6 +16,7 @@ from refsync.daemon import Daemon
 from refsync.daemon.leases import SYNC_LEASE
 from refsync.sandbox.runner import RunningSandbox
 from refsync.state import StateStore
+from tests.daemon.daemon_helpers import WriteConfig, assert_each_referral_once
 
 SCHEDULE = """
 schedules:
