@@ -25,7 +25,18 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Dialect, Engine, Table, and_, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Engine,
+    Table,
+    and_,
+    distinct,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -348,19 +359,21 @@ class StateStore:
         return {str(status): int(count) for status, count in rows}
 
     def counts(self) -> dict[str, int]:
-        """Row counts of the main tables, for status output and metrics."""
-        tables = {
-            "referrals": referral_table,
-            "partners": partner_table,
-            "links": link_table,
-            "events": event_table,
-            "runs": run_table,
+        """Row counts of the main tables, for status output and metrics.
+
+        ``partners`` counts the partners who have submitted a referral (distinct partner ids
+        of the referrals), not rows of the partner table.
+        """
+        queries = {
+            "referrals": select(func.count()).select_from(referral_table),
+            "partners": select(func.count(distinct(referral_table.c.partner_id))),
+            "links": select(func.count()).select_from(link_table),
+            "events": select(func.count()).select_from(event_table),
+            "runs": select(func.count()).select_from(run_table),
         }
         with self._reading() as connection:
-            result = {
-                name: int(connection.execute(select(func.count()).select_from(table)).scalar_one())
-                for name, table in tables.items()
-            }
+            result = {name: int(connection.execute(query).scalar_one())
+                      for name, query in queries.items()}
             result["outbox_pending"] = int(connection.execute(
                 select(func.count()).select_from(outbox_table)
                 .where(outbox_table.c.state == "pending")

@@ -214,3 +214,17 @@ def test_several_daemons_may_share_postgresql(postgres_server: object) -> None:
         second.acquire_daemon_lock()
         assert first.acquire_lease("job", "a", timedelta(seconds=30)) is not None
         assert second.acquire_lease("job", "b", timedelta(seconds=30)) is None
+
+
+def test_partners_are_counted_from_the_referrals_they_submitted(state_url: str) -> None:
+    with StateStore(state_url) as store:
+        with store.transaction() as tx:
+            tx.upsert_referrals([
+                {"id": "r-1", "partner_id": "p-1", "status": "submitted"},
+                {"id": "r-2", "partner_id": "p-1", "status": "submitted"},
+                {"id": "r-3", "partner_id": "p-2", "status": "submitted"},
+                {"id": "r-4", "partner_id": None, "status": "submitted"},
+            ])
+        counts = store.counts()
+    assert counts["referrals"] == 4
+    assert counts["partners"] == 2
