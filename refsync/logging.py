@@ -37,6 +37,7 @@ __all__ = [
     "redact_text",
     "redactor",
     "register_secret",
+    "renders_json",
 ]
 
 REDACTED = "***"
@@ -219,6 +220,19 @@ def log_context(**values: Any) -> Iterator[None]:
         yield
 
 
+_rendering = {"json": False}
+
+
+def renders_json() -> bool:
+    """Whether JSON log lines were asked for by name (``json``, not ``auto``).
+
+    The CLI then writes its own messages for standard error as log events too, so that every
+    line a log collector reads there parses as JSON. With ``auto``, those messages stay plain
+    text for the person at the terminal.
+    """
+    return _rendering["json"]
+
+
 def configure_logging(
     *,
     level: str = "info",
@@ -239,6 +253,7 @@ def configure_logging(
     for secret in secrets:
         redactor.add(secret)
     use_json = fmt == "json" or (fmt == "auto" and not output.isatty())
+    _rendering["json"] = fmt == "json"
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if use_json

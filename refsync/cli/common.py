@@ -21,7 +21,7 @@ import click
 
 from refsync.config import LoadedConfig, config_path_from, load_config
 from refsync.errors import ConfigError, RefsyncError, StateError
-from refsync.logging import configure_logging, redact_text
+from refsync.logging import configure_logging, get_logger, redact_text, renders_json
 from refsync.state import StateStore
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "pass_cli",
     "print_traceback_redacted",
     "report_config_error",
+    "say_on_stderr",
 ]
 
 EXIT_OK = 0
@@ -145,9 +146,23 @@ def _redacted(problem: dict[str, object]) -> dict[str, object]:
     return {k: redact_text(v) if isinstance(v, str) else v for k, v in problem.items()}
 
 
+def say_on_stderr(label: str, message: str, *, event: str, level: str = "error",
+                  **context: Any) -> None:
+    """Tell the user something on standard error, secrets and tokens masked.
+
+    Printed as ``label: message``; when log lines are JSON, written as a log event instead
+    (``event``, with the message under ``label`` and ``context``), so that standard error
+    stays one JSON object a line.
+    """
+    if renders_json():
+        getattr(get_logger("refsync.cli"), level)(event, **{label: message}, **context)
+    else:
+        click.echo(f"{label}: {redact_text(message)}", err=True)
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print an actionable error message (secrets and tokens masked) and exit."""
-    click.echo(f"error: {redact_text(message)}", err=True)
+    say_on_stderr("error", message, event="command failed")
     sys.exit(code)
 
 

@@ -23,13 +23,13 @@ from refsync.cli.common import (
     handle_refsync_errors,
     json_option,
     pass_cli,
+    say_on_stderr,
 )
 from refsync.cli.state import print_table
 from refsync.config import LoadedConfig
 from refsync.daemon import daemon_identity
 from refsync.daemon.leases import hold_sync_lease
 from refsync.domain.ids import is_id_fragment, short_referral_id
-from refsync.logging import redact_text
 from refsync.state import LeaseToken, StateStore
 from refsync.sync.engine import RunReport, SyncEngine
 from refsync.sync.wiring import build_bindings, build_engine
@@ -126,8 +126,10 @@ def _print_run(report: RunReport) -> None:
         click.echo(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in stream_counts.items()))
     if report.error:
         # a failed run's error, or why a run is partial or interrupted
-        label = "error" if report.status == "failed" else "why"
-        click.echo(f"{label}: {redact_text(report.error)}", err=True)
+        failed = report.status == "failed"
+        say_on_stderr("error" if failed else "why", report.error,
+                      event=f"run {report.status}", level="error" if failed else "warning",
+                      run_id=report.run_id)
     if report.counts.get("quarantined"):
         click.echo("Quarantined records: `refsync errors`; replay them with `refsync retry --all`.")
 

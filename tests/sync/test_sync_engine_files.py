@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -311,3 +314,29 @@ def test_sync_says_why_a_run_is_partial(workspace: Path, state_url: str) -> None
     assert result.exit_code == 4, result.output
     assert "why: 1 record(s) quarantined" in result.output
     assert "error:" not in result.output
+
+
+def test_with_json_log_lines_every_line_on_stderr_is_json(workspace: Path,
+                                                          state_url: str) -> None:
+    # a log collector reading standard error gets the CLI's own messages as events too
+    (workspace / "refsync.yaml").write_text(
+        with_crm_settings(CONFIG.format(url=state_url), "required_fields: [Company]"))
+    leads = read_jsonl(workspace / "prm" / "leads.jsonl")
+    leads[1]["company"] = ""
+    write_jsonl(workspace / "prm" / "leads.jsonl", leads)
+    config = str(workspace / "refsync.yaml")
+
+    def refsync(*args: str) -> tuple[int, list[dict[str, Any]]]:
+        done = subprocess.run([sys.executable, "-m", "refsync", "--log-format", "json", *args],
+                              capture_output=True, text=True, check=False, timeout=120)
+        return done.returncode, [json.loads(line) for line in done.stderr.splitlines()]
+
+    code, lines = refsync("sync", "-c", config)
+    assert code == 4
+    why = [line for line in lines if line["event"] == "run partial"]
+    assert why and why[0]["why"].startswith("1 record(s) quarantined")
+    assert why[0]["level"] == "warning" and why[0]["run_id"]
+    code, lines = refsync("errors", "--run", "ffffffff", "-c", config)
+    assert code == 2
+    assert lines[-1]["event"] == "command failed"
+    assert lines[-1]["error"].startswith("no run matches 'ffffffff'")
