@@ -25,7 +25,8 @@ from pydantic import (
 )
 
 from refsync.errors import ConfigError, Problem
-from refsync.yamlsource import LoadedYaml, SourceMap, did_you_mean, load_yaml, validate_model
+from refsync.validation import InvalidValueError, explain_pattern, validate_model
+from refsync.yamlsource import LoadedYaml, SourceMap, did_you_mean, load_yaml
 
 if TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
@@ -62,7 +63,10 @@ PATH_SETTING = re.compile(r"_file$", re.I)
 """Setting names that hold the path of a file (``private_key_file``): a path is not a secret,
 whatever the rest of its name says, and the connector reads the file itself."""
 
-_IDENTIFIER = r"^[a-z][a-z0-9_\-]*$"
+_IDENTIFIER = explain_pattern(
+    r"^[a-z][a-z0-9_\-]*$",
+    "a name of lower-case letters, digits, _ and -, starting with a letter",
+    "rename it, e.g. nightly or crm_sync")
 
 
 class _Strict(BaseModel):
@@ -97,7 +101,10 @@ class SystemConfig(_Strict):
     streams: dict[str, StreamConfig] = Field(min_length=1)
 
 
-_DURATION = r"^(\d+)(ms|s|m|h|d)$"
+_DURATION_FIX = "write a whole number and a unit (ms, s, m, h or d) with no space between, " \
+    "e.g. 5m"
+_DURATION = explain_pattern(r"^(\d+)(ms|s|m|h|d)$", "a duration such as 30s, 5m or 1h",
+                            _DURATION_FIX)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -105,15 +112,16 @@ def parse_duration(text: str) -> float:
     """Seconds in a duration such as ``500ms``, ``30s``, ``5m``, ``1h`` or ``1d``.
 
     Raises:
-        ValueError: not a duration, or longer than a year (no setting needs more, and times
-            that far ahead overflow the scheduler's clock arithmetic).
+        InvalidValueError: not a duration, or longer than a year (no setting needs more, and
+            times that far ahead overflow the scheduler's clock arithmetic).
     """
     match = re.match(_DURATION, text.strip())
     if match is None:
-        raise ValueError(f"'{text}' is not a duration such as 30s, 5m or 1h")
+        raise InvalidValueError(f"'{text}' is not a duration such as 30s, 5m or 1h",
+                                _DURATION_FIX)
     seconds = int(match.group(1)) * _UNITS[match.group(2)]
     if seconds > MAX_DURATION_SECONDS:
-        raise ValueError(f"'{text}' is longer than a year: give at most 365d")
+        raise InvalidValueError(f"'{text}' is longer than a year", "give at most 365d")
     return seconds
 
 
@@ -202,6 +210,10 @@ def _crontab_weekday(text: str) -> int:
         f"'{text}' is not a weekday: use 0-7 (0 and 7 are Sunday) or sun, mon ... sat")
 
 
+_CRON_FIX = "write five fields, minute hour day month weekday: e.g. '0 9 * * 1-5' is 9:00 " \
+    "on weekdays"
+
+
 class ScheduleConfig(_Strict):
     """When the daemon runs a sync: every interval, or on a cron expression."""
 
@@ -221,34 +233,45 @@ class ScheduleConfig(_Strict):
     @model_validator(mode="after")
     def _one_trigger(self) -> ScheduleConfig:
         if (self.every is None) == (self.cron is None):
-            raise ValueError("give exactly one of 'every' (e.g. 5m) or 'cron' (e.g. */5 * * * *)")
+            has = "neither" if self.every is None else "both"
+            raise InvalidValueError(
+                "a schedule needs exactly one of 'every' (e.g. 5m) or 'cron' (e.g. */5 * * * *), "
+                f"and this one has {has}",
+                "add every: 5m, or cron: '*/5 * * * *'" if has == "neither"
+                else "remove one of them")
         if self.cron is not None:
             if len(self.cron.split()) != 5:
-                raise ValueError(
-                    f"cron '{self.cron}' must have five fields: minute hour day month weekday")
+                raise InvalidValueError(
+                    f"cron '{self.cron}' must have five fields: minute hour day month weekday",
+                    _CRON_FIX)
             try:
                 cron_trigger(self.cron, self.timezone)
             except ValueError as exc:
-                raise ValueError(f"cron '{self.cron}' is not valid: {exc}") from None
+                raise InvalidValueError(f"cron '{self.cron}' is not valid: {exc}",
+                                        _CRON_FIX) from None
         return self
 
     @field_validator("every")
     @classmethod
     def _a_period(cls, value: str | None) -> str | None:
         if value is not None and parse_duration(value) <= 0:
-            raise ValueError("'every' must be longer than zero")
+            raise InvalidValueError("must be longer than zero",
+                                    "give a duration such as 30s or 5m")
         return value
 
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown timezone '{value}': use an IANA name such as Europe/Paris") from None
+            guess = did_you_mean(value, available_timezones())
+            raise InvalidValueError(
+                f"unknown timezone '{value}'",
+                f"did you mean '{guess}'?" if guess
+                else "use an IANA name such as Europe/Paris or America/New_York") from None
         return value
 
 
@@ -378,7 +401,9 @@ class DaemonConfig(_Strict):
     @classmethod
     def _heartbeat_fits(cls, value: str) -> str:
         if parse_duration(value) < 3:
-            raise ValueError("lease_ttl must be at least 3s (the heartbeat renews it every third)")
+            raise InvalidValueError(
+                "must be at least 3s: the heartbeat renews it every third of it",
+                "give 3s or more, e.g. 60s")
         return value
 
     @property
@@ -541,8 +566,7 @@ def _streams_sharing_an_object(loaded: LoadedYaml) -> list[Problem]:
     """Two streams of one system on one object would read every record twice and keep two
     cursors, two outboxes and two quarantines of the same records: refuse the second."""
     problems = []
-    systems = loaded.data.get("systems") if isinstance(loaded.data, dict) else None
-    for system, block in (systems or {}).items():
+    for system, block in _mapping_at(loaded.data, "systems").items():
         streams = block.get("streams") if isinstance(block, dict) else None
         first: dict[str, tuple[str, int]] = {}
         for stream, settings in (streams or {}).items() if isinstance(streams, dict) else ():

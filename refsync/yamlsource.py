@@ -1,10 +1,9 @@
-"""Load YAML while keeping where every value came from, and turn validation errors into Problems.
+"""Load YAML while keeping where every value came from.
 
 Admins edit refsync's configuration and mappings by hand, so every error must point at the
 file, line and column to change. :func:`load_yaml` returns plain Python data plus a
-:class:`SourceMap` from data paths (``("systems", "salesforce", "url")``) to positions;
-:func:`problems_from_validation` translates a pydantic ``ValidationError`` into
-:class:`~refsync.errors.Problem` objects, with a "did you mean" for misspelt keys.
+:class:`SourceMap` from data paths (``("systems", "salesforce", "url")``) to positions, which
+:mod:`refsync.validation` uses to place each validation problem.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,21 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
 from refsync.errors import ConfigError, Problem
 
 __all__ = [
+    "MAX_EXPANDED_VALUES",
     "LoadedYaml",
     "SourceMap",
     "did_you_mean",
     "load_yaml",
-    "problems_from_validation",
-    "validate_model",
+    "yaml_text",
 ]
 
 Path_ = tuple[str | int, ...]
-M = typing.TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -96,6 +92,11 @@ _SCALAR_TAGS = frozenset(
 _MAPPING_TAGS = frozenset({_YAML_TAG + "map", _YAML_TAG + "set"})
 _SEQUENCE_TAGS = frozenset({_YAML_TAG + "seq", _YAML_TAG + "omap", _YAML_TAG + "pairs"})
 _SYNTAX_FIX = "fix the syntax (indentation, a missing colon or quote)"
+
+MAX_EXPANDED_VALUES = 100_000
+"""How many values aliases may add to a file beyond those it writes. A real configuration or
+mapping is a few hundred; aliases of blocks made of aliases (a "billion laughs") would make
+refsync walk billions."""
 
 
 def load_yaml(
@@ -160,7 +161,7 @@ def load_yaml_text(
     """
     source = SourceMap(name)
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        loader, root = _compose(text)
     except yaml.MarkedYAMLError as exc:
         raise ConfigError([_syntax_problem(name, text, exc)]) from None
     except yaml.reader.ReaderError as exc:
@@ -173,12 +174,24 @@ def load_yaml_text(
         return loaded
     env = os.environ if environ is None else environ
     resolver = _ReferenceResolver(env, source, loaded.problems) if resolve_references else None
+    builder = _Builder(source, loaded.problems, resolver)
     try:
-        loaded.data = _Builder(source, loaded.problems, resolver).build(root, ())
+        if loader.aliases_used:
+            builder.refuse_overgrown(root, loader)
+        loaded.data = builder.build(root, ())
     except RecursionError:
         raise ConfigError([_too_deep(name)]) from None
     loaded.problems[:] = list(dict.fromkeys(loaded.problems))  # a shared block reports once
     return loaded
+
+
+def _compose(text: str) -> tuple[_Loader, yaml.Node | None]:
+    """The document's node graph (an alias is the node it names), and the loader's counts."""
+    loader = _Loader(text)
+    try:
+        return loader, loader.get_single_node()
+    finally:
+        loader.dispose()
 
 
 class _RecursiveAliasError(yaml.composer.ComposerError):
@@ -186,11 +199,19 @@ class _RecursiveAliasError(yaml.composer.ComposerError):
 
 
 class _Loader(yaml.SafeLoader):
-    """The safe loader, refusing an alias inside the block it names (it would never end)."""
+    """The safe loader, refusing an alias inside the block it names (it would never end).
+
+    It also counts what it composes, for :meth:`_Builder.refuse_overgrown`: the values written
+    (``written``), the aliases used (``aliases_used``) and the anchor naming each anchored node.
+    """
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._open_anchors: dict[str, yaml.Mark] = {}
+        self.written = 0
+        self.aliases_used = 0
+        self.anchor_of: dict[int, str] = {}
+        """The anchor of each anchored node, by the node's ``id``."""
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         """Compose one node, tracking the anchored blocks being composed."""
@@ -200,16 +221,20 @@ class _Loader(yaml.SafeLoader):
                 raise _RecursiveAliasError(
                     f"&{event.anchor}", self._open_anchors[event.anchor],
                     f"*{event.anchor}", event.start_mark)
+            self.aliases_used += 1
             return super().compose_node(parent, index)
+        self.written += 1
         event = self.peek_event()
         anchor = event.anchor
         if anchor is None or anchor in self._open_anchors:
             return super().compose_node(parent, index)
         self._open_anchors[anchor] = event.start_mark
         try:
-            return super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
         finally:
             del self._open_anchors[anchor]
+        self.anchor_of[id(node)] = anchor
+        return node
 
 
 @dataclass(frozen=True)
@@ -324,6 +349,28 @@ def _unreadable_character(name: str, text: str, exc: yaml.reader.ReaderError) ->
                    "remove it (is this a text file?)")
 
 
+def _overgrown(
+    name: str, node: yaml.Node, children: list[yaml.Node], sizes: dict[int, int],
+    loader: _Loader,
+) -> Problem:
+    """The problem of a block that aliases make too big, naming the block it repeats most."""
+    noun = "mapping" if isinstance(node, yaml.MappingNode) else "list"
+    message = f"aliases make this file expand to more than {MAX_EXPANDED_VALUES:,} values"
+    biggest = max(children, key=lambda child: sizes[id(child)])
+    anchor = loader.anchor_of.get(id(biggest))
+    if anchor is not None:
+        times = sum(child is biggest for child in children)
+        message += (f": the {noun} here repeats &{anchor} (line {_position(biggest)[0]}, "
+                    f"{sizes[id(biggest)]:,} values) {times} time{'s' if times != 1 else ''}")
+    else:
+        message += f": the {noun} here holds {1 + sum(sizes[id(c)] for c in children):,}"
+    line, column = _position(node)
+    return Problem(
+        name, line, column, message,
+        "write the values out, or repeat fewer blocks: each *name copies the whole block "
+        "&name marks, so aliases of blocks made of aliases multiply")
+
+
 def _too_deep(name: str) -> Problem:
     return Problem(name, 1, 1, "the YAML is nested too deeply to read",
                    "flatten it: refsync's files are only a few levels deep")
@@ -416,6 +463,45 @@ class _Builder:
         self.problems = problems
         self.resolver = resolver
         self.constructor = yaml.constructor.SafeConstructor()
+        self._entries_of: dict[int, list[tuple[Any, yaml.Node, yaml.Node]]] = {}
+        """Each mapping's entries, merge keys expanded, by the node's ``id``: a block shared
+        through aliases is worked out once, however often it is used."""
+
+    def refuse_overgrown(self, root: yaml.Node, loader: _Loader) -> None:
+        """Refuse a document whose aliases would make it expand past the limit.
+
+        Each block's expanded size is counted once, from the sizes of the blocks in it, so the
+        cost follows the file's length, not the size it would expand to.
+
+        Raises:
+            ConfigError: at the first block (in the order they close) that expands past
+                :data:`MAX_EXPANDED_VALUES` more values than the file writes.
+        """
+        sizes: dict[int, int] = {}
+        limit = MAX_EXPANDED_VALUES + loader.written
+        stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+        while stack:
+            node, children_done = stack.pop()
+            if id(node) in sizes:
+                continue
+            children = self._children(node)
+            if not children_done:
+                stack.append((node, True))
+                stack.extend((child, False) for child in children if id(child) not in sizes)
+                continue
+            size = 1 + sum(sizes[id(child)] for child in children)
+            if size > limit:
+                raise ConfigError([_overgrown(self.source.file, node, children, sizes, loader)])
+            sizes[id(node)] = size
+
+    def _children(self, node: yaml.Node) -> list[yaml.Node]:
+        """The nodes ``node`` holds once merge keys are expanded (a mapping's keys and values)."""
+        if isinstance(node, yaml.MappingNode):
+            return [part for _, key_node, value_node in self._entries(node)
+                    for part in (key_node, value_node)]
+        if isinstance(node, yaml.SequenceNode):
+            return list(node.value)
+        return []
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
         """The plain value of ``node``, found at ``path`` in the data."""
@@ -436,7 +522,7 @@ class _Builder:
         value = self._scalar(node)
         if isinstance(value, str):
             return self.resolver(value, path) if self.resolver is not None else value
-        if value is not None and node.style is None and _as_text(value) != node.value:
+        if value is not None and node.style is None and yaml_text(value) != node.value:
             self.source.retyped[path] = node.value
         return value
 
@@ -445,6 +531,12 @@ class _Builder:
 
         Keys written in the mapping win over merged ones; among merged blocks, the first wins.
         """
+        known = self._entries_of.get(id(node))
+        if known is None:
+            known = self._entries_of[id(node)] = self._expanded_entries(node)
+        return known
+
+    def _expanded_entries(self, node: yaml.MappingNode) -> list[tuple[Any, yaml.Node, yaml.Node]]:
         merged: dict[Any, tuple[yaml.Node, yaml.Node]] = {}
         written: dict[Any, tuple[yaml.Node, yaml.Node]] = {}
         for key_node, value_node in node.value:
@@ -533,7 +625,7 @@ def _tag_text(tag: str) -> str:
     return "!!" + tag[len(_YAML_TAG):] if tag.startswith(_YAML_TAG) else tag
 
 
-def _as_text(value: Any) -> str:
+def yaml_text(value: Any) -> str:
     """The text a non-string YAML value reads back as (``true``, ``7``, ``1.5``)."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -544,120 +636,3 @@ def did_you_mean(word: str, choices: typing.Iterable[str]) -> str | None:
     """The closest of ``choices`` to ``word``, when one is close enough to be a likely typo."""
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return matches[0] if matches else None
-
-
-def validate_model(
-    model: type[M], loaded: LoadedYaml, *, context: dict[str, Any] | None = None
-) -> M:
-    """Validate ``loaded.data`` against ``model``; raise ConfigError with every problem at once.
-
-    Problems found while loading (missing variables, duplicate keys) are reported together with
-    the validation errors; the same problem is reported once.
-    """
-    problems = list(loaded.problems)
-    result: M | None = None
-    try:
-        result = model.model_validate(loaded.data, context=context)
-    except ValidationError as exc:
-        problems.extend(problems_from_validation(exc, loaded.source, model))
-    if problems or result is None:
-        # a block shared with an alias or merge key is validated at each use: report it once
-        problems = sorted(dict.fromkeys(problems), key=lambda p: (p.line, p.column))
-        raise ConfigError(problems)
-    return result
-
-
-def problems_from_validation(
-    error: ValidationError, source: SourceMap, model: type[BaseModel] | None = None
-) -> list[Problem]:
-    """Translate every pydantic error into a Problem pointing into the YAML source."""
-    problems = []
-    for item in error.errors(include_url=False):
-        loc = tuple(item["loc"])
-        kind = item["type"]
-        where = ".".join(str(part) for part in loc) or "(top level)"
-        if kind == "extra_forbidden":
-            name = str(loc[-1])
-            allowed = _allowed_keys(model, loc[:-1]) if model else []
-            guess = did_you_mean(name, allowed)
-            fix = f"did you mean '{guess}'?" if guess else (
-                f"remove it; allowed keys here: {', '.join(sorted(allowed))}" if allowed
-                else "remove it"
-            )
-            problems.append(source.problem(loc, f"unknown key '{name}'", fix, key=True))
-        elif kind == "missing":
-            problems.append(
-                source.problem(loc[:-1], f"'{loc[-1]}' is required here", f"add '{loc[-1]}:'")
-            )
-        else:
-            message = item["msg"]
-            if message.startswith("Value error, "):
-                message = message[len("Value error, "):]
-            shown = item.get("input")
-            value_text = f" (got {shown!r})" if isinstance(shown, (str, int, float, bool)) else ""
-            problems.append(
-                source.problem(loc, f"{where}: {message}{value_text}", _fix_for(kind))
-            )
-    return problems
-
-
-def _fix_for(kind: str) -> str:
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        return "give a value of the expected type"
-    if kind in {"literal_error", "enum"}:
-        return "use one of the listed values"
-    return ""
-
-
-def _allowed_keys(model: type[BaseModel] | None, loc: Sequence[str | int]) -> list[str]:
-    annotation: Any = model
-    for part in loc:
-        annotation = _step(annotation, part)
-        if annotation is None:
-            return []
-    target = _as_model(annotation)
-    if target is None:
-        return []
-    names = []
-    for name, info in target.model_fields.items():
-        names.append(info.alias or name)
-    return names
-
-
-def _as_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            found = _as_model(arg)
-            if found is not None:
-                return found
-    if origin is typing.Annotated:
-        return _as_model(typing.get_args(annotation)[0])
-    return None
-
-
-def _step(annotation: Any, part: str | int) -> Any:
-    target = _as_model(annotation)
-    if target is not None:
-        info = target.model_fields.get(str(part))
-        if info is None:
-            # pydantic puts the union member's name in loc for tagged unions; skip over it
-            return annotation if isinstance(part, str) else None
-        return info.annotation
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        for arg in args:
-            found = _step(arg, part)
-            if found is not None:
-                return found
-        return None
-    if origin is dict and len(args) == 2:
-        return args[1]
-    if origin in (list, tuple, set, frozenset) and args:
-        return args[0]
-    if origin is typing.Annotated:
-        return _step(args[0], part)
-    return None

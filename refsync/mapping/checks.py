@@ -14,7 +14,7 @@ from typing import Any
 from refsync.domain import CANONICAL_FIELDS, ReferralStatus
 from refsync.errors import Problem
 from refsync.mapping.rules import Direction
-from refsync.mapping.valuemap import value_key
+from refsync.mapping.valuemap import match_key, value_key
 from refsync.mapping.vocabulary import TRANSFORM_NAMES, TransformArgumentError, build_step
 from refsync.yamlsource import SourceMap, did_you_mean
 
@@ -161,6 +161,8 @@ def _check_values(name: str, values: Mapping[Any, Any], source: SourceMap) -> li
     originals = {value_key(k): k for k in values}
     retyped = _retyped_values(values, path, source)
     problems.extend(retyped.values())
+    collisions = _colliding_keys(pairs, originals, path, source)
+    problems.extend(collisions.values())
     for remote, canonical in pairs.items():
         if originals[remote] in retyped:
             continue
@@ -176,7 +178,8 @@ def _check_values(name: str, values: Mapping[Any, Any], source: SourceMap) -> li
                 f"status {canonical!r} is not in the referral lifecycle", fix))
     grouped: dict[str, list[str]] = {}
     for remote, canonical in pairs.items():
-        if not isinstance(canonical, (dict, list)) and originals[remote] not in retyped:
+        if not isinstance(canonical, (dict, list)) and originals[remote] not in retyped \
+                and remote not in collisions:
             grouped.setdefault(value_key(canonical), []).append(remote)
     for canonical, remotes in grouped.items():
         if len(remotes) > 1 and canonical not in choice:
@@ -203,6 +206,33 @@ def _check_values(name: str, values: Mapping[Any, Any], source: SourceMap) -> li
                        f"{pairs[remote]!r}",
                 f"choose one of: {', '.join(map(repr, grouped[canonical]))}"))
     return problems
+
+
+def _colliding_keys(
+    pairs: Mapping[str, Any], originals: Mapping[str, Any], path: tuple[str | int, ...],
+    source: SourceMap,
+) -> dict[str, Problem]:
+    """Problems for the keys reading cannot tell from an earlier one mapped elsewhere, by key.
+
+    Reading matches a remote value ignoring case and surrounding spaces (:func:`match_key`),
+    so ``Qualified: qualified`` and ``qualified: rejected`` in one map collide: a remote
+    ``QUALIFIED`` finds only one of them, whichever the map happens to keep. Two spellings
+    mapped to the same value are harmless here (writing then needs ``out:``, checked below).
+    """
+    first_of: dict[str, str] = {}
+    found: dict[str, Problem] = {}
+    for remote in pairs:
+        first = first_of.setdefault(match_key(remote), remote)
+        if first == remote or pairs[first] == pairs[remote]:
+            continue
+        line = source.position((*path, originals[first]), key=True)[0]
+        found[remote] = source.problem(
+            (*path, originals[remote]),
+            f"value map key {remote!r} differs from {first!r} (line {line}) only in case or "
+            "surrounding spaces, which reading ignores: the two keys collide",
+            "keep one of them, mapped to the value you mean: either finds the remote value "
+            "whatever its case", key=True)
+    return found
 
 
 def _retyped(source: SourceMap, path: tuple[str | int, ...], value: Any) -> Problem | None:

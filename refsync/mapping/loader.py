@@ -12,7 +12,8 @@ from refsync.errors import ConfigError, Problem
 from refsync.mapping.checks import check_mapping_data
 from refsync.mapping.compiled import CompiledMapping, compile_mapping
 from refsync.mapping.spec import MappingSpec
-from refsync.yamlsource import LoadedYaml, did_you_mean, load_yaml, problems_from_validation
+from refsync.validation import problems_from_validation
+from refsync.yamlsource import LoadedYaml, did_you_mean, load_yaml
 
 __all__ = [
     "BUILTIN_PREFIX",
@@ -24,7 +25,6 @@ __all__ = [
 ]
 
 BUILTIN_PREFIX = "builtin:"
-
 
 def _defaults_dir() -> Path:
     return Path(str(resources.files("refsync.mapping").joinpath("defaults")))
@@ -69,13 +69,17 @@ def parse_mapping(loaded: LoadedYaml) -> tuple[MappingSpec | None, list[Problem]
         The spec (``None`` if the structure is invalid) and every problem found, sorted by
         position. The spec must not be used when problems are returned.
     """
-    problems = list(loaded.problems)
     spec: MappingSpec | None = None
+    structure: list[Problem] = []
     try:
         spec = MappingSpec.model_validate(loaded.data)
     except ValidationError as exc:
-        problems.extend(problems_from_validation(exc, loaded.source, MappingSpec))
-    problems.extend(check_mapping_data(loaded.data, loaded.source))
+        structure = problems_from_validation(exc, loaded.source, MappingSpec)
+    meaning = check_mapping_data(loaded.data, loaded.source)
+    explained = {(p.line, p.column) for p in meaning}
+    # a meaning check knows mapping files: its words win over the structure's at one place
+    problems = [*loaded.problems, *meaning,
+                *(p for p in structure if (p.line, p.column) not in explained)]
     unique = sorted(set(problems), key=lambda p: (p.file, p.line, p.column, p.message))
     return spec, unique
 
@@ -90,5 +94,7 @@ def load_mapping(reference: str | os.PathLike[str]) -> CompiledMapping:
     loaded = load_yaml(path, display_name=display)
     spec, problems = parse_mapping(loaded)
     if problems or spec is None:
-        raise ConfigError(problems or [Problem(display, 1, 1, "not a mapping file")])
+        raise ConfigError(problems or [Problem(
+            display, 1, 1, "not a mapping file",
+            "write system:, object:, key_field: and fields: at the top level")])
     return compile_mapping(spec, name=display, source=loaded.source)

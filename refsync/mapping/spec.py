@@ -12,10 +12,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from refsync.mapping.rules import Direction, Rule
+from refsync.validation import explain_pattern
 
 __all__ = ["FieldSpec", "MappingSpec", "TransformSpec", "ValueMapSpec"]
 
-_REMOTE_PATH = r"^[^.\s]+(\.[^.\s]+)*$"
+_REMOTE_PATH = explain_pattern(
+    r"^[^.\s]+(\.[^.\s]+)*$",
+    "a remote field name, or a dotted path such as address.city, without spaces",
+    "write the field's API name as the remote system spells it, e.g. Email or Partner_Key__c")
 
 TransformSpec = str | dict[str, Any]
 """One transform step as written: a name (``strip``) or a one-key mapping (``{truncate: 255}``)."""

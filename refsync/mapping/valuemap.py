@@ -8,7 +8,7 @@ from typing import Any
 from refsync.errors import RecordError
 from refsync.mapping.transforms import is_blank
 
-__all__ = ["UnmappedValueError", "ValueMap", "many_to_one", "value_key"]
+__all__ = ["UnmappedValueError", "ValueMap", "many_to_one", "match_key", "value_key"]
 
 
 class UnmappedValueError(RecordError):
@@ -35,6 +35,16 @@ def value_key(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def match_key(value: Any) -> str:
+    """The form reading matches a remote value by: its text, without case or surrounding spaces.
+
+    Two keys of one value map with the same ``match_key`` (``Qualified`` and ``qualified ``)
+    cannot be told apart when a remote value is read in another spelling; the mapping checks
+    refuse them.
+    """
+    return value_key(value).strip().casefold()
 
 
 def many_to_one(pairs: Mapping[str, Any]) -> dict[Any, list[str]]:
@@ -77,7 +87,7 @@ class ValueMap:
         self.pairs: dict[str, Any] = {value_key(k): v for k, v in pairs.items()}
         self._field = field
         self._exact = dict(self.pairs)
-        self._folded = {k.strip().casefold(): v for k, v in self.pairs.items()}
+        self._folded = {match_key(k): v for k, v in self.pairs.items()}
         choice = {value_key(k): value_key(v) for k, v in (out_choice or {}).items()}
         out: dict[str, str] = {}
         for canonical, remotes in _group(self.pairs.items()).items():
@@ -114,7 +124,7 @@ class ValueMap:
             return self._exact[key]
         except KeyError:
             pass
-        found = self._folded.get(key.strip().casefold(), _MISSING)
+        found = self._folded.get(match_key(key), _MISSING)
         if found is _MISSING:
             raise self._unmapped(value, self.remote_values, "incoming")
         return found

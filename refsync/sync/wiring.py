@@ -31,7 +31,8 @@ from refsync.mapping.compiled import CompiledMapping
 from refsync.state import StateStore
 from refsync.sync.bindings import StreamBinding
 from refsync.sync.engine import SyncEngine
-from refsync.yamlsource import SourceMap, did_you_mean, load_yaml, problems_from_validation
+from refsync.validation import problems_from_validation
+from refsync.yamlsource import SourceMap, did_you_mean, load_yaml
 
 __all__ = [
     "build_bindings",

@@ -85,7 +85,7 @@ def test_check_refuses_a_base_url_without_a_scheme(tmp_path: Path) -> None:
     path = _example(tmp_path, "${HUBSPOT_URL:-http://127.0.0.1:8702}", "127.0.0.1:8702")
     result = CliRunner().invoke(cli, ["check", "-c", str(path)])
     assert result.exit_code == 2, result.output
-    assert "base_url: must be a URL starting with https:// or http://" in result.output
+    assert "base_url must be a URL starting with https:// or http://" in result.output
 
 
 def test_check_refuses_a_ca_bundle_that_does_not_exist(
@@ -96,7 +96,7 @@ def test_check_refuses_a_ca_bundle_that_does_not_exist(
     path.write_text(EXAMPLE.read_text())
     result = CliRunner().invoke(cli, ["check", "-c", str(path)])
     assert result.exit_code == 2, result.output
-    assert "ca_bundle: names no file" in result.output
+    assert "ca_bundle names no file" in result.output
     assert "sandbox-ca.pm" in result.output
 
 

@@ -78,7 +78,7 @@ schedules:
     problems = error.value.problems
     assert [(p.line, p.column) for p in problems] == [(8, 19), (13, 21), (17, 5)]
     assert "PS_SECRET is not set" in problems[0].message
-    assert "batch_size" in problems[1].message and "integer" in problems[1].message
+    assert "batch_size must be a whole number" in problems[1].message
     assert "unknown key 'timezon'" in problems[2].message
     assert problems[2].fix == "did you mean 'timezone'?"
     assert str(problems[2]).startswith(f"{tmp_path / 'refsync.yaml'}:17:5: unknown key")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,48 @@ def test_a_recursive_alias_is_a_problem(text: str, line: int, column: int) -> No
     assert (problem.line, problem.column) == (line, column)
     assert "the alias *a is used inside the block &a" in problem.message
     assert "write the values out" in problem.fix
+
+
+def nested_aliases(levels: int, width: int = 10) -> str:
+    """A "billion laughs": each level's list repeats the level before it ``width`` times."""
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * width) + "]"]
+    lines += [f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * width) + "]"
+              for level in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.timeout(30)
+def test_aliases_that_multiply_are_refused_at_the_block_that_grows_too_big() -> None:
+    for levels in (6, 9):  # a million values, then a billion: refused as fast
+        started = time.perf_counter()
+        (problem,) = problems_of(nested_aliases(levels), resolve_references=True)
+        assert time.perf_counter() - started < 2
+        # a4 is the first block past 100,000 values: ten times a3's 11,111
+        assert (problem.line, problem.column) == (5, 5)
+        assert problem.message == (
+            "aliases make this file expand to more than 100,000 values: the list here repeats "
+            "&a3 (line 4, 11,111 values) 10 times")
+        assert "write the values out" in problem.fix
+
+
+@pytest.mark.timeout(30)
+def test_merge_keys_of_merge_keys_load_in_linear_time() -> None:
+    lines = ["b0: &b0 {k0: 0}"]
+    lines += [f"b{level}: &b{level} {{<<: [" + ", ".join([f"*b{level - 1}"] * 10)
+              + f"], k{level}: {level}}}" for level in range(1, 12)]
+    started = time.perf_counter()
+    loaded = load_yaml_text("\n".join(lines) + "\n", "f.yaml")
+    assert time.perf_counter() - started < 2
+    assert loaded.data["b11"] == {f"k{level}": level for level in range(12)}
+    assert loaded.problems == []
+
+
+def test_aliases_may_repeat_blocks_up_to_the_limit() -> None:
+    block = "[" + ", ".join(str(n) for n in range(1000)) + "]"
+    text = f"shared: &shared {block}\nuses: [" + ", ".join(["*shared"] * 90) + "]\n"
+    loaded = load_yaml_text(text, "f.yaml")
+    assert len(loaded.data["uses"]) == 90 and loaded.data["uses"][89][999] == 999
+    assert loaded.problems == []
 
 
 def test_very_deep_nesting_is_a_problem() -> None:

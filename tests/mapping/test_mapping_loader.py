@@ -121,7 +121,9 @@ def test_structure_and_meaning_problems_come_together(tmp_path: Path) -> None:
         ("custom.bad-name: {remote: X}", "not a valid custom field name", 5),
         ("status: {remote: Status, default: open}", "not a lifecycle status", 5),
         ("email: {remote: Refsync_Id__c}", "which is the key_field", 5),
-        ("email: {remote: 'Bad Name'}", "should match pattern", 5),
+        ("email: {remote: 'Bad Name'}", "must be a remote field name", 5),
+        ("email: {remote: Email, transform: [7]}", "a transform is a name or a one-key mapping",
+         5),
     ],
 )
 def test_each_kind_of_problem(tmp_path: Path, field_yaml: str, message_part: str,
@@ -132,7 +134,7 @@ def test_each_kind_of_problem(tmp_path: Path, field_yaml: str, message_part: str
     assert len(problems) == 1, problems
     assert message_part in problems[0].message
     assert problems[0].line == line
-    assert problems[0].fix or "pattern" in message_part
+    assert problems[0].fix
 
 
 def test_duplicate_remote_targets(tmp_path: Path) -> None:
@@ -170,6 +172,52 @@ def test_many_to_one_value_map_needs_out(tmp_path: Path) -> None:
     assert (problem.line, problem.column) == (7, 5)
     assert "'qualifiedtobuy', 'contractsent' all map to 'opportunity'" in problem.message
     assert problem.fix.startswith("add out: {opportunity: 'qualifiedtobuy'}")
+
+
+@pytest.mark.parametrize("second", ['"qualified ": lost', "QUALIFIED: won"])
+def test_value_map_keys_reading_cannot_tell_apart_are_refused(
+    tmp_path: Path, second: str
+) -> None:
+    path = write(tmp_path, f"""
+        system: hubspot
+        object: deals
+        key_field: refsync_id
+        fields:
+          status:
+            remote: dealstage
+            values:
+              Qualified: qualified
+              closedwon: won
+              {second}
+        """)
+    (problem,) = problems_of(path)
+    assert (problem.line, problem.column) == (10, 7)
+    key = second.split(":")[0].strip('"')
+    assert problem.message == (
+        f"value map key {key!r} differs from 'Qualified' (line 8) only in case or surrounding "
+        "spaces, which reading ignores: the two keys collide")
+    assert problem.fix == ("keep one of them, mapped to the value you mean: either finds the "
+                           "remote value whatever its case")
+
+
+def test_value_map_spellings_of_one_key_mapped_alike_only_need_an_out_choice(
+    tmp_path: Path
+) -> None:
+    path = write(tmp_path, """
+        system: hubspot
+        object: deals
+        key_field: refsync_id
+        fields:
+          status:
+            remote: dealstage
+            values:
+              Qualified: qualified
+              closedwon: won
+              QUALIFIED: qualified
+        """)
+    (problem,) = problems_of(path)
+    assert "collide" not in problem.message
+    assert "out:" in problem.fix
 
 
 def test_out_choice_problems(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from refsync.errors import RecordError
 from refsync.mapping import UnmappedValueError, ValueMap
+from refsync.mapping.valuemap import match_key
 
 SF_STATUS = {
     "Open - Not Contacted": "submitted",
@@ -69,6 +70,14 @@ def test_out_choice_can_add_write_only_values() -> None:
     values = ValueMap(SF_STATUS, {"won": "Closed - Converted"})
     assert values.to_remote("won") == "Closed - Converted"
     assert values.to_canonical("Closed - Converted") == "qualified"
+
+
+def test_reading_matches_keys_by_their_match_key() -> None:
+    assert match_key(" Working - CONTACTED ") == match_key("working - contacted")
+    assert match_key(True) == "true"
+    values = ValueMap(SF_STATUS)
+    for remote, canonical in SF_STATUS.items():
+        assert values.to_canonical(f" {remote.upper()} ") == canonical
 
 
 def test_yaml_scalars_are_matched_by_text() -> None:
