@@ -40,6 +40,7 @@ from refsync.connectors.http import (
 )
 from refsync.connectors.schema import ObjectSchema
 from refsync.connectors.usage import ApiCallCounter, DailyBudget, RateLimiters, TokenBucket
+from refsync.validation import InvalidValueError
 
 __all__ = [
     "REMOTE_ID_FIELD",
@@ -215,9 +216,9 @@ def check_http_url(value: str | None) -> str | None:
         raise ValueError(
             f"is not a URL: to read it from the environment, write {braced} (with braces)"
         )
-    raise ValueError(
-        "must be a URL starting with https:// or http:// and naming a host, such as "
-        "https://api.example.com"
+    raise InvalidValueError(
+        "must be a URL starting with https:// or http:// and naming a host",
+        "write it like https://api.example.com, or remove the setting to use the default host"
     )
 
 

@@ -13,6 +13,9 @@ from refsync.connectors.base import ConnectorContext, HttpConnectorSettings
 from refsync.connectors.hubspot import HubSpotSettings
 from refsync.connectors.partnerstack import PartnerStackSettings
 from refsync.connectors.salesforce import SalesforceSettings
+from refsync.errors import Problem
+from refsync.validation import problems_from_validation
+from refsync.yamlsource import SourceMap
 
 
 def _error(**settings: object) -> str:
@@ -73,3 +76,30 @@ def test_the_default_logger_carries_the_system(logs: list[dict[str, Any]]) -> No
 def test_an_injected_logger_is_used_as_given() -> None:
     logger = structlog.get_logger("elsewhere")
     assert ConnectorContext(system="crm", logger=logger).logger is logger
+
+
+def _problem(model: type[Any], **settings: object) -> Problem:
+    with pytest.raises(ValidationError) as caught:
+        model.model_validate(settings)
+    (problem,) = problems_from_validation(caught.value, SourceMap("refsync.yaml"), model)
+    return problem
+
+
+@pytest.mark.parametrize(("settings", "message", "fix"), [
+    ({"access_token": "pat", "client_id": "c", "client_secret": "s", "refresh_token": "r"},
+     "HubSpot settings give both an access_token", "keep one way to sign in"),
+    ({"client_id": "c"}, "HubSpot needs credentials",
+     "set access_token (private app), or all of client_id, client_secret and refresh_token"),
+])
+def test_hubspot_sign_in_problems_say_what_to_do(settings: dict[str, object], message: str,
+                                                 fix: str) -> None:
+    problem = _problem(HubSpotSettings, **settings)
+    assert problem.message.startswith(message)
+    assert problem.fix.startswith(fix)
+
+
+def test_a_base_url_that_is_not_a_url_has_a_fix() -> None:
+    problem = _problem(HttpConnectorSettings, base_url="api.hubapi.com")
+    assert problem.message == ("base_url must be a URL starting with https:// or http:// and "
+                               "naming a host (got 'api.hubapi.com')")
+    assert problem.fix.startswith("write it like https://api.example.com")

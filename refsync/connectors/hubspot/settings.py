@@ -7,6 +7,7 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 
 from refsync.connectors.base import HttpConnectorSettings
+from refsync.validation import InvalidValueError
 
 __all__ = ["DEFAULT_HUBSPOT_URL", "HubSpotSettings"]
 
@@ -58,14 +59,16 @@ class HubSpotSettings(HttpConnectorSettings):
     def _one_way_to_sign_in(self) -> Self:
         oauth = [self.client_id, self.client_secret, self.refresh_token]
         if self.access_token is not None and any(v is not None for v in oauth):
-            raise ValueError(
-                "give either access_token (private app) or client_id, client_secret and "
-                "refresh_token (OAuth), not both"
+            raise InvalidValueError(
+                "HubSpot settings give both an access_token (private app) and OAuth "
+                "credentials (client_id, client_secret, refresh_token)",
+                "keep one way to sign in: remove access_token, or the three OAuth settings"
             )
         if self.access_token is None and not all(v is not None for v in oauth):
-            raise ValueError(
-                "HubSpot needs credentials: set access_token (private app), or all of "
-                "client_id, client_secret and refresh_token (OAuth)"
+            raise InvalidValueError(
+                "HubSpot needs credentials",
+                "set access_token (private app), or all of client_id, client_secret and "
+                "refresh_token (OAuth), each from the environment or a file"
             )
         return self
 
