@@ -6,7 +6,8 @@ at :00, :05, :10... wherever it runs. An interval of whole days steps the zone's
 (``every: 1d`` runs at local midnight all year, as cron would); any other interval steps
 absolute time, so ``every: 30m`` stays 30 minutes apart across a clock change. A tick is
 identified by its fire time; the run table accepts each ``(job, tick)`` once, so a tick is
-never executed twice across daemons.
+never executed twice across daemons (only a run cut short gives its tick up to a new run, see
+:meth:`refsync.state.StateStore.start_run`).
 
 Cron expressions are read as crontab reads them (weekday 0 and 7 are Sunday), by
 :func:`refsync.config.cron_trigger`: the reading the config check validates is the one that runs.

@@ -7,13 +7,17 @@ half its period). A tick of a job:
 2. takes the sync lease, waiting for it at most the tick's grace (another daemon may be
    syncing), and starts a heartbeat renewing it;
 3. records the run with its tick; the run table takes each ``(job, tick)`` once, so a tick that
-   another daemon already ran is skipped;
+   another daemon already ran (or is running) is skipped. A tick whose run was cut short
+   (``interrupted``, or ``abandoned`` by a daemon that died or gave up) is run again by the
+   lease holder: every page was committed with its cursor, so the new run continues it;
 4. runs the sync with the lease, which fences every checkpoint, then gives the lease back.
 
 SIGTERM or SIGINT stops new ticks and asks the current run to stop after the page it is on; the
-daemon exits when the run has committed, or after ``daemon.shutdown_timeout`` regardless (a
-second signal exits at once). Nothing depends on a clean exit: every page is committed with its
-cursor, and a daemon killed outright leaves a lease that expires and is taken over.
+daemon exits when the run has committed, or after ``daemon.shutdown_timeout`` regardless,
+marking the run ``abandoned`` first (a second signal exits at once). Nothing depends on a clean
+exit: every page is committed with its cursor, and a daemon killed outright leaves a lease that
+expires and is taken over. A daemon starting within the grace of a tick whose run was cut short
+runs that tick again at once.
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
 
 from refsync.config import LoadedConfig
 from refsync.connectors.base import ConnectorContext
@@ -45,7 +50,7 @@ from refsync.daemon.leases import (
     wait_for_lease,
 )
 from refsync.daemon.metrics import COMPLETED, DaemonMetrics
-from refsync.daemon.schedule import ScheduledJob, scheduled_job
+from refsync.daemon.schedule import CalendarDaysTrigger, ScheduledJob, scheduled_job
 from refsync.errors import TickAlreadyRunError
 from refsync.logging import get_logger
 from refsync.state import LeaseToken, StateStore
@@ -58,6 +63,27 @@ _log = get_logger("refsync.daemon")
 
 # APScheduler narrates every job start and end at INFO; refsync logs its own lines per run.
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+_RERUN = "#rerun"
+"""Suffix of the scheduler job that runs a cut-short tick again when the daemon starts."""
+
+
+class _LoggedByRefsync(logging.Filter):
+    """Drops APScheduler's warnings about a missed tick or a job still running: refsync logs
+    (and counts) the same events in its own words (:meth:`Daemon._on_scheduler_event`).
+    Every other line, its errors included, passes."""
+
+    DUPLICATES = ("Run time of job ", "Execution of job ")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.WARNING and isinstance(record.msg, str)
+                    and record.msg.startswith(self.DUPLICATES))
+
+
+_duplicates = _LoggedByRefsync()
+# the scheduler reports a job still running; the executor ("default") a missed run time
+for _name in ("apscheduler.scheduler", "apscheduler.executors.default"):
+    logging.getLogger(_name).addFilter(_duplicates)
 
 
 def daemon_identity(instance: str | None) -> str:
@@ -124,6 +150,7 @@ class Daemon:
                                    name=job.name, misfire_grace_time=job.grace_seconds)
         self.scheduler.add_listener(self._on_scheduler_event,
                                     EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        self._rerun_cut_short_ticks(datetime.now(UTC))
         self.scheduler.start()
         _log.info("daemon started", instance=self.identity, backend=self.store.backend,
                   http=f"http://{self.http.host}:{self.http.port}",
@@ -155,10 +182,25 @@ class Daemon:
         if not clean:
             _log.error("run did not stop in time; exiting anyway (its committed pages are "
                        "kept, and its lease expires for another daemon)", job=running)
+            self._abandon_own_runs()
         if self.http is not None:
             self.http.stop()
         _log.info("daemon stopped", instance=self.identity, clean=clean)
         return 0 if clean else 1
+
+    def _abandon_own_runs(self) -> None:
+        """Mark the run this daemon is leaving behind ``abandoned``, so that run history does
+        not show it running in a process that is gone (and its tick may be run again)."""
+        reason = (f"{self.identity} exited after its shutdown timeout of "
+                  f"{self.shutdown_timeout:g} s before the run stopped; the pages it committed "
+                  "are kept, and the next run continues from them")
+        try:
+            abandoned = self.store.abandon_runs(self.identity, reason=reason)
+        except Exception as exc:  # exiting anyway: the next lease take-over marks it instead
+            _log.error("could not mark the unfinished run abandoned; the daemon that takes the "
+                       "lease over next will", error=f"{type(exc).__name__}: {exc}")
+            return
+        _log.warning("unfinished run marked abandoned", runs=abandoned)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: stop gracefully; the second one exits at once."""
@@ -217,11 +259,34 @@ class Daemon:
         the remaining attempts then fail fast and the run ends ``interrupted`` in time."""
         self.stopping.wait(seconds)
 
-    def _run_tick(self, job: ScheduledJob) -> None:
+    def _run_tick(self, job: ScheduledJob, now: datetime | None = None) -> None:
         try:
-            self.run_tick(job)
+            self.run_tick(job, now)
         except Exception:  # keep the daemon alive; the run row says failed
             _log.exception("tick failed unexpectedly", job=job.name)
+
+    def _rerun_cut_short_ticks(self, now: datetime) -> None:
+        """At start, run again each job's latest tick if it is still within its grace and its
+        run was cut short (``interrupted`` or ``abandoned``); a tick without a run is left to
+        the schedule, as a tick before the start is.
+
+        The run goes on the scheduler's one worker, like any tick, and is counted as missed if
+        it cannot start within what is left of the grace.
+        """
+        for job in self.jobs.values():
+            tick = job.tick(now)
+            left = tick + job.grace - now
+            if left <= timedelta(0):
+                continue
+            latest = self.store.list_runs(1, job=job.name, scheduled_for=tick)
+            if not latest or latest[0]["status"] not in StateStore.TICK_RERUN_STATUSES:
+                continue
+            _log.info("running again a tick whose run was cut short", job=job.name,
+                      tick=tick.isoformat(), previous_run=latest[0]["id"],
+                      previous_status=latest[0]["status"])
+            self.scheduler.add_job(self._run_tick, DateTrigger(now), args=[job, tick],
+                                   id=job.name + _RERUN, name=job.name,
+                                   misfire_grace_time=max(1, int(left.total_seconds())))
 
     def _sync(self, job: ScheduledJob, tick: datetime, token: LeaseToken,
               lease_lost: Callable[[], bool]) -> RunReport | None:
@@ -250,13 +315,13 @@ class Daemon:
     # -- scheduler events, readiness -------------------------------------------------------------
 
     def _on_scheduler_event(self, event: JobEvent) -> None:
+        job = event.job_id.removesuffix(_RERUN)
         if event.code == EVENT_JOB_MISSED:
-            _log.warning("tick missed: it could not start within its grace", job=event.job_id)
-            self.metrics.missed.labels(job=event.job_id).inc()
+            _log.warning("tick missed: it could not start within its grace", job=job)
+            self.metrics.missed.labels(job=job).inc()
         elif event.code == EVENT_JOB_MAX_INSTANCES:
-            _log.info("tick skipped: the previous run of the job is still going",
-                      job=event.job_id)
-            self.metrics.skipped.labels(job=event.job_id, reason="still_running").inc()
+            _log.info("tick skipped: the previous run of the job is still going", job=job)
+            self.metrics.skipped.labels(job=job, reason="still_running").inc()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Whether the daemon can do its job: store reachable, scheduler running, jobs healthy."""
@@ -302,6 +367,9 @@ def _why_stop(stopping: bool, lease_lost: Callable[[], bool]) -> str | bool:
 
 def _describe(job: ScheduledJob) -> str:
     schedule = job.config
-    what = f"every {schedule.every}" if schedule.every else f"cron '{schedule.cron}'"
+    if isinstance(job.trigger, CalendarDaysTrigger):
+        what = f"every {schedule.every} at 00:00"
+    else:
+        what = f"every {schedule.every}" if schedule.every else f"cron '{schedule.cron}'"
     return f"{what} ({schedule.timezone})"
 

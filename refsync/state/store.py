@@ -231,16 +231,29 @@ class StateStore:
             ).mappings()
             return [dict(row) for row in rows]
 
-    def list_runs(self, limit: int = 20, *, job: str | None = None) -> list[dict[str, Any]]:
-        """The newest runs first (only those of ``job`` when given)."""
+    def list_runs(
+        self, limit: int = 20, *, job: str | None = None, scheduled_for: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest runs first (only those of ``job``, and of the tick ``scheduled_for``,
+        when given).
+
+        A run whose tick was run again no longer holds it (its ``scheduled_for`` is empty and
+        ``counts["tick"]`` names the tick), so ``scheduled_for`` finds the tick's latest run.
+        """
         query = select(run_table).order_by(run_table.c.started_at.desc()).limit(limit)
         if job is not None:
             query = query.where(run_table.c.job == job)
+        if scheduled_for is not None:
+            query = query.where(run_table.c.scheduled_for == scheduled_for)
         with self._reading() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
 
     def abandon_runs(self, instance: str, *, reason: str) -> int:
-        """Mark runs that ``instance`` left ``running`` as ``abandoned`` (it died mid-run)."""
+        """Mark runs that ``instance`` left ``running`` as ``abandoned`` and return how many.
+
+        Said of a daemon that died mid-run, or by a daemon about to exit while its run is stuck;
+        ``reason`` is recorded as the runs' error.
+        """
         with self.transaction() as tx:
             result = tx.connection.execute(
                 update(run_table)
@@ -415,14 +428,19 @@ class StateStore:
 
         Args:
             scheduled_for: the schedule tick a daemon run was fired for; a tick of a job is
-                recorded once only, whichever daemon gets there first.
+                recorded once only, whichever daemon gets there first. A tick whose run was
+                cut short (``interrupted`` or ``abandoned``) may be run again: in the same
+                transaction the earlier run gives the tick up (see :meth:`_release_tick`).
 
         Raises:
-            TickAlreadyRunError: another run already recorded ``(job, scheduled_for)``.
+            TickAlreadyRunError: another run already recorded ``(job, scheduled_for)``, and it
+                is running or has ended ``succeeded``, ``partial`` or ``failed``.
         """
         run_id = str(uuid.uuid4())
         try:
             with self.transaction() as tx:
+                if scheduled_for is not None:
+                    self._release_tick(tx.connection, job, scheduled_for, rerun_by=run_id)
                 tx.connection.execute(run_table.insert().values(
                     id=run_id, job=job, trigger=trigger, status="running", instance=instance,
                     started_at=utcnow(), counts={}, scheduled_for=scheduled_for,
@@ -438,13 +456,59 @@ class StateStore:
     def finish_run(
         self, run_id: str, *, status: str, counts: Mapping[str, Any], error: str | None = None
     ) -> None:
-        """Record how a sync cycle ended."""
+        """Record how a sync cycle ended.
+
+        A run whose tick was meanwhile run again (it was marked abandoned while it still went
+        on) keeps the counts that say so (``tick``, ``rerun_by``).
+        """
         with self.transaction() as tx:
+            stored = tx.connection.execute(
+                select(run_table.c.scheduled_for, run_table.c.counts)
+                .where(run_table.c.id == run_id).with_for_update()
+            ).first()
+            kept: dict[str, Any] = {}
+            if stored is not None and stored.scheduled_for is None:
+                kept = {key: value for key, value in (stored.counts or {}).items()
+                        if key in self._RELEASED_TICK_COUNTS}
             tx.connection.execute(
                 update(run_table).where(run_table.c.id == run_id).values(
-                    status=status, counts=dict(counts), error=error, finished_at=utcnow()
+                    status=status, counts={**counts, **kept}, error=error, finished_at=utcnow()
                 )
             )
+
+    TICK_RERUN_STATUSES = ("interrupted", "abandoned")
+    """How a scheduled run may have ended for its tick to be run again (within its grace)."""
+
+    _RELEASED_TICK_COUNTS = ("tick", "rerun_by")
+
+    @staticmethod
+    def _release_tick(
+        connection: Connection, job: str, scheduled_for: datetime, *, rerun_by: str
+    ) -> None:
+        """Let a cut-short run of ``(job, scheduled_for)`` give its tick up to run ``rerun_by``.
+
+        Its ``scheduled_for`` becomes empty (the unique index ignores it then) and its counts
+        keep the tick and which run took it. A run in any other state keeps the tick, so the
+        insert that follows is refused. The update matches the tick and the status again, so of
+        two transactions releasing the same run only the first does (the other's insert then
+        collides with the first's new run).
+        """
+        tick = run_table.c.scheduled_for == scheduled_for
+        earlier = connection.execute(
+            select(run_table.c.id, run_table.c.counts)
+            .where(run_table.c.job == job, tick,
+                   run_table.c.status.in_(StateStore.TICK_RERUN_STATUSES))
+        ).first()
+        if earlier is None:
+            return
+        counts = {**(earlier.counts or {}), "tick": scheduled_for.isoformat(),
+                  "rerun_by": rerun_by}
+        connection.execute(
+            update(run_table)
+            .where(run_table.c.id == earlier.id, tick,
+                   run_table.c.status.in_(StateStore.TICK_RERUN_STATUSES))
+            .values(scheduled_for=None, counts=counts)
+        )
 
     # -- leases -----------------------------------------------------------------------------
 

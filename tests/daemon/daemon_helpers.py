@@ -3,13 +3,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import structlog
+
+from refsync.config import load_config
+from refsync.daemon import Daemon
+from refsync.logging import configure_logging
 from refsync.sandbox.runner import RunningSandbox
+from refsync.state import StateStore
 
 WriteConfig = Callable[..., Path]
 """The ``write_config`` fixture: writes a sandbox config and returns its path."""
+
+
+def build_daemon(path: Path) -> tuple[Daemon, StateStore]:
+    """An in-process daemon for the config at ``path`` (not started) and its state store."""
+    loaded = load_config(path)
+    store = StateStore(loaded.config.state.url)
+    return Daemon(loaded, store), store
+
+
+@contextmanager
+def json_log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """Log the whole process as JSON lines into memory (as ``refsync run`` logs), and give a
+    function returning the lines logged so far; the logging set-up is put back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    config = structlog.get_config()
+    stream = io.StringIO()
+    configure_logging(fmt="json", stream=stream)
+    try:
+        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.configure(**config)
 
 
 def assert_each_referral_once(sandbox: RunningSandbox, links: dict[str, int]) -> None:

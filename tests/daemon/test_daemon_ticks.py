@@ -11,12 +11,15 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from refsync.config import load_config
 from refsync.daemon import Daemon
 from refsync.daemon.leases import SYNC_LEASE
 from refsync.sandbox.runner import RunningSandbox
-from refsync.state import StateStore
-from tests.daemon.daemon_helpers import WriteConfig, assert_each_referral_once
+from tests.daemon.daemon_helpers import (
+    WriteConfig,
+    assert_each_referral_once,
+    build_daemon,
+    json_log_lines,
+)
 
 SCHEDULE = """
 schedules:
@@ -27,12 +30,6 @@ daemon:
   lease_ttl: 3s
 """
 TICK = datetime(2026, 12, 1, 10, 0, 30, tzinfo=UTC)
-
-
-def _daemon(path: Path) -> tuple[Daemon, StateStore]:
-    loaded = load_config(path)
-    store = StateStore(loaded.config.state.url)
-    return Daemon(loaded, store), store
 
 
 def _metrics(daemon: Daemon) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -49,8 +46,8 @@ def test_a_tick_runs_once_however_many_daemons_fire_it(
     sandbox: RunningSandbox, write_config: WriteConfig, state_url: str
 ) -> None:
     path = write_config(state_url, SCHEDULE)
-    first, store = _daemon(path)
-    second, other_store = _daemon(path)
+    first, store = build_daemon(path)
+    second, other_store = build_daemon(path)
     second.identity = "second-daemon"
     job = first.jobs["often"]
     report = first.run_tick(job, TICK)
@@ -76,7 +73,7 @@ def test_a_busy_lease_makes_the_tick_wait_then_skip(
 ) -> None:
     # PostgreSQL only: on SQLite one daemon owns the file and takes the lease by force
     url = postgres_server.create_database()  # type: ignore[attr-defined]
-    daemon, store = _daemon(write_config(url, SCHEDULE))
+    daemon, store = build_daemon(write_config(url, SCHEDULE))
     assert store.acquire_lease(SYNC_LEASE, "someone-else", timedelta(minutes=5)) is not None
     job = daemon.jobs["often"]
     quick = type(job)(job.config, job.trigger, job.period, timedelta(milliseconds=200))
@@ -89,7 +86,7 @@ def test_a_busy_lease_makes_the_tick_wait_then_skip(
 def test_taking_over_an_expired_lease_abandons_the_dead_daemons_run(
     sandbox: RunningSandbox, write_config: WriteConfig, state_url: str
 ) -> None:
-    daemon, store = _daemon(write_config(state_url, SCHEDULE))
+    daemon, store = build_daemon(write_config(state_url, SCHEDULE))
     past = datetime.now(UTC) - timedelta(minutes=10)
     dead = store.acquire_lease(SYNC_LEASE, "dead-daemon", timedelta(seconds=3), now=past)
     assert dead is not None
@@ -109,7 +106,7 @@ def test_taking_over_an_expired_lease_abandons_the_dead_daemons_run(
 def test_metrics_and_health_endpoints(
     sandbox: RunningSandbox, write_config: WriteConfig, state_url: str
 ) -> None:
-    daemon, store = _daemon(write_config(state_url, SCHEDULE))
+    daemon, store = build_daemon(write_config(state_url, SCHEDULE))
     daemon.start()
     try:
         base = f"http://127.0.0.1:{daemon.http.port}"  # type: ignore[union-attr]
@@ -152,7 +149,8 @@ def test_metrics_and_health_endpoints(
 def test_readiness_fails_after_repeated_failed_runs(
     sandbox: RunningSandbox, write_config: WriteConfig, state_url: str
 ) -> None:
-    daemon, store = _daemon(write_config(state_url, SCHEDULE + "  unready_after_failures: 2\n"))
+    path = write_config(state_url, SCHEDULE + "  unready_after_failures: 2\n")
+    daemon, store = build_daemon(path)
     daemon.start()
     try:
         for _ in range(2):
@@ -174,7 +172,7 @@ def test_a_tick_that_cannot_start_within_its_grace_is_logged_and_counted_as_miss
 ) -> None:
     from apscheduler.triggers.date import DateTrigger
 
-    daemon, store = _daemon(write_config(f"sqlite:///{tmp_path / 'state.db'}", SCHEDULE))
+    daemon, store = build_daemon(write_config(f"sqlite:///{tmp_path / 'state.db'}", SCHEDULE))
     daemon.start()
     try:
         # a tick whose time passed 10 s ago, with a 1 s grace: the scheduler must skip it
@@ -191,6 +189,52 @@ def test_a_tick_that_cannot_start_within_its_grace_is_logged_and_counted_as_miss
         store.close()
 
 
+def test_skipped_and_missed_ticks_are_logged_once_in_refsyncs_words(
+    sandbox: RunningSandbox, write_config: WriteConfig, tmp_path: Path
+) -> None:
+    """APScheduler's own warnings for the same events are not repeated; its errors still show."""
+    import threading
+
+    from apscheduler.triggers.date import DateTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    daemon, store = build_daemon(write_config(f"sqlite:///{tmp_path / 'state.db'}", SCHEDULE))
+    release = threading.Event()
+
+    def fail() -> None:
+        raise RuntimeError("boom")
+
+    with json_log_lines() as lines:
+        daemon.start()
+        try:
+            daemon.scheduler.pause_job("often")
+            now = datetime.now(UTC)
+            daemon.scheduler.add_job(lambda: None, DateTrigger(now - timedelta(seconds=10)),
+                                     id="late", misfire_grace_time=1)
+            daemon.scheduler.add_job(fail, DateTrigger(now), id="failing")
+            # runs for 2 s while its next tick comes after 0.5 s: that one is skipped
+            daemon.scheduler.add_job(lambda: release.wait(2), IntervalTrigger(seconds=0.5),
+                                     id="busy", next_run_time=now)
+            skipped = daemon.metrics.skipped.labels(job="busy", reason="still_running")
+            deadline = time.monotonic() + 10
+            while skipped._value.get() == 0 or \
+                    daemon.metrics.missed.labels(job="late")._value.get() == 0:
+                assert time.monotonic() < deadline, "the skipped or missed tick was not seen"
+                time.sleep(0.05)
+        finally:
+            release.set()
+            daemon.stop()
+        logged = lines()
+    events = [(line["event"], line.get("job")) for line in logged]
+    assert ("tick missed: it could not start within its grace", "late") in events
+    assert ("tick skipped: the previous run of the job is still going", "busy") in events
+    assert not [line for line in logged
+                if line["event"].startswith(("Run time of job", "Execution of job"))]
+    (error,) = [line for line in logged if "raised an exception" in line["event"]]
+    assert error["level"] == "error" and "RuntimeError: boom" in error["exception"]
+    store.close()
+
+
 def test_stopping_cuts_short_the_waits_between_retries(
     sandbox: RunningSandbox, write_config: WriteConfig, tmp_path: Path
 ) -> None:
@@ -203,7 +247,7 @@ def test_stopping_cuts_short_the_waits_between_retries(
     path = write_config(f"sqlite:///{tmp_path / 'state.db'}", SCHEDULE,
                         settings={"partnerstack": {"backoff_seconds": 30, "max_attempts": 5}})
     sandbox.emulators["partnerstack"].faults.add([FaultRule(path="leads", status=503)])
-    daemon, store = _daemon(path)
+    daemon, store = build_daemon(path)
     job = daemon.jobs["often"]
     reports: list[Any] = []
     worker = threading.Thread(target=lambda: reports.append(daemon.run_tick(job)))
