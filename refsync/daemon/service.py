@@ -267,8 +267,13 @@ class Daemon:
 
     def _rerun_cut_short_ticks(self, now: datetime) -> None:
         """At start, run again each job's latest tick if it is still within its grace and its
-        run was cut short (``interrupted`` or ``abandoned``); a tick without a run is left to
-        the schedule, as a tick before the start is.
+        run was cut short (``interrupted`` or ``abandoned``) or is still ``running``; a tick
+        without a run is left to the schedule, as a tick before the start is.
+
+        A run still ``running`` may be a killed daemon's (a restart after ``kill -9`` or a
+        crash) or a live daemon's: the tick then waits for the lease like any tick. If the
+        lease has expired it is taken over, the dead daemon's run is marked abandoned and the
+        tick runs again; if a live daemon finishes the tick, it is skipped as already run.
 
         The run goes on the scheduler's one worker, like any tick, and is counted as missed if
         it cannot start within what is left of the grace.
@@ -279,7 +284,8 @@ class Daemon:
             if left <= timedelta(0):
                 continue
             latest = self.store.list_runs(1, job=job.name, scheduled_for=tick)
-            if not latest or latest[0]["status"] not in StateStore.TICK_RERUN_STATUSES:
+            if not latest or latest[0]["status"] not in (*StateStore.TICK_RERUN_STATUSES,
+                                                          "running"):
                 continue
             _log.info("running again a tick whose run was cut short", job=job.name,
                       tick=tick.isoformat(), previous_run=latest[0]["id"],

@@ -167,7 +167,7 @@ daemon:
 """
 
 
-@pytest.mark.parametrize("ended", ["interrupted", "abandoned"])
+@pytest.mark.parametrize("ended", ["interrupted", "abandoned", "killed"])
 def test_a_daemon_starting_within_the_grace_of_a_cut_short_tick_runs_it_again(
     sandbox: RunningSandbox, write_config: WriteConfig, state_url: str, ended: str
 ) -> None:
@@ -183,6 +183,10 @@ def test_a_daemon_starting_within_the_grace_of_a_cut_short_tick_runs_it_again(
                                scheduled_for=tick)
     if ended == "abandoned":
         store.abandon_runs("stopped-daemon", reason="stopped-daemon exited")
+    elif ended == "killed":
+        # killed mid-run: its run is left running and its lease runs out
+        past = datetime.now(UTC) - timedelta(minutes=10)
+        assert store.acquire_lease(SYNC_LEASE, "stopped-daemon", timedelta(seconds=3), now=past)
     else:
         store.finish_run(previous, status="interrupted", counts={}, error="stopped")
     done = store.start_run(trigger="schedule", instance="stopped-daemon", job="done",
@@ -201,7 +205,9 @@ def test_a_daemon_starting_within_the_grace_of_a_cut_short_tick_runs_it_again(
     (rerun,) = _holding(store, "cut", tick)
     assert rerun["instance"] == daemon.identity and rerun["trigger"] == "schedule"
     assert rerun["status"] in ("succeeded", "partial"), rerun
-    assert store.get_run(previous)["counts"]["rerun_by"] == rerun["id"]  # type: ignore[index]
+    left = store.get_run(previous)
+    assert left is not None and left["counts"]["rerun_by"] == rerun["id"]
+    assert left["status"] == ("abandoned" if ended == "killed" else ended)
     assert [r["id"] for r in _holding(store, "done", tick)] == [done]
     assert _holding(store, "never", tick) == []
     assert daemon.metrics.missed.labels(job="cut")._value.get() == 0
