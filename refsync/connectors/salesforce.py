@@ -492,7 +492,9 @@ def _json_ready(record: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in record.items():
         if name == REMOTE_ID_FIELD:
             continue
-        if isinstance(value, dt.datetime):
+        if value is None or value.__class__ is str:  # the common cases, sent as they are
+            ready[name] = value
+        elif isinstance(value, dt.datetime):
             ready[name] = value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
         elif isinstance(value, dt.date):
             ready[name] = value.isoformat()

@@ -158,15 +158,26 @@ class CompiledMapping:
                 f.canonical,
                 f.canonical.startswith("custom."),
                 f.canonical[7:],
-                f.write,
+                None if f.write is _write_as_is else f.write,
+                f.remote if len(split_path(f.remote)) == 1 else None,
                 path_setter(f.remote),
             )
             for f in self.fields
             if f.writes
         )
+        """Per written field: canonical name, whether and under which key it is a custom
+        field, its writer (None: written as it is), its remote field when that is not a
+        dotted path (set directly), and the setter of its remote path."""
         self._write_needs_getter = write_needs_getter
-        hashed = [(spec.key_field, self._read_key, hash_normaliser("text"))]
-        hashed += [(f.remote, path_getter(f.remote), hash_normaliser(f.kind))
+        written_from = {"id", "custom"} | {split_path(f.canonical)[0] for f in self.fields
+                                           if f.writes}
+        self.written_from: tuple[str, ...] | None = \
+            None if write_needs_getter else tuple(sorted(written_from))
+        """The hub fields :meth:`to_remote` reads (``custom`` for the ``custom.<name>`` ones),
+        ``id`` included; None when a transform reads fields of its own (``join``, ``template``),
+        so that any field may be read."""
+        hashed = [(spec.key_field, _hash_reader(spec.key_field), hash_normaliser("text"))]
+        hashed += [(f.remote, _hash_reader(f.remote), hash_normaliser(f.kind))
                    for f in self.fields if f.writes]
         self._hashed = tuple(sorted(hashed, key=lambda item: item[0]))
         top_level = {split_path(spec.key_field)[0]}
@@ -226,12 +237,13 @@ class CompiledMapping:
 
     def to_remote_result(self, record: Referral | Mapping[str, Any]) -> MappedRecord:
         """Like :meth:`to_remote`, but every field error is returned instead of raised."""
-        if isinstance(record, BaseModel):
-            flat: Mapping[str, Any] = record.__dict__
+        # exact dicts (state store rows) are answered before the slower abstract-class checks
+        if record.__class__ is dict or not isinstance(record, BaseModel):
+            flat: Mapping[str, Any] = record
         else:
-            flat = record
+            flat = record.__dict__
         custom = flat.get("custom")
-        if not isinstance(custom, Mapping):
+        if custom.__class__ is not dict and not isinstance(custom, Mapping):
             custom = {}
         get = _getter(flat, custom) if self._write_needs_getter else _no_getter
         payload: dict[str, Any] = {}
@@ -248,12 +260,17 @@ class CompiledMapping:
                 errors.append(RecordError(
                     f"the refsync id {key_text[:60]!r} is not a UUID",
                     code="invalid_refsync_id", field="id", detail=f"value={refsync_id!r}"))
-        for name, is_custom, custom_key, write, put in self._writers:
+        for name, is_custom, custom_key, write, remote_key, put in self._writers:
             value = flat.get(name, _MISSING)
             if value is _MISSING:
                 value = custom.get(custom_key) if is_custom else None
             try:
-                put(payload, write(value, get))
+                if write is not None:
+                    value = write(value, get)
+                if remote_key is not None:
+                    payload[remote_key] = value
+                else:
+                    put(payload, value)
             except RecordError as exc:
                 exc.field = name
                 errors.append(exc)
@@ -283,6 +300,11 @@ class CompiledMapping:
         system echoes a value does not change the hash.
         """
         return hash_values(remote_record, self._hashed)
+
+
+def _hash_reader(path: str) -> Callable[[Mapping[str, Any]], Any] | None:
+    """How :func:`hash_values` reads ``path``: None for a top-level field (read directly)."""
+    return None if len(split_path(path)) == 1 else path_getter(path)
 
 
 def _unexpected(name: str, exc: Exception) -> RecordError:
@@ -407,7 +429,7 @@ def compile_field(name: str, spec: FieldSpec) -> tuple[CompiledField, list[Step]
             chain.append(_as_status)
         read = _chained(read_remote, chain)
 
-    def write(value: Any, get: Callable[[str], Any]) -> Any:
+    def write_general(value: Any, get: Callable[[str], Any]) -> Any:
         if default is not None and t.is_blank(value):
             value = default
         if is_status:
@@ -420,10 +442,51 @@ def compile_field(name: str, spec: FieldSpec) -> tuple[CompiledField, list[Step]
             value = fn(value, get) if uses_record else fn(value)
         return value
 
+    write: Callable[[Any, Callable[[str], Any]], Any] = write_general
+    if not any(uses_record for _, uses_record in write_steps):
+        # the same steps in the same order, as a chain of one-argument functions
+        write_chain = [t.default(default)] if default is not None else []
+        if is_status:
+            write_chain.append(_status_text)
+        convert = map_out if map_out is not None else implicit_write
+        if convert is not None:
+            write_chain.append(convert)
+        write_chain += [fn for fn, _ in write_steps]
+        write = _chained_writer(write_chain)
+
     compiled = CompiledField(name, spec.remote, spec.rule, spec.direction, kind,
                              _fast_read(read_remote, read, spec, steps, name),
                              write, spec)
     return compiled, steps
+
+
+def _write_as_is(value: Any, get: Callable[[str], Any]) -> Any:
+    """The writer of a field written unchanged (no default, conversion or transform)."""
+    return value
+
+
+def _chained_writer(
+    chain: list[Callable[[Any], Any]],
+) -> Callable[[Any, Callable[[str], Any]], Any]:
+    """The writer as one straight chain of one-argument functions (no step reads other
+    canonical fields, so the getter goes unused)."""
+    if not chain:
+        return _write_as_is
+    if len(chain) == 1:
+        (only,) = chain
+
+        def write_one(value: Any, get: Callable[[str], Any]) -> Any:
+            return only(value)
+
+        return write_one
+    steps = tuple(chain)
+
+    def write_many(value: Any, get: Callable[[str], Any]) -> Any:
+        for fn in steps:
+            value = fn(value)
+        return value
+
+    return write_many
 
 
 def _chained(

@@ -30,8 +30,10 @@ __all__ = ["hash_normaliser", "hash_values"]
 
 
 def _generic(value: Any) -> Any:
-    if value.__class__ is str:  # the common case, answered as the general path below would
+    if value.__class__ is str:  # the common cases, answered as the general path below would
         return value if value.strip() else None
+    if value is None:
+        return None
     if t.is_blank(value):
         return None
     if isinstance(value, (bool, str)):
@@ -91,8 +93,16 @@ def hash_normaliser(kind: str | None) -> Callable[[Any], Any]:
 
 def hash_values(
     record: Mapping[str, Any],
-    fields: Sequence[tuple[str, Callable[[Mapping[str, Any]], Any], Callable[[Any], Any]]],
+    fields: Sequence[
+        tuple[str, Callable[[Mapping[str, Any]], Any] | None, Callable[[Any], Any]]
+    ],
 ) -> str:
-    """SHA-256 (hex) over ``(path, normalised value)`` for each ``(path, reader, normaliser)``."""
-    items = [[path, normalise(read(record))] for path, read, normalise in fields]
+    """SHA-256 (hex) over ``(path, normalised value)`` for each ``(path, reader, normaliser)``.
+
+    A reader of ``None`` stands for ``record.get(path)``: a top-level field, read without a
+    function call of its own.
+    """
+    get = record.get
+    items = [[path, normalise(get(path) if read is None else read(record))]
+             for path, read, normalise in fields]
     return hashlib.sha256(hash_text(items).encode("utf-8")).hexdigest()

@@ -27,7 +27,8 @@ def path_getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
     def get_nested(record: Mapping[str, Any]) -> Any:
         current: Any = record
         for part in parts:
-            if not isinstance(current, Mapping):
+            # exact dicts (what connectors return) skip the slower abstract-class check
+            if current.__class__ is not dict and not isinstance(current, Mapping):
                 return None
             current = current.get(part)
         return current

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import operator
 import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,8 +30,12 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Engine,
+    Integer,
+    Select,
     Table,
+    Update,
     and_,
+    bindparam,
     distinct,
     func,
     or_,
@@ -75,7 +80,7 @@ quarantine_table: Table = QuarantineRow.__table__  # type: ignore[attr-defined]
 run_table: Table = RunRow.__table__  # type: ignore[attr-defined]
 lease_table: Table = LeaseRow.__table__  # type: ignore[attr-defined]
 
-_REFERRAL_WITHOUT_PROVENANCE = [c for c in referral_table.columns if c.name != "provenance"]
+_REFERRAL_COLUMNS = tuple(column.name for column in referral_table.columns)
 
 
 @dataclass(frozen=True)
@@ -607,6 +612,79 @@ def _due(query: Any, system: str, stream: str, limit: int, now: datetime | None)
     )
 
 
+# -- the statements of the sync's hot paths, built once ----------------------------------------
+# Building a statement (its clauses and its cache key) costs SQLAlchemy more than running it
+# on a page of rows; these are built once, with bound parameters, and executed with values.
+# Those with a list of values (``column IN (...)``) are functions of the list's parameters:
+# see :func:`_select_in`.
+
+
+def _referral_rows(columns: tuple[str, ...], ids: Any) -> Select[Any]:
+    """The ``columns`` of the referrals whose id is in ``ids``."""
+    selected = [referral_table.c[name] for name in columns]
+    return select(*selected).where(referral_table.c.id.in_(ids))
+
+
+def _referrals_matching(column: str, keys: Any) -> Select[Any]:
+    """Referrals whose match column is in ``keys``, oldest submission first."""
+    return (
+        select(referral_table)
+        .where(referral_table.c[column].in_(keys))
+        .order_by(referral_table.c.created_at, referral_table.c.id)
+    )
+
+
+def _links_by_external(external_ids: Any) -> Select[Any]:
+    """Links of the system object ``:system``/``:object`` whose external id is in the list."""
+    return select(link_table).where(
+        link_table.c.system == bindparam("system"),
+        link_table.c.object == bindparam("object"),
+        link_table.c.external_id.in_(external_ids),
+    )
+
+
+def _links_by_canonical(canonical_ids: Any) -> Select[Any]:
+    """Links of ``:entity`` records in ``:system``/``:object`` whose canonical id is in the
+    list, oldest first."""
+    return select(link_table).where(
+        link_table.c.entity == bindparam("entity"),
+        link_table.c.canonical_id.in_(canonical_ids),
+        link_table.c.system == bindparam("system"),
+        link_table.c.object == bindparam("object"),
+    ).order_by(link_table.c.id)
+
+
+def _outbox_state(outbox_ids: Any) -> Update:
+    """Set the state (``:new_state``, at ``:moment``) of the outbox rows in the list."""
+    return (
+        update(outbox_table)
+        .where(outbox_table.c.id.in_(outbox_ids))
+        .values(state=bindparam("new_state"), updated_at=bindparam("moment"))
+    )
+
+
+_DUE_WRITES: Select[Any] = (
+    select(outbox_table.c.id, outbox_table.c.referral_id, outbox_table.c.attempts)
+    .where(
+        outbox_table.c.system == bindparam("system"),
+        outbox_table.c.stream == bindparam("stream"),
+        outbox_table.c.state == "pending",
+        outbox_table.c.next_attempt_at <= bindparam("now"),
+    )
+    .order_by(outbox_table.c.next_attempt_at, outbox_table.c.id)
+    .limit(bindparam("limit", type_=Integer()))
+)
+"""What :meth:`StateTransaction.due_writes` reads: the query of :func:`_due`, prepared."""
+
+_OPEN_QUARANTINE_PROBE: Select[Any] = select(quarantine_table.c.id).where(
+    quarantine_table.c.resolved_at.is_(None),
+    quarantine_table.c.system == bindparam("system"),
+    quarantine_table.c.stream == bindparam("stream"),
+    quarantine_table.c.direction == bindparam("direction"),
+).limit(1)
+"""Whether any quarantine row of one place and direction is still open."""
+
+
 def _lease_matches(token: LeaseToken) -> Any:
     return and_(
         lease_table.c.name == token.name,
@@ -641,14 +719,19 @@ class StateTransaction:
     # reads inside the transaction (they see its own uncommitted writes) ------------------
 
     def referrals(
-        self, ids: Sequence[str], *, provenance: bool = True
+        self, ids: Sequence[str], *, provenance: bool = True,
+        columns: Sequence[str] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Canonical referrals by id; ``provenance=False`` leaves that column out (a push
-        needs none of it, and it is the largest value of a row to decode)."""
+        needs none of it, and it is the largest value of a row to decode), and ``columns``
+        reads those columns only (``id`` always; names of no column are ignored)."""
         if not ids:
             return {}
-        query = select(referral_table) if provenance else select(*_REFERRAL_WITHOUT_PROVENANCE)
-        rows = _fetch_dicts(self.connection, query.where(referral_table.c.id.in_(list(ids))))
+        wanted = {"id", *columns} if columns is not None else set(_REFERRAL_COLUMNS)
+        if not provenance:
+            wanted.discard("provenance")
+        read = tuple(name for name in _REFERRAL_COLUMNS if name in wanted)
+        rows = _select_in(self.connection, _referral_rows, (read,), ids)
         return {row["id"]: row for row in rows}
 
     def referrals_by(self, column: str, values: Sequence[str]) -> list[dict[str, Any]]:
@@ -656,11 +739,7 @@ class StateTransaction:
         ``phone_norm``) is one of ``values``, oldest submission first."""
         if not values:
             return []
-        return _fetch_dicts(self.connection, (
-            select(referral_table)
-            .where(referral_table.c[column].in_(list(values)))
-            .order_by(referral_table.c.created_at, referral_table.c.id)
-        ))
+        return _select_in(self.connection, _referrals_matching, (column,), values)
 
     def links_by_external(
         self, system: str, object_name: str, external_ids: Sequence[str]
@@ -668,13 +747,8 @@ class StateTransaction:
         """Links of one system object by external id."""
         if not external_ids:
             return {}
-        rows = _fetch_dicts(self.connection, (
-            select(link_table).where(
-                link_table.c.system == system,
-                link_table.c.object == object_name,
-                link_table.c.external_id.in_(list(external_ids)),
-            )
-        ))
+        rows = _select_in(self.connection, _links_by_external, (), external_ids,
+                          {"system": system, "object": object_name})
         return {row["external_id"]: row for row in rows}
 
     def links_by_canonical(
@@ -688,14 +762,8 @@ class StateTransaction:
         """
         if not canonical_ids:
             return {}
-        rows = _fetch_dicts(self.connection, (
-            select(link_table).where(
-                link_table.c.entity == entity,
-                link_table.c.canonical_id.in_(list(canonical_ids)),
-                link_table.c.system == system,
-                link_table.c.object == object_name,
-            ).order_by(link_table.c.id)
-        ))
+        rows = _select_in(self.connection, _links_by_canonical, (), canonical_ids,
+                          {"entity": entity, "system": system, "object": object_name})
         return {row["canonical_id"]: row for row in rows}
 
     def cursor(self, system: str, stream: str) -> dict[str, Any] | None:
@@ -739,8 +807,8 @@ class StateTransaction:
 
         ``id``, ``referral_id`` and ``attempts``: the payload and timestamps are not read.
         """
-        columns = select(outbox_table.c.id, outbox_table.c.referral_id, outbox_table.c.attempts)
-        rows = self.connection.execute(_due(columns, system, stream, limit, now))
+        rows = self.connection.execute(_DUE_WRITES, {
+            "system": system, "stream": stream, "now": now or utcnow(), "limit": limit})
         return [{"id": row[0], "referral_id": row[1], "attempts": row[2]} for row in rows]
 
     def outbox_rows(self, outbox_ids: Sequence[int]) -> list[dict[str, Any]]:
@@ -796,10 +864,8 @@ class StateTransaction:
         """Mark outbox rows done (``sent``) or ``quarantined``."""
         self.rows_written += len(outbox_ids)
         if outbox_ids:
-            self.connection.execute(
-                update(outbox_table).where(outbox_table.c.id.in_(list(outbox_ids)))
-                .values(state=state, updated_at=utcnow())
-            )
+            _execute_in(self.connection, _outbox_state, (), outbox_ids,
+                        {"new_state": state, "moment": utcnow()})
 
     def delay_outbox(self, outbox_id: int, *, error: str, next_attempt_at: datetime) -> None:
         """Keep a failed write pending for a later attempt."""
@@ -867,13 +933,15 @@ class StateTransaction:
         """
         if not record_ids:
             return
+        # nearly always nothing is open: one indexed probe instead of a statement binding a
+        # whole page of ids
+        probe = self.connection.execute(_OPEN_QUARANTINE_PROBE, {
+            "system": system, "stream": stream, "direction": direction})
+        if probe.first() is None:
+            return
         table = quarantine_table
         open_here = (table.c.resolved_at.is_(None), table.c.system == system,
                      table.c.stream == stream, table.c.direction == direction)
-        # nearly always nothing is open: one indexed probe instead of a statement binding a
-        # whole page of ids
-        if self.connection.execute(select(table.c.id).where(*open_here).limit(1)).first() is None:
-            return
         self.connection.execute(
             update(table).where(*open_here, table.c[_record_key(direction)].in_(list(record_ids)))
             .values(resolved_at=utcnow())
@@ -906,14 +974,108 @@ def _quarantine_target(row: Mapping[str, Any]) -> list[Any] | None:
             table.c.direction == row["direction"], table.c[key] == row[key]]
 
 
-def _fetch_dicts(connection: Connection, statement: Any) -> list[dict[str, Any]]:
-    """Run a ``select`` of whole table rows; return them as plain dicts.
+_LONGEST_PREPARED_LIST = 2048
+"""Lists up to this long are sent with a statement prepared for their padded length."""
+
+_LIST_PARAMETERS = tuple(f"in_{index}" for index in range(_LONGEST_PREPARED_LIST))
+"""The names of the list's parameters in a prepared statement (see :func:`_prepared_in`)."""
+
+
+def _select_in(
+    connection: Connection,
+    query: Callable[..., Select[Any]],
+    arguments: tuple[Any, ...],
+    values: Sequence[Any],
+    parameters: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The rows (plain dicts, see :func:`_fetch_dicts`) of ``query(*arguments, values)``, a
+    select of whole table rows with a list of values (``column IN (...)``) and ``parameters``.
+
+    SQLAlchemy expands a list parameter into one parameter per value on every execution, which
+    for a page of values costs more than the query. Instead the statement is compiled once per
+    padded list length (the next power of two) and sent as driver SQL, the list padded with
+    its last value (which ``IN`` ignores). A list longer than :data:`_LONGEST_PREPARED_LIST`
+    goes SQLAlchemy's way.
+    """
+    values = list(values)
+    if not values:  # nothing is in an empty list
+        return []
+    if len(values) > _LONGEST_PREPARED_LIST:
+        statement = query(*arguments, bindparam("in_list", expanding=True))
+        return _fetch_dicts(connection, statement, {**(parameters or {}), "in_list": values})
+    prepared = _prepared_in(connection.dialect, query, arguments, _padded_length(len(values)))
+    result = connection.exec_driver_sql(prepared.sql, _list_bound(prepared, values, parameters))
+    return _result_dicts(connection.dialect, _selected_columns(query, arguments), result)
+
+
+def _execute_in(
+    connection: Connection,
+    query: Callable[..., Any],
+    arguments: tuple[Any, ...],
+    values: Sequence[Any],
+    parameters: Mapping[str, Any] | None = None,
+) -> None:
+    """Run ``query(*arguments, values)`` (an update or delete), sent as :func:`_select_in`
+    sends a select."""
+    values = list(values)
+    if not values:  # nothing is in an empty list
+        return
+    if len(values) > _LONGEST_PREPARED_LIST:
+        statement = query(*arguments, bindparam("in_list", expanding=True))
+        connection.execute(statement, {**(parameters or {}), "in_list": values})
+        return
+    prepared = _prepared_in(connection.dialect, query, arguments, _padded_length(len(values)))
+    connection.exec_driver_sql(prepared.sql, _list_bound(prepared, values, parameters))
+
+
+def _padded_length(count: int) -> int:
+    """The length a list of ``count`` values is padded to: the next power of two, so that a
+    dozen prepared statements of a query serve every length."""
+    return 1 << max(count - 1, 0).bit_length()
+
+
+@functools.lru_cache(maxsize=256)
+def _prepared_in(
+    dialect: Dialect, query: Callable[..., Any], arguments: tuple[Any, ...], length: int
+) -> _DriverStatement:
+    """``query(*arguments, list)`` compiled for a list of ``length`` values."""
+    statement = query(*arguments, [bindparam(name) for name in _LIST_PARAMETERS[:length]])
+    return _compile_driver_statement(dialect, statement, ())
+
+
+@functools.lru_cache(maxsize=64)
+def _selected_columns(query: Callable[..., Select[Any]], arguments: tuple[Any, ...]) -> Any:
+    """The columns ``query(*arguments, list)`` selects, whatever the list."""
+    return query(*arguments, bindparam("in_list", expanding=True)).selected_columns
+
+
+def _list_bound(
+    statement: _DriverStatement, values: list[Any], parameters: Mapping[str, Any] | None
+) -> Any:
+    """The driver parameters of a statement from :func:`_prepared_in` for ``values``."""
+    length = _padded_length(len(values))
+    padded = values + [values[-1]] * (length - len(values))  # IN ignores values seen before
+    bound = dict(zip(_LIST_PARAMETERS[:length], padded, strict=True))
+    if parameters:
+        bound.update(parameters)
+    return _driver_parameters(statement, [bound])[0]
+
+
+def _fetch_dicts(
+    connection: Connection, statement: Any, parameters: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Run a ``select`` of whole table rows (with ``parameters``); return them as plain dicts.
 
     The values go through the same result processors SQLAlchemy would apply (chosen from the
     column types and the driver's type codes), but straight from the driver's rows: building
     SQLAlchemy rows and then dicts from them costs several times the query itself.
     """
-    result = connection.execute(statement)
+    result = connection.execute(statement, parameters)
+    return _result_dicts(connection.dialect, statement.selected_columns, result)
+
+
+def _result_dicts(dialect: Dialect, columns: Any, result: Any) -> list[dict[str, Any]]:
+    """The rows of ``result`` as plain dicts, converted by the processors of ``columns``."""
     try:
         keys = tuple(result.keys())
         raw = result.cursor.fetchall() if result.cursor is not None else []
@@ -922,8 +1084,6 @@ def _fetch_dicts(connection: Connection, statement: Any) -> list[dict[str, Any]]
         result.close()
     if not raw:
         return []
-    columns = statement.selected_columns
-    dialect = connection.dialect
     converters = []
     for index, key in enumerate(keys):
         code = description[index][1] if description else None
@@ -995,9 +1155,9 @@ def _upsert(
     if not rows:
         return
     key_names = tuple(keys)
-    targets = {tuple([row.get(name) for name in key_names]) for row in rows}
     batches = _column_runs(rows)
-    if len(targets) == len(rows):  # no key twice: the order between rows does not matter
+    if _distinct_keys(rows, key_names) == len(rows):
+        # no key twice: the order between rows does not matter
         by_columns: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
         for columns, members in batches:
             by_columns.setdefault(columns, []).extend(members)
@@ -1006,6 +1166,14 @@ def _upsert(
     for columns, members in batches:
         statement = _upsert_statement(dialect.name, table, key_names, columns, tuple(keep))
         _execute_many(connection, _driver_statement(dialect, statement, columns), members)
+
+
+def _distinct_keys(rows: Sequence[Mapping[str, Any]], key_names: tuple[str, ...]) -> int:
+    """How many different values of ``key_names`` the rows hold (a missing one is None)."""
+    try:  # rows normally carry their key columns: read them without a loop in Python
+        return len(set(map(operator.itemgetter(*key_names), rows)))
+    except KeyError:
+        return len({tuple([row.get(name) for name in key_names]) for row in rows})
 
 
 def _insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -1051,15 +1219,26 @@ class _DriverStatement:
     ``parameters`` lists, per placeholder, the parameter name, the row key it takes its
     value from and the bind processor of its column type: the same conversions (UTC
     datetimes, JSON text, decimals) SQLAlchemy applies, without its per-row bookkeeping.
+    ``values_of`` reads a row's values in placeholder order, ``converters`` are the
+    ``(position, processor)`` pairs of the placeholders that have a processor.
     """
 
     sql: str
     positional: bool
     parameters: tuple[tuple[str, str, Callable[[Any], Any] | None], ...]
+    values_of: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    converters: tuple[tuple[int, Callable[[Any], Any]], ...]
 
 
 @functools.lru_cache(maxsize=256)
 def _driver_statement(
+    dialect: Dialect, statement: Any, columns: tuple[str, ...]
+) -> _DriverStatement:
+    """``statement`` compiled for ``dialect`` and ``columns`` (once: the result is kept)."""
+    return _compile_driver_statement(dialect, statement, columns)
+
+
+def _compile_driver_statement(
     dialect: Dialect, statement: Any, columns: tuple[str, ...]
 ) -> _DriverStatement:
     compiled = statement.compile(dialect=dialect, column_keys=list(columns))
@@ -1069,7 +1248,17 @@ def _driver_statement(
         bind = compiled.binds[name]
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
         parameters.append((compiled.escaped_bind_names.get(name, name), bind.key, processor))
-    return _DriverStatement(compiled.string, compiled.positional, tuple(parameters))
+    converters = tuple((index, processor) for index, (_, _, processor) in enumerate(parameters)
+                       if processor is not None)
+    return _DriverStatement(compiled.string, compiled.positional, tuple(parameters),
+                            _values_getter(tuple(key for _, key, _ in parameters)), converters)
+
+
+def _values_getter(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A function of a row returning its values of ``keys`` as a tuple."""
+    if len(keys) > 1:
+        return operator.itemgetter(*keys)
+    return lambda row: tuple(row[key] for key in keys)  # itemgetter of one key is no tuple
 
 
 def _execute_many(
@@ -1080,13 +1269,16 @@ def _execute_many(
     Every value goes through its column's processor, ``None`` included: a ``None`` in a JSON
     column is stored as JSON ``null``, as SQLAlchemy stores it.
     """
+    connection.exec_driver_sql(statement.sql, _driver_parameters(statement, rows))
+
+
+def _driver_parameters(statement: _DriverStatement, rows: Sequence[Mapping[str, Any]]) -> Any:
+    """The driver's parameters of ``statement`` for each row (values converted)."""
     if statement.positional:
-        plain = [key for _, key, _ in statement.parameters]
-        converters = [(index, processor) for index, (_, _, processor)
-                      in enumerate(statement.parameters) if processor is not None]
+        values_of, converters = statement.values_of, statement.converters
         params: list[Any] = []
         for row in rows:
-            values = [row[key] for key in plain]
+            values = list(values_of(row))
             for index, processor in converters:
                 values[index] = processor(values[index])
             params.append(tuple(values))
@@ -1096,7 +1288,7 @@ def _execute_many(
              for name, key, processor in statement.parameters}
             for row in rows
         ]
-    connection.exec_driver_sql(statement.sql, params)
+    return params
 
 
 @functools.lru_cache(maxsize=128)

@@ -48,7 +48,11 @@ def email_key(value: Any) -> str | None:
 
 def email_domain_key(value: Any, *, ignore_free: bool = True) -> str | None:
     """The company domain of an email address; ``None`` for free mailbox providers."""
-    email = email_key(value)
+    return _company_domain(email_key(value), ignore_free=ignore_free)
+
+
+def _company_domain(email: str | None, *, ignore_free: bool) -> str | None:
+    """The domain of a normalised email (see :func:`email_domain_key`)."""
     if email is None:
         return None
     domain = email.rsplit("@", 1)[1]
@@ -83,7 +87,10 @@ def company_key(value: Any) -> str | None:
     """``ACME, Inc.`` and ``Acme Inc`` → ``acme``: case, accents, punctuation, legal form go."""
     if not isinstance(value, str):
         return None
-    text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode().lower()
+    if value.isascii():  # decomposing and dropping non-ASCII would leave it as it is
+        text = value.lower()
+    else:
+        text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode().lower()
     text = _PUNCTUATION.sub(" ", text)
     text = _LEGAL_SUFFIXES.sub(" ", text)
     text = _SPACES.sub(" ", text).strip()
@@ -93,9 +100,10 @@ def company_key(value: Any) -> str | None:
 def match_keys(values: Mapping[str, Any], *, ignore_free: bool = True) -> dict[str, str | None]:
     """Every match key of a canonical record, by match-rule name."""
     website = values.get("domain")
+    email = email_key(values.get("email"))
     return {
-        "email": email_key(values.get("email")),
-        "email_domain": email_domain_key(values.get("email"), ignore_free=ignore_free),
+        "email": email,
+        "email_domain": _company_domain(email, ignore_free=ignore_free),
         "website_domain": domain_key(website) if website else None,
         "phone": phone_key(values.get("phone")),
         "company_name": company_key(values.get("company")),

@@ -89,13 +89,31 @@ class FieldChange:
     reason: str
 
 
-def _queue(queued: dict[Any, dict[str, Any]], target: Any, row: Mapping[str, Any]) -> None:
-    """Queue a row for the page's write; a later row for the same target adds to it."""
-    queued[target] = {**queued.get(target, {}), **row}
+def _queue(queued: dict[Any, dict[str, Any]], target: Any, row: dict[str, Any]) -> None:
+    """Queue a row for the page's write; a later row for the same target adds to it.
+
+    The queue keeps the row it is given (the caller does not change it afterwards) and merges
+    a later one into a new dict.
+    """
+    earlier = queued.get(target)
+    queued[target] = row if earlier is None else {**earlier, **row}
 
 
-def normalised_columns(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The match columns of a referral row, computed from its values."""
+def normalised_columns(
+    row: Mapping[str, Any], keys: Mapping[str, str | None] | None = None
+) -> dict[str, Any]:
+    """The match columns of a referral row, computed from its values.
+
+    ``keys``, the :func:`~refsync.sync.keys.match_keys` of the values the row was made from,
+    give the same columns without normalising those values a second time.
+    """
+    if keys is not None:
+        return {
+            "email_norm": keys["email"],
+            "company_norm": keys["company_name"],
+            "phone_norm": keys["phone"],
+            "domain": keys["website_domain"] or row.get("domain"),
+        }
     return {
         "email_norm": email_key(row.get("email")),
         "company_norm": company_key(row.get("company")),
@@ -417,7 +435,8 @@ class PageProcessor:
                     f"({explanation}); protection window {window.days} days"
                 )
                 self.counts.add(binding, "duplicates")
-                return {"_new": True, "id": new_id, "status": ReferralStatus.DUPLICATE.value,
+                return {"_new": True, "id": new_id, "_keys": keys,
+                        "status": ReferralStatus.DUPLICATE.value,
                         "status_reason": reason, "_evidence": {
                             "rule": "first_to_register", "original": first["id"],
                             "match": rule, "key": key, "original_partner": first.get("partner_id"),
@@ -427,7 +446,8 @@ class PageProcessor:
             how, name, remote_id = customer
             self.counts.add(binding, "rejected")
             reason = f"{name} is already a customer ({how}; CRM record {remote_id})"
-            return {"_new": True, "id": new_id, "status": ReferralStatus.REJECTED.value,
+            return {"_new": True, "id": new_id, "_keys": keys,
+                    "status": ReferralStatus.REJECTED.value,
                     "status_reason": reason, "_evidence": {
                         "rule": "existing_customer", "customer": name,
                         "customer_id": remote_id, "match": how}}
@@ -436,12 +456,14 @@ class PageProcessor:
             self.counts.add(binding, "rejected")
             reason = (f"{deal.account} has an open opportunity ({deal.opportunity}, CRM record "
                       f"{deal.opportunity_id}; {deal.how})")
-            return {"_new": True, "id": new_id, "status": ReferralStatus.REJECTED.value,
+            return {"_new": True, "id": new_id, "_keys": keys,
+                    "status": ReferralStatus.REJECTED.value,
                     "status_reason": reason, "_evidence": {
                         "rule": "open_opportunity", "account": deal.account,
                         "opportunity": deal.opportunity, "opportunity_id": deal.opportunity_id,
                         "match": deal.how}}
-        return {"_new": True, "id": new_id}
+        # a new referral's match keys are its match columns (see normalised_columns)
+        return {"_new": True, "id": new_id, "_keys": keys}
 
     def _create(
         self,
@@ -456,18 +478,20 @@ class PageProcessor:
         at = moment.isoformat()
         row: dict[str, Any] = {"id": referral["id"], "custom": {}, "provenance": {},
                                "source_system": binding.system, "version": 1}
+        provenance = row["provenance"]
+        read_here = {"system": binding.system, "at": at}  # one object for every field read
         for name, value in values.items():
             if name == "id" or value is None:
                 continue
             _set_value(row, name, value)
-            row["provenance"][name] = {"system": binding.system, "at": at}
+            provenance[name] = read_here
         row.setdefault("status", ReferralStatus.SUBMITTED.value)
         row.setdefault("submitted_at", moment)
         if "status" in referral:
             row["status"] = referral["status"]
             row["status_reason"] = referral["status_reason"]
             row["provenance"]["status"] = {"system": "refsync", "at": at}
-        row.update(normalised_columns(row))
+        row.update(normalised_columns(row, referral.get("_keys")))
         self._queue_referral(row)
         self.counts.add(binding, "created")
         self._event("created", row["id"], {"system": binding.system, "external_id": record.id,

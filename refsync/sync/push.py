@@ -86,9 +86,9 @@ class OutboxDrainer:
                 )
                 if not due:
                     return True
-                # mappings name canonical fields only: the provenance ledger is never pushed
+                # only the fields the mapping writes from (never the provenance ledger)
                 referrals = view.referrals([row["referral_id"] for row in due],
-                                           provenance=False)
+                                           provenance=False, columns=binding.mapping.written_from)
                 links = view.links_by_canonical(binding.system, binding.object, list(referrals))
             if not self._push_batch(due, referrals, links):
                 return False
@@ -144,9 +144,9 @@ class OutboxDrainer:
             if link is not None and link.get("last_written_hash") == payload_hash:
                 done.append(row["id"])
                 continue
-            payload = dict(result.values)
+            payload = result.values
             if link is not None:
-                payload[REMOTE_ID_FIELD] = link["external_id"]
+                payload = {**payload, REMOTE_ID_FIELD: link["external_id"]}
             sendable.append((row, payload, payload_hash))
         results: list[WriteResult] = []
         stop = False

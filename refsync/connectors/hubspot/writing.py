@@ -39,6 +39,8 @@ def hubspot_value(value: Any) -> str:
     ``None`` clears the property (empty string); booleans are ``true``/``false``; datetimes
     are ISO 8601 in UTC with milliseconds; lists and dicts are JSON.
     """
+    if value.__class__ is str:  # the common case: text is stored as it is
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):
