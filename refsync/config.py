@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from refsync.errors import ConfigError, Problem
-from refsync.validation import InvalidValueError, explain_pattern, validate_model
+from refsync.validation import InvalidValueError, explain_pattern, path_exists, validate_model
 from refsync.yamlsource import LoadedYaml, SourceMap, did_you_mean, load_yaml
 
 if TYPE_CHECKING:
@@ -239,17 +239,23 @@ class ScheduleConfig(_Strict):
                 f"and this one has {has}",
                 "add every: 5m, or cron: '*/5 * * * *'" if has == "neither"
                 else "remove one of them")
-        if self.cron is not None:
-            if len(self.cron.split()) != 5:
-                raise InvalidValueError(
-                    f"cron '{self.cron}' must have five fields: minute hour day month weekday",
-                    _CRON_FIX)
-            try:
-                cron_trigger(self.cron, self.timezone)
-            except ValueError as exc:
-                raise InvalidValueError(f"cron '{self.cron}' is not valid: {exc}",
-                                        _CRON_FIX) from None
         return self
+
+    @field_validator("cron")
+    @classmethod
+    def _a_crontab(cls, value: str | None) -> str | None:
+        """Five crontab fields that read as a schedule (checked here, so a problem is reported
+        at the ``cron:`` line; the timezone does not change whether one is valid)."""
+        if value is None:
+            return None
+        if len(value.split()) != 5:
+            raise InvalidValueError("must have five fields: minute hour day month weekday",
+                                    _CRON_FIX)
+        try:
+            cron_trigger(value, "UTC")
+        except ValueError as exc:
+            raise InvalidValueError(f"is not valid: {exc}", _CRON_FIX) from None
+        return value
 
     @field_validator("every")
     @classmethod
@@ -267,7 +273,11 @@ class ScheduleConfig(_Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            guess = did_you_mean(value, available_timezones())
+            zones = available_timezones()
+            # 'london' names a city: match it against the city part of each zone too
+            by_city = {zone.rsplit("/", 1)[-1].casefold(): zone for zone in sorted(zones)}
+            guess = did_you_mean(value, zones) or by_city.get(
+                value.strip().replace(" ", "_").casefold())
             raise InvalidValueError(
                 f"unknown timezone '{value}'",
                 f"did you mean '{guess}'?" if guess
@@ -532,6 +542,8 @@ def _unknown_system(
 
 def _unknown_schedule_systems(loaded: LoadedYaml) -> list[Problem]:
     systems = _mapping_at(loaded.data, "systems")
+    if not systems:
+        return []  # validation says systems are missing; every name would be unknown
     problems = []
     for index, schedule in enumerate(_list_at(loaded.data, "schedules")):
         for position, system in enumerate(_list_at(schedule, "systems")):
@@ -586,8 +598,14 @@ def _streams_sharing_an_object(loaded: LoadedYaml) -> list[Problem]:
 
 
 def _rule_source_systems(loaded: LoadedYaml) -> list[Problem]:
-    """``customers_from`` and ``open_opportunities_from`` read systems that are configured."""
+    """``customers_from`` and ``open_opportunities_from`` read systems that are configured.
+
+    Said only when some system is: with none (``systems:`` missing or misspelt), validation's
+    own problem says what to fix, and every name here would be unknown.
+    """
     systems = _mapping_at(loaded.data, "systems")
+    if not systems:
+        return []
     rules = _mapping_at(loaded.data, "rules")
     problems = []
     for rule in ("customers_from", "open_opportunities_from"):
@@ -661,8 +679,8 @@ def _state_left_behind(loaded: LoadedYaml, directory: Path) -> list[Problem]:
         return []
     beside = sqlite_path(normalise_url(sqlite_url_under(written, directory)))
     before = sqlite_path(normalise_url(sqlite_url_under(written, Path.cwd())))
-    if beside is None or before is None or beside == before or beside.exists() \
-            or not before.exists():
+    if beside is None or before is None or beside == before or path_exists(beside) \
+            or not path_exists(before):
         return []
     return [loaded.source.problem(
         ("state", "url"),

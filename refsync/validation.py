@@ -14,6 +14,7 @@ import re
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -25,11 +26,21 @@ from refsync.yamlsource import LoadedYaml, Path_, SourceMap, did_you_mean, yaml_
 __all__ = [
     "InvalidValueError",
     "explain_pattern",
+    "path_exists",
     "problems_from_validation",
     "validate_model",
 ]
 
 M = typing.TypeVar("M", bound=BaseModel)
+
+
+def path_exists(path: Path) -> bool:
+    """Whether ``path`` exists. A name the system cannot even look up (longer than a file name
+    may be, say: text pasted where a path belongs) does not, rather than raising ``OSError``."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 class InvalidValueError(ValueError):
@@ -174,6 +185,11 @@ def _explained(
     ctx: dict[str, Any] = dict(item.get("ctx") or {})
     subject = _subject(loc)
     if kind in _EXPECTED:
+        # text of a given form (a duration): say the form, not "text" and "quote it"
+        explained = _PATTERNS.get(_pattern(model, loc)) if _EXPECTED[kind] == _TEXT else None
+        if explained is not None:
+            expected, fix = explained
+            return f"{subject} must be {expected}, {_found(value)}", fix
         return (f"{subject} must be {_EXPECTED[kind]}, {_found(value)}",
                 _type_fix(_EXPECTED[kind], value, loc, source, model))
     if kind in ("literal_error", "enum"):
@@ -357,6 +373,18 @@ def _bounds(model: type[BaseModel] | None, loc: Path_) -> dict[str, Any]:
             if getattr(constraint, name, None) is not None:
                 limits[name] = getattr(constraint, name)
     return limits
+
+
+def _pattern(model: type[BaseModel] | None, loc: Path_) -> str:
+    """The ``pattern`` the field at ``loc`` must match, as its model sets it ("" for none)."""
+    if model is None or not loc or not isinstance(loc[-1], str):
+        return ""
+    parent = _as_model(_annotation_at(model, loc[:-1]))
+    info = parent.model_fields.get(loc[-1]) if parent is not None else None
+    for constraint in info.metadata if info is not None else []:
+        if isinstance(getattr(constraint, "pattern", None), str):
+            return str(constraint.pattern)
+    return ""
 
 
 def _range(limits: dict[str, Any]) -> str:

@@ -69,6 +69,10 @@ class CliContext:
         blocks it names that could still be read.
         """
         if self._loaded is None:
+            if self.log_format == "json":
+                # JSON lines asked for by name: a config that cannot be loaded is reported in
+                # them too (how a daemon under systemd or in a container fails to start)
+                configure_logging(level=self.log_level or "info", fmt="json")
             path = config_path_from(config_option or self.config_option)
             try:
                 self._loaded = load_config(path)
@@ -131,14 +135,19 @@ def echo_json(value: Any) -> None:
 
 def report_config_error(error: ConfigError, *, as_json: bool = False) -> NoReturn:
     """Print every configuration problem and exit with code 2."""
+    count = len(error.problems)
+    summary = f"{count} problem{'s' if count != 1 else ''} found; nothing was changed."
     if as_json:
         echo_json({"ok": False, "problems": [_redacted(p.as_dict()) for p in error.problems]})
+    elif renders_json():
+        log = get_logger("refsync.cli")
+        for problem in error.problems:
+            log.error("config problem", **problem.as_dict())
+        log.error("command failed", error=summary)
     else:
         for problem in error.problems:
             click.echo(redact_text(str(problem)), err=True)
-        count = len(error.problems)
-        plural = "s" if count != 1 else ""
-        click.echo(f"{count} problem{plural} found; nothing was changed.", err=True)
+        click.echo(summary, err=True)
     sys.exit(EXIT_CONFIG)
 
 

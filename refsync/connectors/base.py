@@ -40,7 +40,7 @@ from refsync.connectors.http import (
 )
 from refsync.connectors.schema import ObjectSchema
 from refsync.connectors.usage import ApiCallCounter, DailyBudget, RateLimiters, TokenBucket
-from refsync.validation import InvalidValueError
+from refsync.validation import InvalidValueError, path_exists
 
 __all__ = [
     "REMOTE_ID_FIELD",
@@ -250,6 +250,11 @@ class HttpConnectorSettings(ConnectorSettings):
                 "is empty: give the path of the CA bundle (PEM) to trust, or remove the "
                 "setting to use the system's trust store"
             )
+        if isinstance(value, str) and "-----BEGIN" in value:
+            raise InvalidValueError(
+                "holds a certificate, not the path of a CA bundle file",
+                "save the certificate to a file and write that file's path; a relative path "
+                "is read from the config file's directory")
         return value
 
     @field_validator("ca_bundle")
@@ -257,7 +262,7 @@ class HttpConnectorSettings(ConnectorSettings):
     def _ca_bundle_is_readable(cls, value: Path | None) -> Path | None:
         if value is None:
             return None
-        if not value.exists():
+        if not path_exists(value):
             raise ValueError(
                 "names no file: give the path of the CA bundle (PEM) to trust; a relative path "
                 "is read from the config file's directory"

@@ -44,6 +44,7 @@ from refsync.connectors.schema import FieldSchema, ObjectSchema
 from refsync.connectors.usage import DailyBudget
 from refsync.errors import ConnectorError, FatalConnectorError, QuotaExhaustedError
 from refsync.logging import register_secret
+from refsync.validation import InvalidValueError, path_exists
 
 __all__ = [
     "COLLECTION_LIMIT",
@@ -90,7 +91,7 @@ class SalesforceSettings(HttpConnectorSettings):
                 "holds a key, not the path of a key file: write the path of the PEM file, or "
                 "give the key itself as private_key: ${SALESFORCE_PRIVATE_KEY}"
             )
-        if value is not None and not value.is_file():
+        if value is not None and not (path_exists(value) and value.is_file()):
             raise ValueError(
                 "names no file: give the path of the connected app's PEM key file (a relative "
                 "path is read from the config file's directory)"
@@ -103,11 +104,21 @@ class SalesforceSettings(HttpConnectorSettings):
     @model_validator(mode="after")
     def _credentials_for_flow(self) -> SalesforceSettings:
         if self.auth == "client_credentials" and self.consumer_secret is None:
-            raise ValueError("auth client_credentials needs consumer_secret")
+            raise InvalidValueError(
+                "auth client_credentials needs consumer_secret",
+                "set consumer_secret: ${SALESFORCE_CONSUMER_SECRET} (the connected app's "
+                "secret, from the environment or a file), or choose another auth")
         if self.auth == "jwt" and (
             not self.username or (self.private_key is None and self.private_key_file is None)
         ):
-            raise ValueError("auth jwt needs username and private_key or private_key_file")
+            missing = [name for name, absent in (
+                ("username", not self.username),
+                ("private_key or private_key_file",
+                 self.private_key is None and self.private_key_file is None)) if absent]
+            raise InvalidValueError(
+                f"auth jwt needs {' and '.join(missing)}",
+                "set username (the integration user) and private_key_file (the path of the "
+                "connected app's PEM key), or private_key: ${SALESFORCE_PRIVATE_KEY}")
         return self
 
     @property

@@ -103,3 +103,36 @@ def test_a_base_url_that_is_not_a_url_has_a_fix() -> None:
     assert problem.message == ("base_url must be a URL starting with https:// or http:// and "
                                "naming a host (got 'api.hubapi.com')")
     assert problem.fix.startswith("write it like https://api.example.com")
+
+
+PASTED_CERTIFICATE = "-----BEGIN CERTIFICATE-----\n" + "MIIB" * 80 + "\n-----END CERTIFICATE-----"
+
+
+def test_a_certificate_pasted_into_ca_bundle_is_refused_without_echoing_it() -> None:
+    problem = _problem(HttpConnectorSettings, ca_bundle=PASTED_CERTIFICATE)
+    assert problem.message.startswith(
+        "ca_bundle holds a certificate, not the path of a CA bundle file")
+    assert "MIIB" not in problem.message + problem.fix
+    assert problem.fix.startswith("save the certificate to a file")
+
+
+def test_a_path_too_long_to_look_up_names_no_file_rather_than_crashing() -> None:
+    # the system refuses to look a name this long up (ENAMETOOLONG) instead of answering "no"
+    problem = _problem(HttpConnectorSettings, ca_bundle="x" * 300)
+    assert "names no file" in problem.message
+    problem = _problem(SalesforceSettings, auth="jwt", username="u", consumer_key="k",
+                       private_key_file="y" * 300)
+    assert "names no file" in problem.message
+
+
+@pytest.mark.parametrize(("settings", "message", "fix"), [
+    ({"auth": "client_credentials", "consumer_key": "k"},
+     "auth client_credentials needs consumer_secret", "set consumer_secret: "),
+    ({"auth": "jwt", "consumer_key": "k", "private_key_file": None},
+     "auth jwt needs username and private_key or private_key_file", "set username "),
+])
+def test_salesforce_sign_in_problems_say_what_to_do(settings: dict[str, object], message: str,
+                                                    fix: str) -> None:
+    problem = _problem(SalesforceSettings, **settings)
+    assert problem.message.startswith(message)
+    assert problem.fix.startswith(fix)

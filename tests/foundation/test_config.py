@@ -472,6 +472,14 @@ def test_a_database_left_in_the_working_directory_is_not_silently_replaced(
         f"sqlite:///{config_dir / 'state.db'}"
 
 
+def test_a_sqlite_path_too_long_to_look_up_loads_rather_than_crashing(tmp_path: Path) -> None:
+    # the system refuses to look a name this long up (ENAMETOOLONG); the config still loads
+    # (opening the database then says what is wrong with the file)
+    loaded = load_config(write(tmp_path, MINIMAL.replace("state.db", "s" * 300 + ".db")),
+                         environ={"PS_SECRET": "x"})
+    assert loaded.config.state.url.endswith("s" * 300 + ".db")
+
+
 def test_durations_longer_than_a_year_are_refused_at_their_line(tmp_path: Path) -> None:
     """Such values passed check, then crashed the daemon with an overflow."""
     text = MINIMAL + """\

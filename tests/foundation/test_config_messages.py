@@ -100,6 +100,10 @@ def in_stream(setting: str) -> str:
      "schedules.0.every must be longer than zero (got '0s')", "give a duration such as 30s or 5m"),
     (MINIMAL + "schedules:\n  - {name: nightly, every: 1h, timezone: Europe/Pariss}\n", 13,
      "schedules.0.timezone: unknown timezone 'Europe/Pariss'", "did you mean 'Europe/Paris'?"),
+    (MINIMAL + "schedules:\n  - {name: nightly, every: 1h, timezone: london}\n", 13,
+     "schedules.0.timezone: unknown timezone 'london'", "did you mean 'Europe/London'?"),
+    (MINIMAL + "schedules:\n  - {name: nightly, every: 1h, timezone: new york}\n", 13,
+     "schedules.0.timezone: unknown timezone 'new york'", "did you mean 'America/New_York'?"),
     (MINIMAL + "schedules:\n  - {name: nightly}\n", 13,
      "schedules.0: a schedule needs exactly one of 'every' (e.g. 5m) or 'cron' "
      "(e.g. */5 * * * *), and this one has neither", "add every: 5m, or cron: '*/5 * * * *'"),
@@ -113,6 +117,13 @@ def in_stream(setting: str) -> str:
     (MINIMAL + "daemon:\n  lease_ttl: 1s\n", 13,
      "daemon.lease_ttl must be at least 3s: the heartbeat renews it every third of it "
      "(got '1s')", "give 3s or more, e.g. 60s"),
+    # a duration without its unit reads as a number: the fix is the unit, not quotes
+    (MINIMAL + "daemon:\n  lease_ttl: 60\n", 13,
+     "daemon.lease_ttl must be a duration such as 30s, 5m or 1h, not 60",
+     "write a whole number and a unit (ms, s, m, h or d) with no space between, e.g. 5m"),
+    (MINIMAL + "schedules:\n  - {name: nightly, every: 120}\n", 13,
+     "schedules.0.every must be a duration such as 30s, 5m or 1h, not 120",
+     "write a whole number and a unit (ms, s, m, h or d) with no space between, e.g. 5m"),
     (MINIMAL + "rules:\n  protection_window_days: 1.5\n", 13,
      "rules.protection_window_days must be a whole number, not 1.5",
      "write a whole number from 0 to 3650 (digits only, without quotes or units)"),
@@ -193,3 +204,29 @@ systems:
     assert problem.line == 9
     assert problem.message == "private_key_file holds a key, not the path of a key file"
     assert "MIIE" not in str(problem)
+
+
+def test_a_misspelt_systems_key_is_not_followed_by_every_system_name_being_unknown(
+    tmp_path: Path
+) -> None:
+    text = MINIMAL.replace("systems:", "sistems:") + (
+        "rules:\n  customers_from: {system: partnerstack, object: Account}\n"
+        "schedules:\n  - {name: nightly, every: 1h, systems: [partnerstack]}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text), environ=ENVIRON)
+    messages = [problem.message for problem in error.value.problems]
+    assert not [message for message in messages if "not configured" in message], messages
+    assert any("sistems" in message for message in messages)
+
+
+@pytest.mark.parametrize(("cron", "message"), [
+    ("30 2 * *", "schedules.0.cron must have five fields: minute hour day month weekday"),
+    ("61 2 * * *", "schedules.0.cron is not valid: "),
+])
+def test_a_cron_problem_is_reported_at_the_cron_line(tmp_path: Path, cron: str,
+                                                     message: str) -> None:
+    problem = only_problem(tmp_path, MINIMAL + (
+        f"schedules:\n  - name: nightly\n    timezone: Europe/London\n    cron: '{cron}'\n"))
+    assert (problem.line, problem.column) == (15, 11)
+    assert problem.message.startswith(message)
+    assert problem.fix.startswith("write five fields, minute hour day month weekday")

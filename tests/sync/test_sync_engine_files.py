@@ -340,3 +340,13 @@ def test_with_json_log_lines_every_line_on_stderr_is_json(workspace: Path,
     assert code == 2
     assert lines[-1]["event"] == "command failed"
     assert lines[-1]["error"].startswith("no run matches 'ffffffff'")
+    # a config that cannot be loaded (how a daemon fails to start) is reported in JSON too
+    (workspace / "refsync.yaml").write_text(
+        CONFIG.format(url=state_url).replace("directory: prm", "directory: '${PRM_DIR_UNSET}'"))
+    code, lines = refsync("sync", "-c", config)
+    assert code == 2
+    (problem,) = [line for line in lines if line["event"] == "config problem"]
+    assert problem["message"].startswith("environment variable PRM_DIR_UNSET is not set")
+    assert problem["file"].endswith("refsync.yaml") and problem["line"] == 7 and problem["fix"]
+    assert lines[-1]["event"] == "command failed"
+    assert lines[-1]["error"] == "1 problem found; nothing was changed."
