@@ -260,8 +260,9 @@ class ScheduleConfig(_Strict):
     @field_validator("every")
     @classmethod
     def _a_period(cls, value: str | None) -> str | None:
-        if value is not None and parse_duration(value) <= 0:
-            raise InvalidValueError("must be longer than zero",
+        if value is not None and parse_duration(value) < 1:
+            # ticks are named and graced in whole seconds; a sync is not started more often
+            raise InvalidValueError("must be at least 1s",
                                     "give a duration such as 30s or 5m")
         return value
 

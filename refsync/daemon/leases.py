@@ -153,7 +153,10 @@ def hold_sync_lease(
                 "now; try again when its run has finished (`refsync runs` shows it), or stop "
                 "that daemon"
             )
-    abandon_previous_holders_runs(store, token)
+    abandoned = abandon_previous_holders_runs(store, token)
+    if token.taken_from:
+        _log.warning("took the sync lease over from a process that stopped renewing it",
+                     previous=token.taken_from, abandoned_runs=abandoned)
     heartbeat = Heartbeat(store, token, ttl)
     try:
         with heartbeat:

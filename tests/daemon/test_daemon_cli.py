@@ -92,6 +92,8 @@ def test_a_manual_sync_takes_over_from_a_killed_one(
         result = CliRunner().invoke(cli, ["sync", "-c", str(path)])
         assert result.exit_code in (0, 4), result.output
         assert "sync@host:41, which stopped renewing it; waiting 1 s" in result.output
+        assert "took the sync lease over from a process that stopped renewing it" in \
+            result.output
         assert store.get_run(dead)["status"] == "abandoned"  # type: ignore[index]
         (latest, _) = store.list_runs(2)
         assert latest["status"] in ("succeeded", "partial")
