@@ -292,11 +292,22 @@ def _syntax_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
                        f"not valid YAML: {problem} at line {failed.line + 1}, column "
                        f"{failed.column + 1}, in the {construct.noun} that starts here",
                        construct.fix)
-    quote = _runaway_quote(text, failed)
-    if quote is not None:
-        return Problem(name, quote.line + 1, quote.column + 1,
-                       f"not valid YAML: the quoted value that starts here runs on to line "
-                       f"{failed.line + 1}, where: {problem}", "close the quote on this line")
+    last = _token_before(text, failed)
+    if isinstance(last, yaml.ScalarToken) and last.start_mark.line < last.end_mark.line \
+            == failed.line:
+        start = last.start_mark
+        if last.style in ('"', "'"):
+            return Problem(name, start.line + 1, start.column + 1,
+                           f"not valid YAML: the quoted value that starts here runs on to line "
+                           f"{failed.line + 1}, where: {problem}", "close the quote on this line")
+        if last.style is None and problem.startswith("mapping values are not allowed"):
+            # a plain value goes on over a more indented line, up to that line's key
+            return Problem(
+                name, start.line + 1, start.column + 1,
+                f"not valid YAML: the value that starts here runs on to line "
+                f"{failed.line + 1}, where a ':' follows it",
+                f"if line {start.line + 1} holds a key, write a ':' and a space after it "
+                f"(key: value); otherwise indent line {failed.line + 1} like the keys beside it")
     where = ""
     if started is not None and started.line != failed.line:
         what = f"the {construct.noun} that started" if construct else \
@@ -308,11 +319,12 @@ def _syntax_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
                    f"not valid YAML: {problem}{where}", fix)
 
 
-def _runaway_quote(text: str, failed: yaml.Mark) -> yaml.Mark | None:
-    """Where a quoted value started, when it ran over several lines up to the failure.
+def _token_before(text: str, failed: yaml.Mark) -> yaml.Token | None:
+    """The last token that starts before the point where parsing failed.
 
-    A quote left open swallows the following lines up to the next quote character, and parsing
-    fails just after it, far from the mistake.
+    A quote left open swallows the following lines up to the next quote character, and a plain
+    value goes on over a more indented line; parsing then fails far from the mistake, at the
+    end of that token, and its start is where to look.
     """
     last: yaml.Token | None = None
     try:
@@ -322,10 +334,7 @@ def _runaway_quote(text: str, failed: yaml.Mark) -> yaml.Mark | None:
             last = token
     except yaml.YAMLError:
         pass
-    if isinstance(last, yaml.ScalarToken) and last.style in ('"', "'") \
-            and last.start_mark.line < last.end_mark.line == failed.line:
-        return last.start_mark
-    return None
+    return last
 
 
 def _recursive_alias(name: str, exc: _RecursiveAliasError) -> Problem:

@@ -228,6 +228,20 @@ def test_bad_indentation_points_at_the_line_and_names_the_mapping_it_breaks() ->
     assert "indent this line" in problem.fix
 
 
+
+@pytest.mark.parametrize("line", ["        object Lead", "       object: Lead"])
+def test_a_nested_key_missing_its_colon_or_under_indented_points_at_its_line(line: str) -> None:
+    # a plain value goes on over the more indented next line, where PyYAML gives up
+    text = ("systems:\n  crm:\n    streams:\n      leads:\n" + line
+            + "\n        direction: both\n")
+    (problem,) = problems_of(text)
+    assert problem.line == 5
+    assert problem.message == ("not valid YAML: the value that starts here runs on to line 6, "
+                               "where a ':' follows it")
+    assert problem.fix == ("if line 5 holds a key, write a ':' and a space after it "
+                           "(key: value); otherwise indent line 6 like the keys beside it")
+
+
 # ${...} references
 
 
