@@ -133,6 +133,7 @@ class Daemon:
         self._idle = threading.Event()
         self._idle.set()
         self._signals = 0
+        self._stopped = threading.Event()  # stop() has finished: the process is exiting
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -186,6 +187,7 @@ class Daemon:
         if self.http is not None:
             self.http.stop()
         _log.info("daemon stopped", instance=self.identity, clean=clean)
+        self._stopped.set()
         return 0 if clean else 1
 
     def _abandon_own_runs(self) -> None:
@@ -208,6 +210,8 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_signal)
 
     def _on_signal(self, signum: int, _: FrameType | None) -> None:
+        if self._stopped.is_set():
+            return  # already stopped: exiting with the stop's own code
         self._signals += 1
         if self._signals > 1:
             _log.warning("second signal: exiting now", signal=signal.Signals(signum).name)

@@ -4,6 +4,7 @@ grace, by the next lease holder or by a daemon starting again."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -211,4 +212,20 @@ def test_a_daemon_starting_within_the_grace_of_a_cut_short_tick_runs_it_again(
     assert [r["id"] for r in _holding(store, "done", tick)] == [done]
     assert _holding(store, "never", tick) == []
     assert daemon.metrics.missed.labels(job="cut")._value.get() == 0
+    store.close()
+
+
+def test_a_signal_after_the_daemon_has_stopped_does_not_change_its_exit(
+    sandbox: RunningSandbox, write_config: WriteConfig, state_url: str,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second SIGTERM while a stopped daemon exits (systemd sends one on its own timeout) is
+    not "exit now with 143": the stop's own exit code stands."""
+    daemon, store = build_daemon(write_config(state_url, SCHEDULE))
+    exits: list[int] = []
+    monkeypatch.setattr("refsync.daemon.service.os._exit", exits.append)
+    daemon._on_signal(signal.SIGTERM, None)
+    assert daemon.stop() == 0
+    daemon._on_signal(signal.SIGTERM, None)
+    assert exits == []
     store.close()
