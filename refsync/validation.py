@@ -361,14 +361,19 @@ def _shown(value: Any) -> str | None:
     return f"'{text}'" if isinstance(value, str) else text
 
 
-def _bounds(model: type[BaseModel] | None, loc: Path_) -> dict[str, Any]:
-    """The ``gt``/``ge``/``lt``/``le`` limits of the field at ``loc``, as its model sets them."""
+def _constraints(model: type[BaseModel] | None, loc: Path_) -> list[Any]:
+    """The constraints (``Field(ge=..., pattern=...)``) the model sets on the field at ``loc``."""
     if model is None or not loc or not isinstance(loc[-1], str):
-        return {}
+        return []
     parent = _as_model(_annotation_at(model, loc[:-1]))
     info = parent.model_fields.get(loc[-1]) if parent is not None else None
+    return list(info.metadata) if info is not None else []
+
+
+def _bounds(model: type[BaseModel] | None, loc: Path_) -> dict[str, Any]:
+    """The ``gt``/``ge``/``lt``/``le`` limits of the field at ``loc``, as its model sets them."""
     limits: dict[str, Any] = {}
-    for constraint in info.metadata if info is not None else []:
+    for constraint in _constraints(model, loc):
         for name in ("gt", "ge", "lt", "le"):
             if getattr(constraint, name, None) is not None:
                 limits[name] = getattr(constraint, name)
@@ -377,11 +382,7 @@ def _bounds(model: type[BaseModel] | None, loc: Path_) -> dict[str, Any]:
 
 def _pattern(model: type[BaseModel] | None, loc: Path_) -> str:
     """The ``pattern`` the field at ``loc`` must match, as its model sets it ("" for none)."""
-    if model is None or not loc or not isinstance(loc[-1], str):
-        return ""
-    parent = _as_model(_annotation_at(model, loc[:-1]))
-    info = parent.model_fields.get(loc[-1]) if parent is not None else None
-    for constraint in info.metadata if info is not None else []:
+    for constraint in _constraints(model, loc):
         if isinstance(getattr(constraint, "pattern", None), str):
             return str(constraint.pattern)
     return ""

@@ -988,23 +988,13 @@ def _select_in(
     values: Sequence[Any],
     parameters: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The rows (plain dicts, see :func:`_fetch_dicts`) of ``query(*arguments, values)``, a
-    select of whole table rows with a list of values (``column IN (...)``) and ``parameters``.
-
-    SQLAlchemy expands a list parameter into one parameter per value on every execution, which
-    for a page of values costs more than the query. Instead the statement is compiled once per
-    padded list length (the next power of two) and sent as driver SQL, the list padded with
-    its last value (which ``IN`` ignores). A list longer than :data:`_LONGEST_PREPARED_LIST`
-    goes SQLAlchemy's way.
-    """
+    """The rows (plain dicts, see :func:`_result_dicts`) of ``query(*arguments, values)``, a
+    select of whole table rows with a list of values (``column IN (...)``) and ``parameters``;
+    sent as :func:`_run_in` sends it."""
     values = list(values)
     if not values:  # nothing is in an empty list
         return []
-    if len(values) > _LONGEST_PREPARED_LIST:
-        statement = query(*arguments, bindparam("in_list", expanding=True))
-        return _fetch_dicts(connection, statement, {**(parameters or {}), "in_list": values})
-    prepared = _prepared_in(connection.dialect, query, arguments, _padded_length(len(values)))
-    result = connection.exec_driver_sql(prepared.sql, _list_bound(prepared, values, parameters))
+    result = _run_in(connection, query, arguments, values, parameters)
     return _result_dicts(connection.dialect, _selected_columns(query, arguments), result)
 
 
@@ -1015,17 +1005,33 @@ def _execute_in(
     values: Sequence[Any],
     parameters: Mapping[str, Any] | None = None,
 ) -> None:
-    """Run ``query(*arguments, values)`` (an update or delete), sent as :func:`_select_in`
-    sends a select."""
+    """Run ``query(*arguments, values)`` (an update or delete), sent as :func:`_run_in` sends
+    it."""
     values = list(values)
-    if not values:  # nothing is in an empty list
-        return
+    if values:  # nothing is in an empty list
+        _run_in(connection, query, arguments, values, parameters)
+
+
+def _run_in(
+    connection: Connection,
+    query: Callable[..., Any],
+    arguments: tuple[Any, ...],
+    values: list[Any],
+    parameters: Mapping[str, Any] | None,
+) -> Any:
+    """Execute ``query(*arguments, values)`` for a non-empty list ``values``; the result.
+
+    SQLAlchemy expands a list parameter into one parameter per value on every execution, which
+    for a page of values costs more than the query. Instead the statement is compiled once per
+    padded list length (the next power of two) and sent as driver SQL, the list padded with
+    its last value (which ``IN`` ignores). A list longer than :data:`_LONGEST_PREPARED_LIST`
+    goes SQLAlchemy's way.
+    """
     if len(values) > _LONGEST_PREPARED_LIST:
         statement = query(*arguments, bindparam("in_list", expanding=True))
-        connection.execute(statement, {**(parameters or {}), "in_list": values})
-        return
+        return connection.execute(statement, {**(parameters or {}), "in_list": values})
     prepared = _prepared_in(connection.dialect, query, arguments, _padded_length(len(values)))
-    connection.exec_driver_sql(prepared.sql, _list_bound(prepared, values, parameters))
+    return connection.exec_driver_sql(prepared.sql, _list_bound(prepared, values, parameters))
 
 
 def _padded_length(count: int) -> int:
@@ -1061,21 +1067,13 @@ def _list_bound(
     return _driver_parameters(statement, [bound])[0]
 
 
-def _fetch_dicts(
-    connection: Connection, statement: Any, parameters: Mapping[str, Any] | None = None
-) -> list[dict[str, Any]]:
-    """Run a ``select`` of whole table rows (with ``parameters``); return them as plain dicts.
+def _result_dicts(dialect: Dialect, columns: Any, result: Any) -> list[dict[str, Any]]:
+    """The rows of ``result`` (a select of ``columns``) as plain dicts.
 
     The values go through the same result processors SQLAlchemy would apply (chosen from the
     column types and the driver's type codes), but straight from the driver's rows: building
     SQLAlchemy rows and then dicts from them costs several times the query itself.
     """
-    result = connection.execute(statement, parameters)
-    return _result_dicts(connection.dialect, statement.selected_columns, result)
-
-
-def _result_dicts(dialect: Dialect, columns: Any, result: Any) -> list[dict[str, Any]]:
-    """The rows of ``result`` as plain dicts, converted by the processors of ``columns``."""
     try:
         keys = tuple(result.keys())
         raw = result.cursor.fetchall() if result.cursor is not None else []
