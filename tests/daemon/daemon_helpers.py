@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,18 @@ from refsync.daemon import Daemon
 from refsync.logging import configure_logging
 from refsync.sandbox.runner import RunningSandbox
 from refsync.state import StateStore
+
+SCHEDULE = """
+schedules:
+  - name: often
+    every: 1m
+daemon:
+  http_port: 0
+  lease_ttl: 3s
+"""
+"""A job every minute, a quick lease and a free HTTP port: the in-process daemon tests'."""
+TICK = datetime(2026, 12, 1, 10, 0, 30, tzinfo=UTC)
+"""A moment 30 s into the 10:00 tick of ``often``."""
 
 WriteConfig = Callable[..., Path]
 """The ``write_config`` fixture: writes a sandbox config and returns its path."""

@@ -18,21 +18,14 @@ from refsync.sandbox.faults import FaultRule
 from refsync.sandbox.runner import RunningSandbox
 from refsync.state import StateStore
 from tests.daemon.daemon_helpers import (
+    SCHEDULE,
+    TICK,
     WriteConfig,
     assert_each_referral_once,
     build_daemon,
     json_log_lines,
 )
 
-SCHEDULE = """
-schedules:
-  - name: often
-    every: 1m
-daemon:
-  http_port: 0
-  lease_ttl: 3s
-"""
-TICK = datetime(2026, 12, 1, 10, 0, 30, tzinfo=UTC)
 TICK_TIME = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
 

@@ -15,21 +15,13 @@ from refsync.daemon import Daemon
 from refsync.daemon.leases import SYNC_LEASE
 from refsync.sandbox.runner import RunningSandbox
 from tests.daemon.daemon_helpers import (
+    SCHEDULE,
+    TICK,
     WriteConfig,
     assert_each_referral_once,
     build_daemon,
     json_log_lines,
 )
-
-SCHEDULE = """
-schedules:
-  - name: often
-    every: 1m
-daemon:
-  http_port: 0
-  lease_ttl: 3s
-"""
-TICK = datetime(2026, 12, 1, 10, 0, 30, tzinfo=UTC)
 
 
 def _metrics(daemon: Daemon) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

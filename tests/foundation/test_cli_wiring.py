@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 
 from refsync.cli import cli
 from refsync.config import load_config
+from tests.foundation.test_config import JWT_SALESFORCE
 from tests.sync.file_workspace import make_workspace
 
 COMMANDS = [["check"], ["sync"], ["plan"], ["retry", "--all"], ["run"]]
@@ -148,19 +149,7 @@ def test_a_relative_private_key_file_is_read_from_the_config_files_directory(
     (tmp_path / "conf" / "keys").mkdir(parents=True)
     (tmp_path / "conf" / "keys" / "sf.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
     config = tmp_path / "conf" / "refsync.yaml"
-    config.write_text("""\
-version: 1
-systems:
-  salesforce:
-    role: prm
-    settings:
-      auth: jwt
-      consumer_key: refsync-connected-app
-      username: sync@acme.example
-      private_key_file: keys/sf.pem
-    streams:
-      leads: {object: Lead, mapping: builtin:salesforce-lead}
-""")
+    config.write_text(JWT_SALESFORCE.replace("KEY_PATH", "keys/sf.pem"))
     settings, problems = connector_settings(load_config(config, environ={}))
     assert problems == []
     salesforce = settings["salesforce"]

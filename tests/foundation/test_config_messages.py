@@ -11,6 +11,7 @@ from refsync.errors import ConfigError, Problem
 from refsync.sync.wiring import load_checked
 from refsync.validation import problems_from_validation
 from refsync.yamlsource import load_yaml_text
+from tests.foundation.test_config import JWT_SALESFORCE, write
 
 MINIMAL = """\
 version: 1
@@ -30,12 +31,6 @@ ENVIRON = {"PS_SECRET": "x", "PS_PUBLIC": "y"}
 VALIDATOR_WORDING = ("Input should", "Field required", "Extra inputs", "valid dictionary",
                      "valid integer", "String should", "Dictionary should", "instance of",
                      "Value error", "after validation", "unable to")
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "refsync.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def only_problem(tmp_path: Path, text: str) -> Problem:
@@ -186,24 +181,12 @@ def test_no_problem_repeats_a_validator_and_every_one_has_a_fix(tmp_path: Path, 
 
 
 def test_a_key_pasted_where_its_path_belongs_is_not_printed(tmp_path: Path) -> None:
-    text = """\
-version: 1
-systems:
-  salesforce:
-    role: prm
-    settings:
-      auth: jwt
-      consumer_key: refsync-connected-app
-      username: sync@acme.example
-      private_key_file: ${SF_KEY_FILE}
-    streams:
-      leads: {object: Lead, mapping: builtin:salesforce-lead}
-"""
+    text = JWT_SALESFORCE.replace("KEY_PATH", "${SF_KEY_FILE}")
     key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
     with pytest.raises(ConfigError) as error:
         load_checked(write(tmp_path, text), environ={"SF_KEY_FILE": key})
     (problem,) = error.value.problems
-    assert problem.line == 9
+    assert problem.line == 8
     assert problem.message == "private_key_file holds a key, not the path of a key file"
     assert "MIIE" not in str(problem)
 

@@ -174,11 +174,9 @@ def test_many_to_one_value_map_needs_out(tmp_path: Path) -> None:
     assert problem.fix.startswith("add out: {opportunity: 'qualifiedtobuy'}")
 
 
-@pytest.mark.parametrize("second", ['"qualified ": lost', "QUALIFIED: won"])
-def test_value_map_keys_reading_cannot_tell_apart_are_refused(
-    tmp_path: Path, second: str
-) -> None:
-    path = write(tmp_path, f"""
+def deal_stages_with(tmp_path: Path, third: str) -> Path:
+    """A deals mapping whose stage map holds ``Qualified``, ``closedwon`` and ``third``."""
+    return write(tmp_path, f"""
         system: hubspot
         object: deals
         key_field: refsync_id
@@ -188,9 +186,15 @@ def test_value_map_keys_reading_cannot_tell_apart_are_refused(
             values:
               Qualified: qualified
               closedwon: won
-              {second}
+              {third}
         """)
-    (problem,) = problems_of(path)
+
+
+@pytest.mark.parametrize("second", ['"qualified ": lost', "QUALIFIED: won"])
+def test_value_map_keys_reading_cannot_tell_apart_are_refused(
+    tmp_path: Path, second: str
+) -> None:
+    (problem,) = problems_of(deal_stages_with(tmp_path, second))
     assert (problem.line, problem.column) == (10, 7)
     key = second.split(":")[0].strip('"')
     assert problem.message == (
@@ -203,19 +207,7 @@ def test_value_map_keys_reading_cannot_tell_apart_are_refused(
 def test_value_map_spellings_of_one_key_mapped_alike_only_need_an_out_choice(
     tmp_path: Path
 ) -> None:
-    path = write(tmp_path, """
-        system: hubspot
-        object: deals
-        key_field: refsync_id
-        fields:
-          status:
-            remote: dealstage
-            values:
-              Qualified: qualified
-              closedwon: won
-              QUALIFIED: qualified
-        """)
-    (problem,) = problems_of(path)
+    (problem,) = problems_of(deal_stages_with(tmp_path, "QUALIFIED: qualified"))
     assert "collide" not in problem.message
     assert "out:" in problem.fix
 
