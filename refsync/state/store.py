@@ -685,6 +685,13 @@ _OPEN_QUARANTINE_PROBE: Select[Any] = select(quarantine_table.c.id).where(
 """Whether any quarantine row of one place and direction is still open."""
 
 
+_running_run_counts = (
+    update(run_table)
+    .where(run_table.c.id == bindparam("run"), run_table.c.status == "running")
+    .values(counts=bindparam("counts"))
+)
+
+
 def _lease_matches(token: LeaseToken) -> Any:
     return and_(
         lease_table.c.name == token.name,
@@ -946,6 +953,15 @@ class StateTransaction:
             update(table).where(*open_here, table.c[_record_key(direction)].in_(list(record_ids)))
             .values(resolved_at=utcnow())
         )
+
+    def record_progress(self, run_id: str, counts: Mapping[str, Any]) -> None:
+        """Keep a running run's counts as of this transaction (they commit with its work).
+
+        So a run that never finishes (its daemon was killed or gave up at the shutdown
+        timeout) still says what its committed pages did; a run no longer ``running`` (marked
+        abandoned while it went on) keeps the counts it has.
+        """
+        self.connection.execute(_running_run_counts, {"run": run_id, "counts": dict(counts)})
 
     def set_cursor(
         self, system: str, stream: str, value: Mapping[str, Any], run_id: str | None = None

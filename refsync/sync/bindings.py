@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +89,18 @@ class RunCounts:
             if counts is None:
                 counts = self.by_stream[label] = Counter()
             counts[stream_name or name] += amount
+
+    @contextlib.contextmanager
+    def taken_back_on_error(self) -> Iterator[None]:
+        """Take back what the block counted if it fails: wrapped around a transaction, the
+        counts then say only what was committed (a page whose commit failed is not counted)."""
+        total = self.total.copy()
+        by_stream = {label: counts.copy() for label, counts in self.by_stream.items()}
+        try:
+            yield
+        except BaseException:
+            self.total, self.by_stream = total, by_stream
+            raise
 
     def as_dict(self) -> dict[str, Any]:
         """Totals (every counter, zeros included) plus per-stream counts, JSON-ready."""

@@ -282,9 +282,10 @@ class SyncEngine:
         fields = list(binding.mapping.remote_fields)
         try:
             for page in binding.connector.read(binding.object, fields, cursor):
-                with self.store.transaction(lease=lease) as tx:
+                with counts.taken_back_on_error(), self.store.transaction(lease=lease) as tx:
                     processor.process(tx, page)
                     tx.set_cursor(binding.system, binding.stream, page.cursor.to_dict(), run_id)
+                    tx.record_progress(run_id, counts.as_dict())
                 if self.progress is not None:
                     stream_counts = counts.by_stream.get(binding.label)
                     self.progress(binding.label, stream_counts["read"] if stream_counts else 0)
@@ -345,7 +346,7 @@ class SyncEngine:
         # a re-read record may become a new referral: the same rules apply as in a sync (the
         # customer index is read from the CRM before the transaction, not while it is open)
         customers = self._customers() if rereads else None
-        with self.store.transaction(lease=lease) as tx:
+        with counts.taken_back_on_error(), self.store.transaction(lease=lease) as tx:
             rows = tx.open_quarantine(quarantine_ids)
             tx.resolve_quarantine([row["id"] for row in rows])
             outgoing = [row for row in rows if row["direction"] == "out" and row["referral_id"]]
@@ -369,6 +370,7 @@ class SyncEngine:
                                           run_id, counts, self.clock, customers=customers,
                                           replaying={record.id: row["id"]})
                 processor.process(tx, Page([record], Cursor()))
+            tx.record_progress(run_id, counts.as_dict())
         return len(rows)
 
     def plan(self, *, systems: Sequence[str] | None = None, full: bool = False) -> PlanReport:

@@ -160,59 +160,79 @@ class OutboxDrainer:
                 failure, stop = exc, True
             except RetryableError as exc:
                 failure = exc
-        with self.store.transaction(lease=self.lease) as tx:
+        with self.counts.taken_back_on_error(), \
+                self.store.transaction(lease=self.lease) as tx:
             tx.finish_outbox(done)
             if quarantined:
                 self._quarantine(tx, quarantined)
                 self.counts.add(binding, "quarantined", len(quarantined),
                                 stream_name="write_quarantined")
             if failure is not None:
-                for row, _, _ in sendable:
-                    tx.delay_outbox(row["id"], error=failure.message,
-                                    next_attempt_at=now + retry_delay(row["attempts"]))
-                self.counts.add(binding, "deferred", len(sendable))
-                self._log.warning("write batch deferred", records=len(sendable),
-                                  error=failure.message, action=failure.action)
-                return not stop
-            new_links = []
-            written_events = []
-            refused = []
-            for (row, payload, payload_hash), outcome in zip(sendable, results, strict=True):
-                if outcome.ok:
-                    new_links.append({
-                        "system": binding.system, "object": binding.object,
-                        "external_id": outcome.remote_id or str(outcome.key),
-                        "canonical_id": row["referral_id"], "last_written_hash": payload_hash,
-                        "updated_at": now,
-                    })
-                    done.append(row["id"])
-                    written_events.append({
-                        "kind": "written", "referral_id": row["referral_id"],
-                        "run_id": self.run_id, "system": binding.system,
-                        "stream": binding.stream, "at": now,
-                        "payload": {"remote_id": outcome.remote_id, "created": outcome.created},
-                    })
-                    continue
-                error = outcome.error
-                assert error is not None
-                if error.action in (Action.RETRY, Action.RATE_LIMITED):
-                    tx.delay_outbox(row["id"], error=error.message,
-                                    next_attempt_at=now + retry_delay(row["attempts"]))
-                    self.counts.add(binding, "deferred")
-                    self._log.warning("write deferred", referral_id=row["referral_id"],
-                                      code=error.code, message=error.message)
-                    continue
-                refused.append(self._quarantine_row(row, payload, error.code, error.message))
-                self.counts.add(binding, "quarantined", stream_name="write_quarantined")
-            if refused:
-                self._quarantine(tx, refused)
-            tx.upsert_links(new_links)
-            tx.resolve_synced(binding.system, binding.stream, "out",
-                              [link["canonical_id"] for link in new_links])
-            tx.append_events(written_events)
-            tx.finish_outbox(done)
-            self.counts.add(binding, "written", len(new_links))
-        return True
+                self._defer(tx, sendable, failure, now)
+            else:
+                self._record_results(tx, sendable, results, now)
+            # the run's counts commit with the batch: a run that never finishes keeps them
+            tx.record_progress(self.run_id, self.counts.as_dict())
+        return not stop
+
+    def _defer(self, tx: StateTransaction, sendable: list[tuple[dict[str, Any], Any, str]],
+               failure: ConnectorError, now: datetime) -> None:
+        """Keep a batch whose write call failed as a whole in the outbox, for a later attempt."""
+        for row, _, _ in sendable:
+            tx.delay_outbox(row["id"], error=failure.message,
+                            next_attempt_at=now + retry_delay(row["attempts"]))
+        self.counts.add(self.binding, "deferred", len(sendable))
+        self._log.warning("write batch deferred", records=len(sendable),
+                          error=failure.message, action=failure.action)
+
+    def _record_results(
+        self,
+        tx: StateTransaction,
+        sendable: list[tuple[dict[str, Any], dict[str, Any], str]],
+        results: list[WriteResult],
+        now: datetime,
+    ) -> None:
+        """Record each written record's link and event, and defer or quarantine the rest."""
+        binding = self.binding
+        new_links = []
+        written_events = []
+        refused = []
+        sent = []
+        for (row, payload, payload_hash), outcome in zip(sendable, results, strict=True):
+            if outcome.ok:
+                new_links.append({
+                    "system": binding.system, "object": binding.object,
+                    "external_id": outcome.remote_id or str(outcome.key),
+                    "canonical_id": row["referral_id"], "last_written_hash": payload_hash,
+                    "updated_at": now,
+                })
+                sent.append(row["id"])
+                written_events.append({
+                    "kind": "written", "referral_id": row["referral_id"],
+                    "run_id": self.run_id, "system": binding.system,
+                    "stream": binding.stream, "at": now,
+                    "payload": {"remote_id": outcome.remote_id, "created": outcome.created},
+                })
+                continue
+            error = outcome.error
+            assert error is not None
+            if error.action in (Action.RETRY, Action.RATE_LIMITED):
+                tx.delay_outbox(row["id"], error=error.message,
+                                next_attempt_at=now + retry_delay(row["attempts"]))
+                self.counts.add(binding, "deferred")
+                self._log.warning("write deferred", referral_id=row["referral_id"],
+                                  code=error.code, message=error.message)
+                continue
+            refused.append(self._quarantine_row(row, payload, error.code, error.message))
+            self.counts.add(binding, "quarantined", stream_name="write_quarantined")
+        if refused:
+            self._quarantine(tx, refused)
+        tx.upsert_links(new_links)
+        tx.resolve_synced(binding.system, binding.stream, "out",
+                          [link["canonical_id"] for link in new_links])
+        tx.append_events(written_events)
+        tx.finish_outbox(sent)
+        self.counts.add(binding, "written", len(new_links))
 
     def _quarantine(self, tx: StateTransaction, rows: list[dict[str, Any]]) -> None:
         """Quarantine failed writes, take them out of the outbox, and tell each referral's

@@ -198,7 +198,13 @@ class _Auditor:
         report.outbox_pending = counts["outbox_pending"]
         if report.outbox_pending:
             self.problem(f"{report.outbox_pending} writes still pending in the outbox")
-        report.runs = Counter(str(run["status"]) for run in self.store.list_runs(limit=1_000_000))
+        runs = self.store.list_runs(limit=1_000_000)
+        report.runs = Counter(str(run["status"]) for run in runs)
+        # every run, killed ones included, keeps the counts of the pages it committed
+        created = sum(int((run["counts"] or {}).get("created") or 0) for run in runs)
+        if created != report.referrals:
+            self.problem(f"the runs' counts say {created} referrals were created, but the "
+                         f"state store holds {report.referrals}")
         report.problems.extend(cursor_problems(self.store, [self.prm, *self.crms], self.emulators))
         return report
 

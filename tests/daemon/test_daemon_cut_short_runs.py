@@ -62,6 +62,9 @@ def test_a_run_outlasting_the_shutdown_timeout_is_marked_abandoned(
     assert run["instance"] == daemon.identity and run["finished_at"] is not None
     assert f"{daemon.identity} exited after its shutdown timeout of 1 s before the run " \
         "stopped; the pages it committed are kept" in run["error"]
+    # the run never finished, yet it says what its committed first page did
+    assert run["counts"]["read"] == 20 and run["counts"]["created"] == 20, run["counts"]
+    assert run["counts"]["streams"]["partnerstack.leads"]["read"] == 20
     worker.join(timeout=30)
     assert not worker.is_alive()
     store.close()

@@ -350,3 +350,40 @@ def test_with_json_log_lines_every_line_on_stderr_is_json(workspace: Path,
     assert problem["file"].endswith("refsync.yaml") and problem["line"] == 7 and problem["fix"]
     assert lines[-1]["event"] == "command failed"
     assert lines[-1]["error"] == "1 problem found; nothing was changed."
+
+
+def test_a_run_counts_only_the_pages_it_committed(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page whose transaction fails is rolled back, and so are its counts: the run's
+    record says what is in the state store, not what was attempted."""
+    from sqlalchemy.exc import OperationalError
+
+    from refsync.state import StateTransaction
+
+    engine, store = engine_for(workspace)
+
+    def disk_full(*_args: Any, **_kwargs: Any) -> None:
+        raise OperationalError("UPDATE cursor", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(StateTransaction, "set_cursor", disk_full)
+    with pytest.raises(OperationalError):
+        engine.run()
+    (run,) = store.list_runs()
+    assert run["status"] == "failed"
+    assert store.counts()["referrals"] == 0
+    assert run["counts"]["read"] == 0 and run["counts"]["created"] == 0, run["counts"]
+    store.close()
+
+
+def test_a_running_run_shows_the_counts_of_its_committed_pages(workspace: Path) -> None:
+    """`refsync runs` shows a run's progress while it goes on (and a killed run keeps it)."""
+    engine, store = engine_for(workspace)
+    seen: list[dict[str, Any]] = []
+    engine.progress = lambda label, read: seen.append(store.list_runs()[0])
+    report = engine.run()
+    assert report.status == "succeeded"
+    assert seen and seen[0]["status"] == "running"
+    assert seen[0]["counts"]["read"] == report.counts["read"] > 0
+    assert seen[0]["counts"]["created"] == report.counts["created"]
+    store.close()
