@@ -2,15 +2,62 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from refsync import __version__
-from refsync.cli.common import CliContext
+from refsync.cli.common import CliContext, UsageErrorEvent
 
-__all__ = ["cli", "main"]
+__all__ = ["RefsyncGroup", "cli", "main"]
+
+# click 8.2 and later show a group's help, when it is given no arguments, through a usage error
+_HELP_SHOWN: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class RefsyncGroup(click.Group):
+    """The ``refsync`` group: with ``--log-format json``, click's usage errors are log events.
+
+    An unknown option, a missing argument or a bad choice, in the group's options or in a
+    command's, is then written as one JSON line (see :class:`UsageErrorEvent`) with click's
+    exit code 2; without it, click prints its usual text. Help and ``--version`` are unchanged.
+    """
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        """Parse the group's options; a usage error among them is an event if JSON was asked."""
+        given = list(args)
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as error:
+            if not isinstance(error, _HELP_SHOWN) and \
+                    self._log_format_among(info_name, given) == "json":
+                raise UsageErrorEvent(error) from error
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a usage error in it is an event if JSON was asked."""
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as error:
+            if not isinstance(error, _HELP_SHOWN) and ctx.params.get("log_format") == "json":
+                raise UsageErrorEvent(error) from error
+            raise
+
+    def _log_format_among(self, info_name: str | None, args: list[str]) -> object:
+        """The ``--log-format`` given among ``args``, which click refused: read again
+        leniently, past unknown options and bad values, whatever the order of the options."""
+        try:
+            ctx = super().make_context(
+                info_name, list(args), resilient_parsing=True, ignore_unknown_options=True)
+        except click.UsageError:
+            return None
+        return ctx.params.get("log_format")
+
+
+@click.group(cls=RefsyncGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="refsync")
 @click.option(
     "-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None,

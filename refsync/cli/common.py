@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, NoReturn, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 import click
 
@@ -31,6 +31,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PARTIAL",
     "CliContext",
+    "UsageErrorEvent",
     "config_option",
     "echo_json",
     "fail",
@@ -69,10 +70,7 @@ class CliContext:
         blocks it names that could still be read.
         """
         if self._loaded is None:
-            if self.log_format == "json":
-                # JSON lines asked for by name: a config that cannot be loaded is reported in
-                # them too (how a daemon under systemd or in a container fails to start)
-                configure_logging(level=self.log_level or "info", fmt="json")
+            self.log_json_if_asked()
             path = config_path_from(config_option or self.config_option)
             try:
                 self._loaded = load_config(path)
@@ -90,6 +88,16 @@ class CliContext:
             )
             sys.excepthook = print_traceback_redacted
         return self._loaded
+
+    def log_json_if_asked(self) -> None:
+        """Write log lines as JSON from now on if ``--log-format json`` was given.
+
+        Called before the configuration is loaded, so that a config that cannot be loaded is
+        reported in JSON lines too (how a daemon under systemd or in a container fails to
+        start); the configuration's own logging settings apply once it is loaded.
+        """
+        if self.log_format == "json":
+            configure_logging(level=self.log_level or "info", fmt="json")
 
     @contextmanager
     def store(
@@ -173,6 +181,27 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print an actionable error message (secrets and tokens masked) and exit."""
     say_on_stderr("error", message, event="command failed")
     sys.exit(code)
+
+
+class UsageErrorEvent(click.UsageError):
+    """A usage error click found (an unknown option, a missing argument, a bad value), shown
+    as a log event instead of click's text.
+
+    Raised in place of click's error when ``--log-format json`` was given, so that standard
+    error stays one JSON object a line: ``{"event": "command failed", "error": ...,
+    "command": ..., "exit_code": 2}``.
+    """
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(error.format_message(), error.ctx)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """Write the error as a ``command failed`` event, with the command it concerns and
+        click's exit code, on standard error with the other log lines (``file`` is unused)."""
+        configure_logging(fmt="json")
+        command = self.ctx.command_path if self.ctx is not None else None
+        get_logger("refsync.cli").error(
+            "command failed", error=self.message, command=command, exit_code=self.exit_code)
 
 
 def print_traceback_redacted(
