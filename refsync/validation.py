@@ -24,14 +24,20 @@ from refsync.errors import ConfigError, Problem
 from refsync.yamlsource import LoadedYaml, Path_, SourceMap, did_you_mean, yaml_text
 
 __all__ = [
+    "MAX_SHOWN",
     "InvalidValueError",
     "explain_pattern",
     "path_exists",
     "problems_from_validation",
+    "shortened",
     "validate_model",
 ]
 
 M = typing.TypeVar("M", bound=BaseModel)
+
+MAX_SHOWN = 200
+"""The most characters of a value a message echoes: a longer one (a key pasted where its path
+belongs) is not echoed, or only shortened."""
 
 
 def path_exists(path: Path) -> bool:
@@ -350,13 +356,22 @@ def _found(value: Any) -> str:
     return f"not {shown}" if shown is not None else "not what is written here"
 
 
+def shortened(text: str, limit: int = MAX_SHOWN) -> str:
+    """``text`` as a message may echo it: whole up to ``limit`` characters, else its start and
+    its end around ``...`` in ``limit`` characters (a path keeps its top and its file name)."""
+    if len(text) <= limit:
+        return text
+    start = (limit - 3) // 2
+    return f"{text[:start]}...{text[len(text) - (limit - 3 - start):]}"
+
+
 def _shown(value: Any) -> str | None:
     """A scalar as it may be quoted in a message; ``None`` for anything long or many-lined
     (a key pasted where its path belongs must not be printed)."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None
     text = str(value)
-    if len(text) > 200 or "\n" in text:
+    if len(text) > MAX_SHOWN or "\n" in text:
         return None
     return f"'{text}'" if isinstance(value, str) else text
 

@@ -43,6 +43,10 @@ class SourceMap:
     retyped: dict[Path_, str] = field(default_factory=dict)
     """The text as written of unquoted values YAML read as something that reads back differently
     (``yes`` → ``True``, ``07`` → ``7``), so a check that wants text can ask for quotes."""
+    overwritten: dict[Path_, list[Any]] = field(default_factory=dict)
+    """What the earlier writings of a key written twice in one mapping held (the data keeps the
+    last one; loading reports the repeat), so a check can tell a problem the repeat alone causes:
+    a single value as YAML reads it, a mapping as its single-valued entries, else ``None``."""
 
     def position(self, path: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
         """Position of ``path``: its key when ``key`` is set, else its value.
@@ -475,6 +479,9 @@ class _Builder:
         self._entries_of: dict[int, list[tuple[Any, yaml.Node, yaml.Node]]] = {}
         """Each mapping's entries, merge keys expanded, by the node's ``id``: a block shared
         through aliases is worked out once, however often it is used."""
+        self._overwritten_of: dict[int, dict[Any, list[Any]]] = {}
+        """Each mapping's keys written more than once, with what their earlier writings held
+        (:func:`_written_value`), by the node's ``id``."""
 
     def refuse_overgrown(self, root: yaml.Node, loader: _Loader) -> None:
         """Refuse a document whose aliases would make it expand past the limit.
@@ -518,9 +525,13 @@ class _Builder:
         if isinstance(node, yaml.MappingNode):
             self._check_tag(node, _MAPPING_TAGS)
             result: dict[Any, Any] = {}
-            for key, key_node, value_node in self._entries(node):
+            entries = self._entries(node)
+            overwritten = self._overwritten_of.get(id(node), {})
+            for key, key_node, value_node in entries:
                 child = (*path, key)
                 self.source.keys[child] = _position(key_node)
+                if key in overwritten:
+                    self.source.overwritten[child] = overwritten[key]
                 result[key] = self.build(value_node, child)
             return result
         if isinstance(node, yaml.SequenceNode):
@@ -561,6 +572,8 @@ class _Builder:
                 self.problems.append(_problem_at(
                     self.source.file, key_node, f"key '{key}' appears twice",
                     "keep only one of them"))
+                self._overwritten_of.setdefault(id(node), {}).setdefault(key, []).append(
+                    _written_value(written[key][1]))
             written[key] = (key_node, value_node)
         return [(key, key_node, value_node)
                 for key, (key_node, value_node) in {**merged, **written}.items()]
@@ -618,6 +631,28 @@ class _Builder:
 
 
 _UNUSABLE: Any = object()
+
+
+def _written_value(node: yaml.Node) -> Any:
+    """What an overwritten writing of a key held: a single value as YAML reads it (its text
+    when it cannot be read), a mapping as its single-valued entries (keys as written), else
+    ``None``. Nothing deeper is read, so aliases cannot make it big."""
+    if isinstance(node, yaml.ScalarNode):
+        return _read_quietly(node)
+    if isinstance(node, yaml.MappingNode):
+        return {key.value: _read_quietly(value) for key, value in node.value
+                if isinstance(key, yaml.ScalarNode) and isinstance(value, yaml.ScalarNode)}
+    return None
+
+
+def _read_quietly(node: yaml.ScalarNode) -> Any:
+    """A scalar as YAML reads it, or its text when it cannot be read (nothing is reported)."""
+    if node.tag not in _SCALAR_TAGS or node.tag in _TEXT_TAGS:
+        return node.value
+    try:
+        return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError):
+        return node.value
 
 
 def _position(node: yaml.Node) -> tuple[int, int]:

@@ -176,13 +176,15 @@ def _check_values(name: str, values: Mapping[Any, Any], source: SourceMap) -> li
             problems.append(source.problem(
                 (*path, originals[remote]),
                 f"status {canonical!r} is not in the referral lifecycle", fix))
+    earlier = _earlier_writings(path, source)
     grouped: dict[str, list[str]] = {}
     for remote, canonical in pairs.items():
         if not isinstance(canonical, (dict, list)) and originals[remote] not in retyped \
                 and remote not in collisions:
             grouped.setdefault(value_key(canonical), []).append(remote)
     for canonical, remotes in grouped.items():
-        if len(remotes) > 1 and canonical not in choice:
+        if len(remotes) > 1 and canonical not in choice and \
+                not _ambiguous_by_repeat(canonical, remotes, earlier):
             problems.append(source.problem(
                 path, f"{', '.join(map(repr, remotes))} all map to {canonical!r}, "
                       "so writing it back is ambiguous",
@@ -200,12 +202,41 @@ def _check_values(name: str, values: Mapping[Any, Any], source: SourceMap) -> li
             problems.append(source.problem(
                 where, f"out: {canonical!r} → {remote!r}, but {remote!r} is not a remote value "
                        "of this map", f"choose one of: {', '.join(map(repr, pairs))}"))
-        elif canonical in grouped and remote not in grouped[canonical]:
+        elif canonical in grouped and remote not in grouped[canonical] and \
+                canonical not in map(value_key, earlier.get(remote, [])):
             problems.append(source.problem(
                 where, f"out: {canonical!r} → {remote!r}, but {remote!r} reads back as "
                        f"{pairs[remote]!r}",
                 f"choose one of: {', '.join(map(repr, grouped[canonical]))}"))
     return problems
+
+
+def _earlier_writings(path: tuple[str | int, ...], source: SourceMap) -> dict[str, list[Any]]:
+    """What the earlier writings of the value map's repeated keys held, by the key's text.
+
+    Loading keeps the last writing of a key written twice and reports the repeat; a problem
+    that only the kept writing causes is the repeat's, and is left to that report.
+    """
+    return {value_key(key[-1]): held for key, held in source.overwritten.items()
+            if len(key) == len(path) + 1 and key[:-1] == path}
+
+
+def _ambiguous_by_repeat(
+    canonical: str, remotes: list[str], earlier: Mapping[str, list[Any]]
+) -> bool:
+    """Whether the map is ambiguous about ``canonical`` only through a key written twice.
+
+    ``approved: accepted`` then ``approved: lost`` beside ``lost: lost`` reads as two remote
+    values for ``lost``, and an ``out:`` written twice loses the choices of the first. The
+    ambiguity is the repeat's when fewer than two of ``remotes`` map to ``canonical`` in every
+    writing, or when an earlier ``out:`` chose a remote value for it.
+    """
+    if any(isinstance(out, Mapping) and canonical in map(value_key, out)
+           for out in earlier.get("out", [])):
+        return True
+    steady = [remote for remote in remotes
+              if all(value_key(value) == canonical for value in earlier.get(remote, []))]
+    return len(steady) < 2
 
 
 def _colliding_keys(

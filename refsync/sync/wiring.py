@@ -10,6 +10,7 @@ disagree, and every problem points at the line to change, with a fix.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -31,7 +32,7 @@ from refsync.mapping.compiled import CompiledMapping
 from refsync.state import StateStore
 from refsync.sync.bindings import StreamBinding
 from refsync.sync.engine import SyncEngine
-from refsync.validation import problems_from_validation
+from refsync.validation import MAX_SHOWN, problems_from_validation, shortened
 from refsync.yamlsource import SourceMap, did_you_mean, load_yaml
 
 __all__ = [
@@ -289,7 +290,7 @@ def _unreadable_mapping(view: _ConfigView, where: Location, reference: str) -> P
             return view.problem(where, unknown.message, unknown.fix)
         return None
     path = Path(_from_config_dir(view.base_dir, reference))
-    shown = reference if str(path) == reference else f"{reference} ({path})"
+    shown = _shown_mapping(reference, path)
     try:
         with path.open("rb"):
             return None
@@ -300,8 +301,17 @@ def _unreadable_mapping(view: _ConfigView, where: Location, reference: str) -> P
         return view.problem(where, f"mapping {shown} is a directory, not a mapping file",
                             "name a mapping file (.yaml) in it, or use builtin:NAME")
     except OSError as exc:
+        fix = ("a file or directory name may be at most 255 bytes: shorten the path"
+               if exc.errno == errno.ENAMETOOLONG else "check the file's permissions")
         return view.problem(where, f"cannot read mapping file {shown}: {exc.strerror or exc}",
-                            "check the file's permissions")
+                            fix)
+
+
+def _shown_mapping(reference: str, path: Path) -> str:
+    """A mapping file as a problem names it: as written, with the path it was looked for at
+    when that is another (a relative one), unless that is long: then once, shortened."""
+    both = f"{reference} ({path})"
+    return both if str(path) != reference and len(both) <= MAX_SHOWN else shortened(reference)
 
 
 def _missing_mapping_fix(reference: str, path: Path) -> str:
@@ -309,7 +319,7 @@ def _missing_mapping_fix(reference: str, path: Path) -> str:
     siblings = [p.name for p in path.parent.glob("*.y*ml")] if path.parent.is_dir() else []
     guess = did_you_mean(path.name, siblings)
     if guess is not None:
-        return f"did you mean {PurePath(reference).with_name(guess)}?"
+        return f"did you mean {shortened(str(PurePath(reference).with_name(guess)))}?"
     check = "check the path (a relative one is read from the config file's directory)"
     shipped = did_you_mean(path.stem, builtin_mapping_names())
     if shipped is not None:

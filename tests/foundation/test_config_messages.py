@@ -8,8 +8,9 @@ import pytest
 
 from refsync.config import load_config
 from refsync.errors import ConfigError, Problem
+from refsync.mapping import default_mapping_path
 from refsync.sync.wiring import load_checked
-from refsync.validation import problems_from_validation
+from refsync.validation import MAX_SHOWN, problems_from_validation, shortened
 from refsync.yamlsource import load_yaml_text
 from tests.foundation.test_config import JWT_SALESFORCE, write
 
@@ -215,3 +216,64 @@ def test_a_cron_problem_is_reported_at_the_cron_line(tmp_path: Path, cron: str,
     assert (problem.line, problem.column) == (15, 11)
     assert problem.message.startswith(message)
     assert problem.fix.startswith("write five fields, minute hour day month weekday")
+
+
+def test_a_value_map_key_written_twice_is_the_only_problem_check_reports(tmp_path: Path) -> None:
+    shipped = default_mapping_path("partnerstack-leads").read_text(encoding="utf-8")
+    mapping = tmp_path / "leads.yaml"
+    mapping.write_text(shipped.replace("      lost: lost\n",
+                                       "      lost: lost\n      approved: lost\n"),
+                       encoding="utf-8")
+    text = MINIMAL.replace("builtin:partnerstack-leads", "leads.yaml")
+    with pytest.raises(ConfigError) as error:
+        load_checked(write(tmp_path, text), environ=ENVIRON)
+    (problem,) = error.value.problems
+    line = shipped.splitlines().index("      lost: lost") + 2
+    assert (problem.file, problem.line, problem.column) == (str(mapping), line, 7)
+    assert (problem.message, problem.fix) == ("key 'approved' appears twice",
+                                              "keep only one of them")
+
+
+def test_a_long_value_is_shortened_to_its_start_and_end() -> None:
+    path = "/".join(["mappings"] * 40) + "/leads.yaml"
+    shown = shortened(path)
+    assert len(shown) == MAX_SHOWN
+    assert shown.startswith("mappings/mappings/") and shown.endswith("/mappings/leads.yaml")
+    assert "..." in shown
+    assert shortened("mappings/leads.yaml") == "mappings/leads.yaml"
+
+
+LONG_DIRECTORY = "/".join(["very-long-directory-name-for-mappings"] * 8)
+
+
+@pytest.mark.parametrize(("name", "fix"), [
+    ("leads.yaml", "check the path (a relative one is read from the config file's directory)"),
+    ("leads.yml", f"did you mean {shortened(LONG_DIRECTORY + '/leads.yaml')}?"),
+])
+def test_a_long_missing_mapping_path_is_named_once_shortened(
+    tmp_path: Path, name: str, fix: str
+) -> None:
+    (tmp_path / LONG_DIRECTORY).mkdir(parents=True)
+    if name != "leads.yaml":
+        (tmp_path / LONG_DIRECTORY / "leads.yaml").touch()
+    written = f"{LONG_DIRECTORY}/{name}"
+    text = MINIMAL.replace("builtin:partnerstack-leads", written)
+    with pytest.raises(ConfigError) as error:
+        load_checked(write(tmp_path, text), environ=ENVIRON)
+    (problem,) = error.value.problems
+    assert problem.line == 11
+    assert problem.message == f"mapping file {shortened(written)} does not exist"
+    assert problem.fix.startswith(fix)
+
+
+def test_a_mapping_name_too_long_for_the_file_system_is_told_to_shorten_it(
+    tmp_path: Path,
+) -> None:
+    written = "x" * 300 + ".yaml"  # one name longer than a file system allows
+    text = MINIMAL.replace("builtin:partnerstack-leads", written)
+    with pytest.raises(ConfigError) as error:
+        load_checked(write(tmp_path, text), environ=ENVIRON)
+    (problem,) = error.value.problems
+    assert problem.line == 11
+    assert problem.message.startswith(f"cannot read mapping file {shortened(written)}: ")
+    assert problem.fix == "a file or directory name may be at most 255 bytes: shorten the path"

@@ -277,3 +277,31 @@ def test_a_malformed_reference_is_a_problem(
 def test_plain_keys_are_kept_as_written(tmp_path: Path) -> None:
     loaded = load_yaml(write(tmp_path, "yes: 1\nno: 2\non: 3\n07: 4\n~: 5\n", "f.yaml"))
     assert loaded.data == {"yes": 1, "no": 2, "on": 3, "07": 4, "~": 5}
+
+
+def test_a_key_written_twice_keeps_the_last_writing_and_what_the_earlier_ones_held() -> None:
+    loaded = load_yaml_text(textwrap.dedent("""\
+        values:
+          a: text
+          b: 1
+          a: '07'
+          a: 07
+        out: {s: a, t: [x]}
+        out: 3
+        """), "f.yaml")
+    assert loaded.data == {"values": {"a": 7, "b": 1}, "out": 3}
+    assert sorted((p.line, p.message) for p in loaded.problems) == [
+        (4, "key 'a' appears twice"), (5, "key 'a' appears twice"), (7, "key 'out' appears twice")]
+    assert loaded.source.overwritten == {("values", "a"): ["text", "07"], ("out",): [{"s": "a"}]}
+
+
+@pytest.mark.timeout(30)
+def test_an_overwritten_writing_is_not_expanded() -> None:
+    # a "billion laughs" whose every block is a writing of z the next one overwrites
+    blocks = [line.split(":", 1)[1] for line in nested_aliases(9).splitlines()]
+    text = "".join(f"z:{block}\n" for block in blocks) + "z: 1\n"
+    started = time.perf_counter()
+    loaded = load_yaml_text(text, "f.yaml")
+    assert time.perf_counter() - started < 2
+    assert loaded.data == {"z": 1}
+    assert loaded.source.overwritten == {("z",): [None] * 9}

@@ -212,6 +212,62 @@ def test_value_map_spellings_of_one_key_mapped_alike_only_need_an_out_choice(
     assert "out:" in problem.fix
 
 
+def deal_stages_repeating(tmp_path: Path, repeated: str) -> Path:
+    """A deals mapping whose stage map, with an ``out:`` choice, ends by repeating a key."""
+    return write(tmp_path, f"""
+        system: hubspot
+        object: deals
+        key_field: refsync_id
+        fields:
+          status:
+            remote: dealstage
+            values:
+              qualifiedtobuy: opportunity
+              contractsent: opportunity
+              closedwon: won
+              out: {{opportunity: qualifiedtobuy}}
+              {repeated}
+        """)
+
+
+@pytest.mark.parametrize("repeated", [
+    "contractsent: won",  # two remote values for 'won', only through the repeat
+    "out: {won: closedwon}",  # the choice for 'opportunity' is in the first out:
+    "qualifiedtobuy: won",  # the remote value out: writes for 'opportunity' read back as it
+])
+def test_a_value_map_key_written_twice_is_reported_without_what_the_repeat_causes(
+    tmp_path: Path, repeated: str
+) -> None:
+    (problem,) = problems_of(deal_stages_repeating(tmp_path, repeated))
+    key = repeated.split(":")[0]
+    assert (problem.line, problem.column, problem.message) == (
+        12, 7, f"key '{key}' appears twice")
+
+
+@pytest.mark.parametrize("first", ["won", "lost"])
+def test_an_ambiguity_that_does_not_come_from_a_repeated_key_is_still_reported(
+    tmp_path: Path, first: str
+) -> None:
+    path = write(tmp_path, f"""
+        system: hubspot
+        object: deals
+        key_field: refsync_id
+        fields:
+          status:
+            remote: dealstage
+            values:
+              closedwon: {first}
+              closedlost: won
+              lostdeal: won
+              closedwon: won
+        """)
+    problems = problems_of(path)
+    assert [(p.line, p.message) for p in problems] == [
+        (7, "'closedwon', 'closedlost', 'lostdeal' all map to 'won', so writing it back is "
+            "ambiguous"),
+        (11, "key 'closedwon' appears twice")]
+
+
 def test_out_choice_problems(tmp_path: Path) -> None:
     path = write(tmp_path, """
         system: hubspot
