@@ -685,9 +685,10 @@ _OPEN_QUARANTINE_PROBE: Select[Any] = select(quarantine_table.c.id).where(
 """Whether any quarantine row of one place and direction is still open."""
 
 
-_running_run_counts = (
+_unfinished_run_counts = (
     update(run_table)
-    .where(run_table.c.id == bindparam("run"), run_table.c.status == "running")
+    .where(run_table.c.id == bindparam("run"),
+           run_table.c.status.in_(["running", "abandoned"]))
     .values(counts=bindparam("counts"))
 )
 
@@ -720,7 +721,8 @@ class StateTransaction:
         if row is None or row.epoch != token.epoch or row.holder != token.holder:
             raise LeaseLostError(
                 f"lease {token.name} is no longer held by {token.holder} "
-                f"(epoch {token.epoch}); nothing was written"
+                f"(epoch {token.epoch}); the page or batch in progress was not written (what "
+                "was committed before it stays)"
             )
 
     # reads inside the transaction (they see its own uncommitted writes) ------------------
@@ -958,10 +960,12 @@ class StateTransaction:
         """Keep a running run's counts as of this transaction (they commit with its work).
 
         So a run that never finishes (its daemon was killed or gave up at the shutdown
-        timeout) still says what its committed pages did; a run no longer ``running`` (marked
-        abandoned while it went on) keeps the counts it has.
+        timeout) still says what its committed pages did. A run marked ``abandoned`` while it
+        still goes on (its daemon is exiting after the shutdown timeout) goes on counting: only
+        the lease holder commits, so its tick cannot have been taken by another run yet, whose
+        ``tick`` and ``rerun_by`` these counts would overwrite.
         """
-        self.connection.execute(_running_run_counts, {"run": run_id, "counts": dict(counts)})
+        self.connection.execute(_unfinished_run_counts, {"run": run_id, "counts": dict(counts)})
 
     def set_cursor(
         self, system: str, stream: str, value: Mapping[str, Any], run_id: str | None = None

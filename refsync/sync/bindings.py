@@ -73,6 +73,9 @@ class RunCounts:
 
     total: Counter[str] = field(default_factory=Counter)
     by_stream: dict[str, Counter[str]] = field(default_factory=dict)
+    run_totals: dict[str, int] = field(default_factory=dict)
+    """Figures of the run as a whole beside the counters (a retry's ``replayed``), recorded
+    with them."""
 
     def add(self, binding: StreamBinding, name: str, amount: int = 1, *,
             stream_name: str | None = None) -> None:
@@ -94,17 +97,18 @@ class RunCounts:
     def taken_back_on_error(self) -> Iterator[None]:
         """Take back what the block counted if it fails: wrapped around a transaction, the
         counts then say only what was committed (a page whose commit failed is not counted)."""
-        total = self.total.copy()
+        total, run_totals = self.total.copy(), dict(self.run_totals)
         by_stream = {label: counts.copy() for label, counts in self.by_stream.items()}
         try:
             yield
         except BaseException:
-            self.total, self.by_stream = total, by_stream
+            self.total, self.by_stream, self.run_totals = total, by_stream, run_totals
             raise
 
     def as_dict(self) -> dict[str, Any]:
         """Totals (every counter, zeros included) plus per-stream counts, JSON-ready."""
         totals: dict[str, Any] = {name: int(self.total.get(name, 0)) for name in COUNT_NAMES}
+        totals.update(self.run_totals)
         totals["streams"] = {
             label: {k: int(v) for k, v in counts.items() if v}
             for label, counts in sorted(self.by_stream.items())

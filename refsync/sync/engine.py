@@ -225,7 +225,6 @@ class SyncEngine:
         counts: RunCounts,
         log: Any,
         work: Callable[[], str],
-        extra: Callable[[], dict[str, Any]] = dict,
         reasons: Sequence[str] = (),
         stopped: Sequence[str] = (),
     ) -> RunReport:
@@ -246,12 +245,12 @@ class SyncEngine:
             log.error("run failed", error=exc.message)
         except BaseException as exc:
             # an unexpected bug: record the run as failed, then let the error surface
-            self.store.finish_run(run_id, status="failed", counts={**counts.as_dict(), **extra()},
+            self.store.finish_run(run_id, status="failed", counts=counts.as_dict(),
                                   error=redact_text(f"{type(exc).__name__}: {exc}"))
             raise
         if error is None and status != "succeeded" and reasons:
             error = redact_text("; ".join(reasons))
-        summary = {**counts.as_dict(), **extra()}
+        summary = counts.as_dict()
         if stopped:
             summary["stopped_streams"] = sorted(set(stopped))
         duration = round(time.monotonic() - started, 3)
@@ -324,17 +323,14 @@ class SyncEngine:
     ) -> RunReport:
         log = get_logger("refsync.sync", run_id=run_id, job="retry")
         log.info("run started", trigger="retry", instance=self.instance)
-        counts = RunCounts()
-        replayed: list[int] = []
-
+        counts = RunCounts(run_totals={"replayed": 0})
         reasons: list[str] = []
 
         def replay_and_push() -> str:
-            replayed.append(self._replay_quarantine(run_id, counts, quarantine_ids, lease))
+            self._replay_quarantine(run_id, counts, quarantine_ids, lease)
             return self._push_all(run_id, counts, lease, "succeeded", reasons, [])
 
-        return self._recorded(run_id, counts, log, replay_and_push,
-                              extra=lambda: {"replayed": sum(replayed)}, reasons=reasons)
+        return self._recorded(run_id, counts, log, replay_and_push, reasons=reasons)
 
     def _replay_quarantine(
         self, run_id: str, counts: RunCounts, quarantine_ids: Sequence[int] | None,
@@ -372,6 +368,7 @@ class SyncEngine:
                                           run_id, counts, self.clock, customers=customers,
                                           replaying={record.id: row["id"]})
                 processor.process(tx, Page([record], Cursor()))
+            counts.run_totals["replayed"] = len(rows)
             tx.record_progress(run_id, counts.as_dict())
         return len(rows)
 

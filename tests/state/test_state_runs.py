@@ -141,3 +141,24 @@ def test_runs_are_listed_by_the_tick_they_hold(state_url: str) -> None:
             [later]
         assert store.list_runs(job="nightly", scheduled_for=TICK) == []
         assert len(store.list_runs(job="often")) == 3
+
+
+def test_a_run_records_its_progress_until_it_is_finished(state_url: str) -> None:
+    """Counts commit with each page while the run goes on, also once it was marked abandoned
+    (its daemon exiting after the shutdown timeout still commits the page it is on), and
+    never after it finished."""
+    with StateStore(state_url) as store:
+        run_id = store.start_run(trigger="schedule", instance="daemon-a")
+        with store.transaction() as tx:
+            tx.record_progress(run_id, {"read": 250})
+        assert store.get_run(run_id)["counts"] == {"read": 250}  # type: ignore[index]
+        assert store.abandon_runs("daemon-a", reason="exited after its shutdown timeout") == 1
+        with store.transaction() as tx:
+            tx.record_progress(run_id, {"read": 500})
+        run = store.get_run(run_id)
+        assert run is not None and run["status"] == "abandoned"
+        assert run["counts"] == {"read": 500}
+        store.finish_run(run_id, status="interrupted", counts={"read": 750})
+        with store.transaction() as tx:
+            tx.record_progress(run_id, {"read": 1})
+        assert store.get_run(run_id)["counts"] == {"read": 750}  # type: ignore[index]

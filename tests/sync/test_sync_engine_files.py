@@ -115,6 +115,8 @@ def test_a_retry_whose_lease_was_taken_over_writes_nothing(workspace: Path) -> N
     assert store.acquire_lease("sync", "daemon", timedelta(seconds=30), force=True)
     report = engine.retry(None, lease=stale)
     assert report.status == "interrupted" and "no longer held" in (report.error or "")
+    assert "the page or batch in progress was not written (what was committed before it " \
+        "stays)" in (report.error or "")
     # the replay was rolled back: the record is still quarantined, to be retried
     assert len(store.list_quarantine()) == 1
     store.close()
@@ -409,4 +411,26 @@ def test_a_run_sets_the_older_heap_aside_from_the_garbage_collector(workspace: P
         assert gc.get_freeze_count() > held // 2  # still frozen (a few may have died)
     finally:
         gc.unfreeze()
+    store.close()
+
+
+def test_a_retry_records_how_many_records_it_replayed_with_its_replay(workspace: Path) -> None:
+    """A retry killed while it pushes (after its replay committed) still says it replayed."""
+    engine, store = engine_for(workspace)
+    assert engine.run().status == "succeeded"
+    referral_id = read_jsonl(workspace / "crm" / "Lead.jsonl")[0]["Refsync_Id"]
+    _quarantine_crm_write(store, referral_id)
+    crm = next(b for b in engine.bindings if b.system == "crm")
+    write = crm.connector.write
+    seen_while_pushing: list[dict[str, Any]] = []
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        seen_while_pushing.append(store.list_runs(job="retry")[0])
+        return write(*args, **kwargs)
+
+    crm.connector.write = watched  # type: ignore[method-assign]
+    report = engine.retry(None)
+    assert report.status == "succeeded" and report.counts["replayed"] == 1
+    (during,) = seen_while_pushing
+    assert during["status"] == "running" and during["counts"]["replayed"] == 1, during
     store.close()
