@@ -1,4 +1,5 @@
-"""Fixtures shared by the whole suite: state-store backends (SQLite and PostgreSQL)."""
+"""Fixtures shared by the whole suite: state-store backends (SQLite and PostgreSQL), and
+logging set back to its default after each test."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from postgres_server import PostgresServer, PostgresUnavailable, start_postgres
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(autouse=True)
+def _logging_back_to_default() -> Iterator[None]:
+    """Logging is configured for the whole process (a CLI run with ``--log-format json``
+    switches the CLI's own messages to JSON): each test starts from the default."""
+    yield
+    from refsync.logging import configure_logging
+
+    configure_logging()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from refsync import __version__
-from refsync.cli.common import CliContext, UsageErrorEvent
+from refsync.cli.common import CliContext, ErrorEvent
 
 __all__ = ["RefsyncGroup", "cli", "main"]
 
@@ -16,11 +16,13 @@ _HELP_SHOWN: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 class RefsyncGroup(click.Group):
-    """The ``refsync`` group: with ``--log-format json``, click's usage errors are log events.
+    """The ``refsync`` group: with ``--log-format json``, click's errors are log events.
 
     An unknown option, a missing argument or a bad choice, in the group's options or in a
-    command's, is then written as one JSON line (see :class:`UsageErrorEvent`) with click's
-    exit code 2; without it, click prints its usual text. Help and ``--version`` are unchanged.
+    command's, and a command's own failure that click would print (``Error: ...``), are then
+    written as one JSON line (see :class:`ErrorEvent`) with click's exit code; so is a group
+    given no command, which click answers with its help. Without it, click prints its usual
+    text. ``--help`` and ``--version`` are unchanged.
     """
 
     def make_context(
@@ -34,17 +36,21 @@ class RefsyncGroup(click.Group):
         except click.UsageError as error:
             if not isinstance(error, _HELP_SHOWN) and \
                     self._log_format_among(info_name, given) == "json":
-                raise UsageErrorEvent(error) from error
+                raise ErrorEvent(error) from error
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; a usage error in it is an event if JSON was asked."""
+        """Run the command; a click error in it is an event if JSON was asked."""
         try:
             return super().invoke(ctx)
-        except click.UsageError as error:
-            if not isinstance(error, _HELP_SHOWN) and ctx.params.get("log_format") == "json":
-                raise UsageErrorEvent(error) from error
-            raise
+        except click.ClickException as error:
+            if ctx.params.get("log_format") != "json" or isinstance(error, ErrorEvent):
+                raise
+            if isinstance(error, _HELP_SHOWN):
+                path = error.ctx.command_path if error.ctx is not None else "refsync"
+                raise ErrorEvent(error, f"missing command: `{path} --help` lists them") \
+                    from error
+            raise ErrorEvent(error) from error
 
     def _log_format_among(self, info_name: str | None, args: list[str]) -> object:
         """The ``--log-format`` given among ``args``, which click refused: read again
@@ -77,6 +83,8 @@ def cli(
 ) -> None:
     """refsync keeps partner referrals in step between PRMs, CRMs and marketing automation."""
     ctx.obj = CliContext(config_option=config_path, log_level=log_level, log_format=log_format)
+    # from here on, a command's failure before it loads a config is a JSON event too
+    ctx.obj.log_json_if_asked()
 
 
 def main() -> None:

@@ -166,9 +166,6 @@ def check(cli_context: CliContext, config_path: str | None, as_json: bool, onlin
     from refsync.sync.wiring import load_checked
 
     path = config_path_from(config_path or cli_context.config_option)
-    # with --log-format json, problems on standard error are log events, as for the commands
-    # that sync; the report on standard output stays text, or JSON with --json
-    cli_context.log_json_if_asked()
     try:
         loaded = load_checked(path)
     except ConfigError as exc:

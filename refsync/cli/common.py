@@ -31,7 +31,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PARTIAL",
     "CliContext",
-    "UsageErrorEvent",
+    "ErrorEvent",
     "config_option",
     "echo_json",
     "fail",
@@ -183,25 +183,27 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     sys.exit(code)
 
 
-class UsageErrorEvent(click.UsageError):
-    """A usage error click found (an unknown option, a missing argument, a bad value), shown
-    as a log event instead of click's text.
+class ErrorEvent(click.ClickException):
+    """A command-line error click would print as text (an unknown option, a missing argument,
+    a bad value, a command's own failure), shown as a log event instead.
 
     Raised in place of click's error when ``--log-format json`` was given, so that standard
     error stays one JSON object a line: ``{"event": "command failed", "error": ...,
-    "command": ..., "exit_code": 2}``.
+    "command": ..., "exit_code": ...}``, with the exit code click would use (2 for usage).
     """
 
-    def __init__(self, error: click.UsageError) -> None:
-        super().__init__(error.format_message(), error.ctx)
+    def __init__(self, error: click.ClickException, message: str | None = None) -> None:
+        super().__init__(message or error.format_message())
+        self.exit_code = error.exit_code  # type: ignore[misc]  # per error, not per class
+        context = getattr(error, "ctx", None)
+        self.command = context.command_path if context is not None else None
 
     def show(self, file: IO[Any] | None = None) -> None:
         """Write the error as a ``command failed`` event, with the command it concerns and
         click's exit code, on standard error with the other log lines (``file`` is unused)."""
         configure_logging(fmt="json")
-        command = self.ctx.command_path if self.ctx is not None else None
         get_logger("refsync.cli").error(
-            "command failed", error=self.message, command=command, exit_code=self.exit_code)
+            "command failed", error=self.message, command=self.command, exit_code=self.exit_code)
 
 
 def print_traceback_redacted(

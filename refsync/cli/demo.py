@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from refsync.cli.common import echo_json, json_option
+from refsync.cli.common import EXIT_CONFIG, echo_json, fail, json_option
 from refsync.logging import configure_logging
 from refsync.sync.demo import run_demo
 
@@ -20,6 +20,12 @@ __all__ = ["demo"]
                    "directory).")
 def demo(as_json: bool, workdir: str | None) -> None:
     """Run refsync on local emulators of PartnerStack, Salesforce and HubSpot, and summarise."""
+    if workdir is not None:
+        try:
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            fail(f"cannot use {workdir} as the demo's work directory: {exc.strerror or exc} — "
+                 "name a directory you can write to, or leave --workdir out", EXIT_CONFIG)
     # the summary reports what the runs' warnings would (quarantined records, partial runs)
     configure_logging(level="error", fmt="console")
     summary = run_demo(Path(workdir) if workdir else None,

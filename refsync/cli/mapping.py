@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from refsync.cli.common import fail, report_config_error
 from refsync.errors import ConfigError, Problem, RecordError
 from refsync.mapping import CompiledMapping, MappedRecord, load_mapping
 from refsync.mapping.paths import path_getter
@@ -98,14 +99,11 @@ def preview(
     try:
         compiled = load_mapping(mapping_ref)
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(EXIT_CONFIG)
+        report_config_error(exc)
     try:
         records = list(_records(record_json, input_path))
     except _InputError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
+        fail(str(exc), EXIT_CONFIG)
     previews = [_preview(compiled, record, direction) for record in records]
     if as_json:
         click.echo(json.dumps({

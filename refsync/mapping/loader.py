@@ -12,7 +12,7 @@ from refsync.errors import ConfigError, Problem
 from refsync.mapping.checks import check_mapping_data
 from refsync.mapping.compiled import CompiledMapping, compile_mapping
 from refsync.mapping.spec import MappingSpec
-from refsync.validation import problems_from_validation
+from refsync.validation import problems_from_validation, shortened
 from refsync.yamlsource import LoadedYaml, did_you_mean, load_yaml
 
 __all__ = [
@@ -42,15 +42,15 @@ def default_mapping_path(name: str) -> Path:
         ConfigError: no shipped mapping has that name (the problem lists the ones that exist).
     """
     stem = name.removeprefix(BUILTIN_PREFIX).removesuffix(".yaml")
-    path = _defaults_dir() / f"{stem}.yaml"
-    if not path.is_file():
-        names = builtin_mapping_names()
+    names = builtin_mapping_names()
+    if stem not in names:  # looked up by name: any text, however long, is just not one
         guess = did_you_mean(stem, names)
         fix = f"did you mean 'builtin:{guess}'?" if guess else \
             f"use one of: {', '.join(BUILTIN_PREFIX + n for n in names)}"
-        raise ConfigError([Problem(f"{BUILTIN_PREFIX}{stem}", 1, 1,
-                                   f"there is no built-in mapping named '{stem}'", fix)])
-    return path
+        shown = shortened(stem)
+        raise ConfigError([Problem(f"{BUILTIN_PREFIX}{shown}", 1, 1,
+                                   f"there is no built-in mapping named '{shown}'", fix)])
+    return _defaults_dir() / f"{stem}.yaml"
 
 
 def resolve_mapping_reference(reference: str | os.PathLike[str]) -> tuple[Path, str]:

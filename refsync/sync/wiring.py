@@ -11,6 +11,7 @@ disagree, and every problem points at the line to change, with a fix.
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -301,10 +302,22 @@ def _unreadable_mapping(view: _ConfigView, where: Location, reference: str) -> P
         return view.problem(where, f"mapping {shown} is a directory, not a mapping file",
                             "name a mapping file (.yaml) in it, or use builtin:NAME")
     except OSError as exc:
-        fix = ("a file or directory name may be at most 255 bytes: shorten the path"
-               if exc.errno == errno.ENAMETOOLONG else "check the file's permissions")
+        fix = (_too_long_fix(reference) if exc.errno == errno.ENAMETOOLONG
+               else "check the file's permissions")
         return view.problem(where, f"cannot read mapping file {shown}: {exc.strerror or exc}",
                             fix)
+
+
+def _too_long_fix(reference: str) -> str:
+    """What to do about a path the system refused as too long: a name in it, or all of it."""
+    if any(len(os.fsencode(part)) > _NAME_MAX for part in PurePath(reference).parts):
+        return f"a file or directory name may be at most {_NAME_MAX} bytes: shorten it"
+    return "the path is longer than the system allows: shorten it, or move the file nearer " \
+        "the config"
+
+
+_NAME_MAX = 255
+"""The longest file or directory name common file systems allow, in bytes."""
 
 
 def _shown_mapping(reference: str, path: Path) -> str:

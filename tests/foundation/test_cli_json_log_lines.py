@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +13,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from refsync.cli import cli
-from refsync.logging import configure_logging
 
 EXAMPLE = Path(__file__).parents[2] / "config.example.yaml"
-
-
-@pytest.fixture(autouse=True)
-def _logging_back_to_auto() -> Iterator[None]:
-    """JSON logging is process-wide: the tests after these get the default back."""
-    yield
-    configure_logging()
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -121,10 +112,38 @@ def test_help_and_version_are_unchanged_with_log_format_json() -> None:
         assert logged.stdout.startswith("Usage: refsync")
     version = refsync("--log-format", "json", "--version")
     assert version.exit_code == 0 and version.stdout.startswith("refsync, version ")
-    # a group given no command shows its help, not an error
-    group = refsync("--log-format", "json", "mapping")
-    assert "Usage: refsync mapping" in group.output
-    assert "command failed" not in group.output
+
+
+def test_a_group_given_no_command_is_one_json_event() -> None:
+    """Click (8.2 on) answers a group given no command with its help on standard error and
+    exit code 2: under JSON logging that is one event naming the missing command."""
+    group = refsync("--log-format", "json", "state")
+    if group.exit_code == 0:  # click before 8.2: the help, on standard output, is no error
+        assert group.stdout.startswith("Usage: refsync state") and group.stderr == ""
+        return
+    assert group.exit_code == 2 and group.stdout == ""
+    (event,) = json_lines(group.stderr)
+    assert event["event"] == "command failed" and event["command"] == "refsync state"
+    assert event["error"] == "missing command: `refsync state --help` lists them"
+
+
+@pytest.mark.parametrize(("args", "error", "exit_code"), [
+    (["retry"], "name quarantine ids (see `refsync errors`) or pass --all", 2),
+    (["mapping", "preview", "--mapping", "builtin:partnerstack-leads", "--record", "notjson"],
+     "--record: not valid JSON: Expecting value (column 1)", 2),
+    (["sandbox", "--seed", "/nonexistent/seed.json", "--salesforce-port", "1",
+      "--hubspot-port", "2", "--partnerstack-port", "3"],
+     "cannot read sandbox seed file /nonexistent/seed.json", 1),
+    (["demo", "--workdir", "/proc/refsync-demo"],
+     "cannot use /proc/refsync-demo as the demo's work directory", 2),
+])
+def test_a_command_failing_before_it_loads_a_config_writes_json(
+    args: list[str], error: str, exit_code: int
+) -> None:
+    result = refsync("--log-format", "json", *args)
+    assert result.exit_code == exit_code, result.output
+    (event,) = json_lines(result.stderr)
+    assert event["event"] == "command failed" and event["error"].startswith(error), event
 
 
 def test_the_console_script_writes_a_usage_error_as_json() -> None:

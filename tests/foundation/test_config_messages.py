@@ -276,4 +276,25 @@ def test_a_mapping_name_too_long_for_the_file_system_is_told_to_shorten_it(
     (problem,) = error.value.problems
     assert problem.line == 11
     assert problem.message.startswith(f"cannot read mapping file {shortened(written)}: ")
-    assert problem.fix == "a file or directory name may be at most 255 bytes: shorten the path"
+    assert problem.fix == "a file or directory name may be at most 255 bytes: shorten it"
+
+
+def test_a_builtin_mapping_name_of_any_length_is_an_unknown_name(tmp_path: Path) -> None:
+    name = "x" * 300  # longer than a file name may be: looked up by name, not on disk
+    text = MINIMAL.replace("builtin:partnerstack-leads", f"builtin:{name}")
+    with pytest.raises(ConfigError) as error:
+        load_checked(write(tmp_path, text), environ=ENVIRON)
+    (problem,) = error.value.problems
+    assert problem.line == 11
+    assert problem.message == f"there is no built-in mapping named '{shortened(name)}'"
+
+
+def test_a_mapping_path_longer_than_the_system_allows_is_told_so(tmp_path: Path) -> None:
+    written = "/".join(["d" * 200] * 25) + "/leads.yaml"  # no name over 255 bytes
+    text = MINIMAL.replace("builtin:partnerstack-leads", written)
+    with pytest.raises(ConfigError) as error:
+        load_checked(write(tmp_path, text), environ=ENVIRON)
+    (problem,) = error.value.problems
+    assert problem.line == 11
+    assert problem.fix == "the path is longer than the system allows: shorten it, or move the " \
+        "file nearer the config"
