@@ -322,7 +322,12 @@ _NAME_MAX = 255
 
 def _shown_mapping(reference: str, path: Path) -> str:
     """A mapping file as a problem names it: as written, with the path it was looked for at
-    when that is another (a relative one), unless that is long: then once, shortened."""
+    when that is another (a relative one), unless that is long: then once, shortened. A long
+    value that does not look like a path at all (a key or token pasted in its place) is not
+    shown."""
+    if len(reference) > MAX_SHOWN and "/" not in reference and \
+            not reference.endswith((".yaml", ".yml")):
+        return f"(a value of {len(reference)} characters, not shown)"
     both = f"{reference} ({path})"
     return both if str(path) != reference and len(both) <= MAX_SHOWN else shortened(reference)
 

@@ -298,3 +298,14 @@ def test_a_mapping_path_longer_than_the_system_allows_is_told_so(tmp_path: Path)
     assert problem.line == 11
     assert problem.fix == "the path is longer than the system allows: shorten it, or move the " \
         "file nearer the config"
+
+
+def test_a_long_value_that_is_no_path_is_not_echoed_as_the_mapping(tmp_path: Path) -> None:
+    pasted = "sk_live_" + "Q7v" * 110  # a secret pasted where the mapping's path belongs
+    text = MINIMAL.replace("builtin:partnerstack-leads", pasted)
+    with pytest.raises(ConfigError) as error:
+        load_checked(write(tmp_path, text), environ=ENVIRON)
+    (problem,) = error.value.problems
+    assert problem.line == 11
+    assert "Q7vQ7v" not in str(problem)
+    assert f"(a value of {len(pasted)} characters, not shown)" in problem.message
