@@ -216,6 +216,11 @@ def test_skipped_and_missed_ticks_are_logged_once_in_refsyncs_words(
         finally:
             release.set()
             daemon.stop()
+        # the failing job may get a worker only once the busy one lets go, as the daemon stops
+        deadline = time.monotonic() + 10
+        while not any("raised an exception" in line["event"] for line in lines()):
+            assert time.monotonic() < deadline, "the failing job's error was not logged"
+            time.sleep(0.05)
         logged = lines()
     events = [(line["event"], line.get("job")) for line in logged]
     assert ("tick missed: it could not start within its grace", "late") in events
