@@ -40,17 +40,35 @@ class RefsyncGroup(click.Group):
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; a click error in it is an event if JSON was asked."""
+        """Run the command; a click error in it is an event if JSON was asked. An option of
+        the group written after the command is told where it goes."""
         try:
             return super().invoke(ctx)
-        except click.ClickException as error:
+        except click.ClickException as raised:
+            error = self._placed_after_the_command(raised)
             if ctx.params.get("log_format") != "json" or isinstance(error, ErrorEvent):
-                raise
+                if error is raised:
+                    raise
+                raise error from raised
             if isinstance(error, _HELP_SHOWN):
                 path = error.ctx.command_path if error.ctx is not None else "refsync"
                 raise ErrorEvent(error, f"missing command: `{path} --help` lists them") \
                     from error
             raise ErrorEvent(error) from error
+
+    def _placed_after_the_command(self, error: click.ClickException) -> click.ClickException:
+        """``refsync sync --log-format json``: the option is the group's, so it goes before
+        the command; say so beside click's "No such option"."""
+        if not isinstance(error, click.NoSuchOption) or error.ctx is None:
+            return error
+        own = {name for param in self.params for name in getattr(param, "opts", ())}
+        if error.option_name not in own:
+            return error
+        root = error.ctx.find_root().info_name or "refsync"
+        return click.UsageError(
+            f"No such option '{error.option_name}' after the command: it is an option of "
+            f"{root} itself, written before the command "
+            f"(`{root} {error.option_name} ... {error.ctx.info_name}`).", error.ctx)
 
     def _log_format_among(self, info_name: str | None, args: list[str]) -> object:
         """The ``--log-format`` given among ``args``, which click refused: read again

@@ -153,3 +153,19 @@ def test_the_console_script_writes_a_usage_error_as_json() -> None:
     (event,) = json_lines(done.stderr)
     assert event["event"] == "command failed"
     assert event["error"] == "No such option '--bogus'."
+
+
+@pytest.mark.parametrize("log_format", [[], ["--log-format", "json"]])
+def test_an_option_of_refsync_written_after_the_command_is_told_where_it_goes(
+    log_format: list[str],
+) -> None:
+    result = refsync(*log_format, "sync", "--log-level", "debug")
+    assert result.exit_code == 2
+    told = ("No such option '--log-level' after the command: it is an option of refsync "
+            "itself, written before the command (`refsync --log-level ... sync`).")
+    if log_format:
+        (event,) = json_lines(result.stderr)
+        assert event["error"] == told and event["command"] == "refsync sync"
+    else:
+        assert result.stderr.endswith(f"Error: {told}\n")
+        assert result.stderr.startswith("Usage: refsync sync [OPTIONS]")
