@@ -463,18 +463,24 @@ class StateStore:
     ) -> None:
         """Record how a sync cycle ended.
 
-        A run whose tick was meanwhile run again (it was marked abandoned while it still went
-        on) keeps the counts that say so (``tick``, ``rerun_by``).
+        A run marked abandoned while it still went on (its daemon was paused past its lease,
+        or gave up at the shutdown timeout) ends with the status it reached, and its error still
+        says why it had been marked; if its tick was meanwhile run again, it keeps the counts
+        that say so (``tick``, ``rerun_by``).
         """
         with self.transaction() as tx:
             stored = tx.connection.execute(
-                select(run_table.c.scheduled_for, run_table.c.counts)
+                select(run_table.c.scheduled_for, run_table.c.counts, run_table.c.status,
+                       run_table.c.error)
                 .where(run_table.c.id == run_id).with_for_update()
             ).first()
             kept: dict[str, Any] = {}
             if stored is not None and stored.scheduled_for is None:
                 kept = {key: value for key, value in (stored.counts or {}).items()
                         if key in self._RELEASED_TICK_COUNTS}
+            if stored is not None and stored.status == "abandoned" and stored.error:
+                error = f"{error or f'the run then ended {status}'}; it had been marked " \
+                    f"abandoned: {stored.error}"
             tx.connection.execute(
                 update(run_table).where(run_table.c.id == run_id).values(
                     status=status, counts={**counts, **kept}, error=error, finished_at=utcnow()

@@ -125,6 +125,9 @@ def test_a_run_finishing_after_its_tick_was_taken_keeps_saying_so(state_url: str
         row = store.get_run(paused)
         assert row is not None and row["status"] == "interrupted"
         assert row["counts"] == {"read": 20, "tick": TICK.isoformat(), "rerun_by": again}
+        # why it had been marked abandoned is not lost
+        assert row["error"] == "lease lost; it had been marked abandoned: daemon-a stopped " \
+            "renewing its lease"
         assert row["scheduled_for"] is None
 
 
