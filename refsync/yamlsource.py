@@ -569,11 +569,12 @@ class _Builder:
             if key is _UNUSABLE:
                 continue
             if key in written:
+                earlier = self._overwritten_of.setdefault(id(node), {}).setdefault(key, [])
+                earlier.append(_written_value(written[key][1]))
+                times = "twice" if len(earlier) == 1 else f"{len(earlier) + 1} times"
                 self.problems.append(_problem_at(
-                    self.source.file, key_node, f"key '{key}' appears twice",
+                    self.source.file, key_node, f"key '{key}' appears {times}",
                     "keep only one of them"))
-                self._overwritten_of.setdefault(id(node), {}).setdefault(key, []).append(
-                    _written_value(written[key][1]))
             written[key] = (key_node, value_node)
         return [(key, key_node, value_node)
                 for key, (key_node, value_node) in {**merged, **written}.items()]

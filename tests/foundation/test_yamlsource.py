@@ -291,7 +291,8 @@ def test_a_key_written_twice_keeps_the_last_writing_and_what_the_earlier_ones_he
         """), "f.yaml")
     assert loaded.data == {"values": {"a": 7, "b": 1}, "out": 3}
     assert sorted((p.line, p.message) for p in loaded.problems) == [
-        (4, "key 'a' appears twice"), (5, "key 'a' appears twice"), (7, "key 'out' appears twice")]
+        (4, "key 'a' appears twice"), (5, "key 'a' appears 3 times"),
+        (7, "key 'out' appears twice")]
     assert loaded.source.overwritten == {("values", "a"): ["text", "07"], ("out",): [{"s": "a"}]}
 
 
