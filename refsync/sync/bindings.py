@@ -12,8 +12,9 @@ from typing import Any
 from refsync.config import StreamConfig
 from refsync.connectors.base import Connector
 from refsync.mapping.compiled import CompiledMapping
+from refsync.state import LeaseToken, StateStore, StateTransaction
 
-__all__ = ["COUNT_NAMES", "RunCounts", "StreamBinding"]
+__all__ = ["COUNT_NAMES", "RunCounts", "StreamBinding", "run_transaction"]
 
 COUNT_NAMES = (
     "read", "created", "updated", "unchanged", "echoes", "matched", "duplicates", "rejected",
@@ -114,3 +115,17 @@ class RunCounts:
             for label, counts in sorted(self.by_stream.items())
         }
         return totals
+
+
+@contextlib.contextmanager
+def run_transaction(
+    store: StateStore, run_id: str, counts: RunCounts, lease: LeaseToken | None
+) -> Iterator[StateTransaction]:
+    """A write transaction of a run (a page, a pushed batch, a replay), fenced by ``lease``.
+
+    The run's counts commit with it, so a run that never finishes still says what it
+    committed; if it fails, what it counted is taken back.
+    """
+    with counts.taken_back_on_error(), store.transaction(lease=lease) as tx:
+        yield tx
+        tx.record_progress(run_id, counts.as_dict())

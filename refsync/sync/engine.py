@@ -28,7 +28,7 @@ from refsync.domain import Lifecycle
 from refsync.errors import ConnectorError, LeaseLostError, QuotaExhaustedError, RefsyncError
 from refsync.logging import get_logger, log_context, redact_text
 from refsync.state import LeaseToken, StateStore
-from refsync.sync.bindings import RunCounts, StreamBinding
+from refsync.sync.bindings import RunCounts, StreamBinding, run_transaction
 from refsync.sync.customers import CustomerIndex, load_customers
 from refsync.sync.pull import FieldChange, PageProcessor
 from refsync.sync.push import OutboxDrainer, PlannedWrite
@@ -283,10 +283,9 @@ class SyncEngine:
         fields = list(binding.mapping.remote_fields)
         try:
             for page in binding.connector.read(binding.object, fields, cursor):
-                with counts.taken_back_on_error(), self.store.transaction(lease=lease) as tx:
+                with run_transaction(self.store, run_id, counts, lease) as tx:
                     processor.process(tx, page)
                     tx.set_cursor(binding.system, binding.stream, page.cursor.to_dict(), run_id)
-                    tx.record_progress(run_id, counts.as_dict())
                 if self.progress is not None:
                     stream_counts = counts.by_stream.get(binding.label)
                     self.progress(binding.label, stream_counts["read"] if stream_counts else 0)
@@ -335,16 +334,16 @@ class SyncEngine:
     def _replay_quarantine(
         self, run_id: str, counts: RunCounts, quarantine_ids: Sequence[int] | None,
         lease: LeaseToken | None,
-    ) -> int:
+    ) -> None:
         """Resolve open quarantine rows, queue failed writes again and re-read failed reads,
-        in one transaction; return how many rows were replayed."""
+        in one transaction, which also records how many rows were replayed (``replayed``)."""
         by_label = {b.label: b for b in self.bindings}
         with self.store.snapshot() as view:
             rereads = any(row["direction"] == "in" for row in view.open_quarantine(quarantine_ids))
         # a re-read record may become a new referral: the same rules apply as in a sync (the
         # customer index is read from the CRM before the transaction, not while it is open)
         customers = self._customers() if rereads else None
-        with counts.taken_back_on_error(), self.store.transaction(lease=lease) as tx:
+        with run_transaction(self.store, run_id, counts, lease) as tx:
             rows = tx.open_quarantine(quarantine_ids)
             tx.resolve_quarantine([row["id"] for row in rows])
             outgoing = [row for row in rows if row["direction"] == "out" and row["referral_id"]]
@@ -369,8 +368,6 @@ class SyncEngine:
                                           replaying={record.id: row["id"]})
                 processor.process(tx, Page([record], Cursor()))
             counts.run_totals["replayed"] = len(rows)
-            tx.record_progress(run_id, counts.as_dict())
-        return len(rows)
 
     def plan(self, *, systems: Sequence[str] | None = None, full: bool = False) -> PlanReport:
         """Compute what a run would change, writing nothing anywhere."""

@@ -18,7 +18,7 @@ from refsync.connectors.errors import Action
 from refsync.errors import ConnectorError, QuotaExhaustedError, RetryableError
 from refsync.logging import get_logger, redact_text
 from refsync.state import LeaseToken, StateStore, StateTransaction
-from refsync.sync.bindings import RunCounts, StreamBinding
+from refsync.sync.bindings import RunCounts, StreamBinding, run_transaction
 
 __all__ = ["OutboxDrainer", "PlannedWrite", "retry_delay"]
 
@@ -160,8 +160,7 @@ class OutboxDrainer:
                 failure, stop = exc, True
             except RetryableError as exc:
                 failure = exc
-        with self.counts.taken_back_on_error(), \
-                self.store.transaction(lease=self.lease) as tx:
+        with run_transaction(self.store, self.run_id, self.counts, self.lease) as tx:
             tx.finish_outbox(done)
             if quarantined:
                 self._quarantine(tx, quarantined)
@@ -171,8 +170,6 @@ class OutboxDrainer:
                 self._defer(tx, sendable, failure, now)
             else:
                 self._record_results(tx, sendable, results, now)
-            # the run's counts commit with the batch: a run that never finishes keeps them
-            tx.record_progress(self.run_id, self.counts.as_dict())
         return not stop
 
     def _defer(self, tx: StateTransaction, sendable: list[tuple[dict[str, Any], Any, str]],
