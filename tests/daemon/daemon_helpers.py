@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,10 @@ import structlog
 
 from refsync.config import load_config
 from refsync.daemon import Daemon
+from refsync.daemon.leases import SYNC_LEASE
 from refsync.logging import configure_logging
 from refsync.sandbox.runner import RunningSandbox
-from refsync.state import StateStore
+from refsync.state import LeaseToken, StateStore
 
 SCHEDULE = """
 schedules:
@@ -34,6 +35,19 @@ TICK = datetime(2026, 12, 1, 10, 0, 30, tzinfo=UTC)
 
 WriteConfig = Callable[..., Path]
 """The ``write_config`` fixture: writes a sandbox config and returns its path."""
+
+
+def run_left_by_a_dead_daemon(
+    store: StateStore, *, scheduled_for: datetime | None = None
+) -> tuple[LeaseToken, str]:
+    """The sync lease of "dead-daemon", expired ten minutes ago, and the run of job ``often``
+    it left ``running``."""
+    past = datetime.now(UTC) - timedelta(minutes=10)
+    lease = store.acquire_lease(SYNC_LEASE, "dead-daemon", timedelta(seconds=3), now=past)
+    assert lease is not None
+    run_id = store.start_run(trigger="schedule", instance="dead-daemon", job="often",
+                             scheduled_for=scheduled_for)
+    return lease, run_id
 
 
 def build_daemon(path: Path) -> tuple[Daemon, StateStore]:

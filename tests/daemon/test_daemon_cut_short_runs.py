@@ -24,6 +24,7 @@ from tests.daemon.daemon_helpers import (
     assert_each_referral_once,
     build_daemon,
     json_log_lines,
+    run_left_by_a_dead_daemon,
 )
 
 TICK_TIME = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -132,10 +133,7 @@ def test_a_tick_whose_daemon_died_mid_run_is_run_by_the_daemon_taking_over(
     sandbox: RunningSandbox, write_config: WriteConfig, state_url: str
 ) -> None:
     daemon, store = build_daemon(write_config(state_url, SCHEDULE))
-    past = datetime.now(UTC) - timedelta(minutes=10)
-    assert store.acquire_lease(SYNC_LEASE, "dead-daemon", timedelta(seconds=3), now=past)
-    dead = store.start_run(trigger="schedule", instance="dead-daemon", job="often",
-                           scheduled_for=TICK_TIME)
+    _, dead = run_left_by_a_dead_daemon(store, scheduled_for=TICK_TIME)
 
     report = daemon.run_tick(daemon.jobs["often"], TICK + timedelta(seconds=5))
 

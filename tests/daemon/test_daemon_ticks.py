@@ -21,6 +21,7 @@ from tests.daemon.daemon_helpers import (
     assert_each_referral_once,
     build_daemon,
     json_log_lines,
+    run_left_by_a_dead_daemon,
 )
 
 
@@ -79,10 +80,7 @@ def test_taking_over_an_expired_lease_abandons_the_dead_daemons_run(
     sandbox: RunningSandbox, write_config: WriteConfig, state_url: str
 ) -> None:
     daemon, store = build_daemon(write_config(state_url, SCHEDULE))
-    past = datetime.now(UTC) - timedelta(minutes=10)
-    dead = store.acquire_lease(SYNC_LEASE, "dead-daemon", timedelta(seconds=3), now=past)
-    assert dead is not None
-    stuck = store.start_run(trigger="schedule", instance="dead-daemon", job="often")
+    dead, stuck = run_left_by_a_dead_daemon(store)
     report = daemon.run_tick(daemon.jobs["often"], TICK)
     assert report is not None
     assert store.get_run(stuck)["status"] == "abandoned"

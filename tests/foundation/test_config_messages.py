@@ -13,20 +13,12 @@ from refsync.sync.wiring import load_checked
 from refsync.validation import MAX_SHOWN, problems_from_validation, shortened
 from refsync.yamlsource import load_yaml_text
 from tests.foundation.test_config import JWT_SALESFORCE, write
+from tests.foundation.test_config import MINIMAL as MINIMAL_WITHOUT_PUBLIC_KEY
 
-MINIMAL = """\
-version: 1
-state:
-  url: sqlite:///state.db
-systems:
-  partnerstack:
-    role: prm
-    settings:
-      secret_key: ${PS_SECRET}
-      public_key: ${PS_PUBLIC}
-    streams:
-      leads: {object: leads, mapping: builtin:partnerstack-leads}
-"""
+MINIMAL = MINIMAL_WITHOUT_PUBLIC_KEY.replace(
+    "      secret_key: ${PS_SECRET}\n",
+    "      secret_key: ${PS_SECRET}\n      public_key: ${PS_PUBLIC}\n")
+"""The config tests' minimal config, with the public key PartnerStack's checks also need."""
 ENVIRON = {"PS_SECRET": "x", "PS_PUBLIC": "y"}
 
 VALIDATOR_WORDING = ("Input should", "Field required", "Extra inputs", "valid dictionary",

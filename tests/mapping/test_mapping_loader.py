@@ -155,19 +155,17 @@ def test_duplicate_remote_targets(tmp_path: Path) -> None:
     assert "overlaps" in problems[1].message
 
 
+def deal_stage_map(tmp_path: Path, *entries: str) -> Path:
+    """A deals mapping whose ``status`` reads ``dealstage`` through a value map of ``entries``
+    (one line each, from line 8 on)."""
+    header = ("system: hubspot\nobject: deals\nkey_field: refsync_id\nfields:\n  status:\n"
+              "    remote: dealstage\n    values:\n")
+    return write(tmp_path, header + "".join(f"      {entry}\n" for entry in entries))
+
+
 def test_many_to_one_value_map_needs_out(tmp_path: Path) -> None:
-    path = write(tmp_path, """
-        system: hubspot
-        object: deals
-        key_field: refsync_id
-        fields:
-          status:
-            remote: dealstage
-            values:
-              qualifiedtobuy: opportunity
-              contractsent: opportunity
-              closedwon: won
-        """)
+    path = deal_stage_map(tmp_path, "qualifiedtobuy: opportunity", "contractsent: opportunity",
+                          "closedwon: won")
     (problem,) = problems_of(path)
     assert (problem.line, problem.column) == (7, 5)
     assert "'qualifiedtobuy', 'contractsent' all map to 'opportunity'" in problem.message
@@ -176,18 +174,7 @@ def test_many_to_one_value_map_needs_out(tmp_path: Path) -> None:
 
 def deal_stages_with(tmp_path: Path, third: str) -> Path:
     """A deals mapping whose stage map holds ``Qualified``, ``closedwon`` and ``third``."""
-    return write(tmp_path, f"""
-        system: hubspot
-        object: deals
-        key_field: refsync_id
-        fields:
-          status:
-            remote: dealstage
-            values:
-              Qualified: qualified
-              closedwon: won
-              {third}
-        """)
+    return deal_stage_map(tmp_path, "Qualified: qualified", "closedwon: won", third)
 
 
 @pytest.mark.parametrize("second", ['"qualified ": lost', "QUALIFIED: won"])
@@ -214,20 +201,8 @@ def test_value_map_spellings_of_one_key_mapped_alike_only_need_an_out_choice(
 
 def deal_stages_repeating(tmp_path: Path, repeated: str) -> Path:
     """A deals mapping whose stage map, with an ``out:`` choice, ends by repeating a key."""
-    return write(tmp_path, f"""
-        system: hubspot
-        object: deals
-        key_field: refsync_id
-        fields:
-          status:
-            remote: dealstage
-            values:
-              qualifiedtobuy: opportunity
-              contractsent: opportunity
-              closedwon: won
-              out: {{opportunity: qualifiedtobuy}}
-              {repeated}
-        """)
+    return deal_stage_map(tmp_path, "qualifiedtobuy: opportunity", "contractsent: opportunity",
+                          "closedwon: won", "out: {opportunity: qualifiedtobuy}", repeated)
 
 
 @pytest.mark.parametrize("repeated", [
@@ -248,19 +223,8 @@ def test_a_value_map_key_written_twice_is_reported_without_what_the_repeat_cause
 def test_an_ambiguity_that_does_not_come_from_a_repeated_key_is_still_reported(
     tmp_path: Path, first: str
 ) -> None:
-    path = write(tmp_path, f"""
-        system: hubspot
-        object: deals
-        key_field: refsync_id
-        fields:
-          status:
-            remote: dealstage
-            values:
-              closedwon: {first}
-              closedlost: won
-              lostdeal: won
-              closedwon: won
-        """)
+    path = deal_stage_map(tmp_path, f"closedwon: {first}", "closedlost: won", "lostdeal: won",
+                          "closedwon: won")
     problems = problems_of(path)
     assert [(p.line, p.message) for p in problems] == [
         (7, "'closedwon', 'closedlost', 'lostdeal' all map to 'won', so writing it back is "

@@ -62,12 +62,16 @@ def test_referrals_flow_prm_to_crm_and_status_flows_back(workspace: Path) -> Non
     store.close()
 
 
-def _quarantine_crm_write(store: StateStore, referral_id: str) -> None:
-    """As if the CRM had refused the referral's last write: quarantined, not written."""
+def _synced_with_a_refused_crm_write(workspace: Path) -> tuple[Any, StateStore, str]:
+    """The engine and store after a first sync, with the first CRM lead's referral as if the
+    CRM had refused its last write (quarantined, not written), and that referral's id."""
     from sqlalchemy import update
 
     from refsync.state.store import link_table
 
+    engine, store = engine_for(workspace)
+    assert engine.run().status == "succeeded"
+    referral_id = read_jsonl(workspace / "crm" / "Lead.jsonl")[0]["Refsync_Id"]
     with store.transaction() as tx:
         tx.connection.execute(update(link_table).where(
             link_table.c.canonical_id == referral_id, link_table.c.system == "crm",
@@ -76,15 +80,13 @@ def _quarantine_crm_write(store: StateStore, referral_id: str) -> None:
                         "direction": "out", "referral_id": referral_id,
                         "payload": {"data": {}}, "error_code": "TEST",
                         "message": "refused earlier"}])
+    return engine, store, referral_id
 
 
 def test_a_retry_that_fails_is_recorded_failed_not_left_running(workspace: Path) -> None:
     from refsync.errors import FatalConnectorError
 
-    engine, store = engine_for(workspace)
-    assert engine.run().status == "succeeded"
-    referral_id = read_jsonl(workspace / "crm" / "Lead.jsonl")[0]["Refsync_Id"]
-    _quarantine_crm_write(store, referral_id)
+    engine, store, referral_id = _synced_with_a_refused_crm_write(workspace)
     crm = next(b for b in engine.bindings if b.system == "crm")
 
     def refuse(*_args: Any, **_kwargs: Any) -> Any:
@@ -105,10 +107,7 @@ def test_a_retry_that_fails_is_recorded_failed_not_left_running(workspace: Path)
 def test_a_retry_whose_lease_was_taken_over_writes_nothing(workspace: Path) -> None:
     from datetime import timedelta
 
-    engine, store = engine_for(workspace)
-    assert engine.run().status == "succeeded"
-    referral_id = read_jsonl(workspace / "crm" / "Lead.jsonl")[0]["Refsync_Id"]
-    _quarantine_crm_write(store, referral_id)
+    engine, store, _ = _synced_with_a_refused_crm_write(workspace)
     stale = store.acquire_lease("sync", "retrying-process", timedelta(seconds=30))
     assert stale is not None
     # another process took the lease over (this one was paused past its expiry)
@@ -416,10 +415,7 @@ def test_a_run_sets_the_older_heap_aside_from_the_garbage_collector(workspace: P
 
 def test_a_retry_records_how_many_records_it_replayed_with_its_replay(workspace: Path) -> None:
     """A retry killed while it pushes (after its replay committed) still says it replayed."""
-    engine, store = engine_for(workspace)
-    assert engine.run().status == "succeeded"
-    referral_id = read_jsonl(workspace / "crm" / "Lead.jsonl")[0]["Refsync_Id"]
-    _quarantine_crm_write(store, referral_id)
+    engine, store, _ = _synced_with_a_refused_crm_write(workspace)
     crm = next(b for b in engine.bindings if b.system == "crm")
     write = crm.connector.write
     seen_while_pushing: list[dict[str, Any]] = []
