@@ -570,7 +570,7 @@ class _Builder:
                 continue
             if key in written:
                 earlier = self._overwritten_of.setdefault(id(node), {}).setdefault(key, [])
-                earlier.append(_written_value(written[key][1]))
+                earlier.append(self._written_value(written[key][1]))
                 times = "twice" if len(earlier) == 1 else f"{len(earlier) + 1} times"
                 self.problems.append(_problem_at(
                     self.source.file, key_node, f"key '{key}' appears {times}",
@@ -604,18 +604,36 @@ class _Builder:
         key = self._scalar(node)
         return key if isinstance(key, (str, int)) else str(key)
 
-    def _scalar(self, node: yaml.ScalarNode) -> Any:
-        """A scalar's value; the text as written when its tag is unknown or does not fit."""
-        if not self._check_tag(node, _SCALAR_TAGS) or node.tag in _TEXT_TAGS:
+    def _scalar(self, node: yaml.ScalarNode, *, quietly: bool = False) -> Any:
+        """A scalar's value; the text as written when its tag is unknown or does not fit.
+
+        ``quietly`` reports nothing about it (a writing that a repeated key overwrote: its
+        problems are the repeat's).
+        """
+        known = node.tag in _SCALAR_TAGS if quietly else self._check_tag(node, _SCALAR_TAGS)
+        if not known or node.tag in _TEXT_TAGS:
             return node.value
         try:
             return self.constructor.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError, TypeError, AttributeError):
+            if quietly:
+                return node.value
             self.problems.append(_problem_at(
                 self.source.file, node,
                 f"'{node.value}' cannot be read as {_tag_text(node.tag)}",
                 f"correct the value, or remove the {_tag_text(node.tag)} tag"))
             return node.value
+
+    def _written_value(self, node: yaml.Node) -> Any:
+        """What an overwritten writing of a key held: a single value as YAML reads it (its
+        text when it cannot be read), a mapping as its single-valued entries (keys as
+        written), else ``None``. Nothing deeper is read, so aliases cannot make it big."""
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, quietly=True)
+        if isinstance(node, yaml.MappingNode):
+            return {key.value: self._scalar(value, quietly=True) for key, value in node.value
+                    if isinstance(key, yaml.ScalarNode) and isinstance(value, yaml.ScalarNode)}
+        return None
 
     def _check_tag(self, node: yaml.Node, allowed: frozenset[str]) -> bool:
         """Whether ``node``'s tag is one refsync reads; reports the problem when it is not."""
@@ -632,28 +650,6 @@ class _Builder:
 
 
 _UNUSABLE: Any = object()
-
-
-def _written_value(node: yaml.Node) -> Any:
-    """What an overwritten writing of a key held: a single value as YAML reads it (its text
-    when it cannot be read), a mapping as its single-valued entries (keys as written), else
-    ``None``. Nothing deeper is read, so aliases cannot make it big."""
-    if isinstance(node, yaml.ScalarNode):
-        return _read_quietly(node)
-    if isinstance(node, yaml.MappingNode):
-        return {key.value: _read_quietly(value) for key, value in node.value
-                if isinstance(key, yaml.ScalarNode) and isinstance(value, yaml.ScalarNode)}
-    return None
-
-
-def _read_quietly(node: yaml.ScalarNode) -> Any:
-    """A scalar as YAML reads it, or its text when it cannot be read (nothing is reported)."""
-    if node.tag not in _SCALAR_TAGS or node.tag in _TEXT_TAGS:
-        return node.value
-    try:
-        return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
-    except (yaml.YAMLError, ValueError, TypeError, AttributeError):
-        return node.value
 
 
 def _position(node: yaml.Node) -> tuple[int, int]:
