@@ -202,8 +202,8 @@ class ErrorEvent(click.ClickException):
         """Write the error as a ``command failed`` event, with the command it concerns and
         click's exit code, on standard error with the other log lines (``file`` is unused)."""
         configure_logging(fmt="json")
-        get_logger("refsync.cli").error(
-            "command failed", error=self.message, command=self.command, exit_code=self.exit_code)
+        say_on_stderr("error", self.message, event="command failed", command=self.command,
+                      exit_code=self.exit_code)
 
 
 def print_traceback_redacted(
