@@ -16,6 +16,7 @@ from refsync.cli.common import (
     json_option,
     pass_cli,
     report_config_error,
+    say_on_stderr,
 )
 from refsync.config import (
     CustomerSourceConfig,
@@ -24,7 +25,7 @@ from refsync.config import (
     config_path_from,
 )
 from refsync.errors import ConfigError, Problem, RefsyncError
-from refsync.logging import configure_logging
+from refsync.logging import configure_logging, renders_json
 from refsync.yamlsource import did_you_mean
 
 if TYPE_CHECKING:
@@ -90,7 +91,11 @@ def _fails(entry: dict[str, Any], message: str, fix: str = "") -> None:
 
 
 def _signs_in(connector: Connector, entry: dict[str, Any]) -> bool:
-    """Run the connector's own check into ``entry``; whether the system could be reached."""
+    """Run the connector's own check into ``entry``; whether its credentials were accepted.
+
+    A system that refused them is not asked to describe each mapping's object: every answer
+    would be the same refusal, already reported once by the check.
+    """
     try:
         result = connector.check()
     except RefsyncError as exc:
@@ -101,7 +106,7 @@ def _signs_in(connector: Connector, entry: dict[str, Any]) -> bool:
     entry["budget"] = f"{budget.remaining}/{budget.limit} calls left today" if budget else None
     entry["findings"].extend(
         {"severity": f.severity, "message": f.message, "fix": f.fix} for f in result.findings)
-    return True
+    return result.auth_ok
 
 
 def _customer_reads(
@@ -187,14 +192,9 @@ def check(cli_context: CliContext, config_path: str | None, as_json: bool, onlin
         if as_json:
             echo_json({"ok": not failed, "config": str(path), "systems": report})
         else:
-            for name, entry in report.items():
-                state = "OK" if entry["ok"] else "FAILED"
-                budget = f" (API budget: {entry['budget']})" if entry["budget"] else ""
-                click.echo(f"{name}: {state}{budget}")
-                for finding in entry["findings"]:
-                    fix = f" — {finding['fix']}" if finding["fix"] and \
-                        finding["fix"] not in finding["message"] else ""
-                    click.echo(f"  {finding['severity']}: {finding['message']}{fix}")
+            _print_report(report)
+            if failed and renders_json():
+                _log_failures(report, failed)
         sys.exit(EXIT_CHECK_FAILED if failed else EXIT_OK)
     if as_json:
         echo_json({"ok": True, "config": str(path), "systems": systems, "problems": []})
@@ -203,6 +203,33 @@ def check(cli_context: CliContext, config_path: str | None, as_json: bool, onlin
         click.echo(f"{path}: OK — {_counted(len(systems), 'system')}, "
                    f"{_counted(streams, 'stream')}, mappings valid")
     sys.exit(EXIT_OK)
+
+
+def _print_report(report: Report) -> None:
+    """The online report as text: each system's state, budget and findings."""
+    for name, entry in report.items():
+        state = "OK" if entry["ok"] else "FAILED"
+        budget = f" (API budget: {entry['budget']})" if entry["budget"] else ""
+        click.echo(f"{name}: {state}{budget}")
+        for finding in entry["findings"]:
+            fix = f" — {finding['fix']}" if finding["fix"] and \
+                finding["fix"] not in finding["message"] else ""
+            click.echo(f"  {finding['severity']}: {finding['message']}{fix}")
+
+
+def _log_failures(report: Report, failed: list[str]) -> None:
+    """Under JSON logging, each error finding as a ``check failed`` event, then the outcome.
+
+    The report itself stays on standard output; these events let a log collector see why a
+    deployment's online check failed without parsing it.
+    """
+    for name in failed:
+        for finding in report[name]["findings"]:
+            if finding["severity"] == "error":
+                say_on_stderr("error", finding["message"], event="check failed", system=name,
+                              fix=finding["fix"])
+    say_on_stderr("error", f"the online check failed for {', '.join(failed)}",
+                  event="command failed", exit_code=EXIT_CHECK_FAILED)
 
 
 def _counted(count: int, noun: str) -> str:

@@ -99,3 +99,36 @@ def test_customers_read_from_hubspot_with_the_salesforce_defaults_fail(
                "hubspot has no such field" in message for message in messages), messages
     assert any("rules.customers_from.website_field is 'Website' (the default)" in message
                for message in messages), messages
+
+
+def test_a_refused_token_is_reported_once_not_again_for_each_mapping(
+    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = config_for(sandbox, tmp_path, monkeypatch)
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-revoked")
+    result = CliRunner().invoke(cli, ["check", "-c", str(path), "--online", "--json"])
+    assert result.exit_code == 3, result.output
+    report = json.loads(result.stdout)["systems"]
+    assert report["salesforce"]["ok"] and report["partnerstack"]["ok"]
+    messages = [finding["message"] for finding in report["hubspot"]["findings"]]
+    assert len(messages) == 1, messages
+    assert "rejected the private-app access token" in messages[0]
+
+
+def test_under_json_logging_a_failed_check_is_also_logged_as_events(
+    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = config_for(sandbox, tmp_path, monkeypatch)
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-revoked")
+    result = CliRunner().invoke(cli, ["--log-format", "json", "check", "-c", str(path),
+                                      "--online"])
+    assert result.exit_code == 3, result.output
+    assert "hubspot: FAILED" in result.stdout
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    failed = [event for event in events if event["event"] == "check failed"]
+    assert [event["system"] for event in failed] == ["hubspot"]
+    assert "rejected the private-app access token" in failed[0]["error"]
+    assert events[-1]["event"] == "command failed"
+    assert events[-1]["error"] == "the online check failed for hubspot"
+    assert events[-1]["exit_code"] == 3
+    assert "pat-revoked" not in result.stderr
