@@ -182,6 +182,10 @@ class LinkRow(SQLModel, table=True):
     last_read_hash: str | None = Field(default=None, max_length=64)
     last_written_hash: str | None = Field(default=None, max_length=64)
     remote_modstamp: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    remote_values: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True),
+        description="the remote's last known values of the fields its mapping only fills when "
+                    "blank (set_if_empty), by remote path; None when its mapping has none")
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

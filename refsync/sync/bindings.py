@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from collections import Counter
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from refsync.config import StreamConfig
 from refsync.connectors.base import Connector
 from refsync.mapping.compiled import CompiledMapping
 from refsync.state import LeaseToken, StateStore, StateTransaction
+from refsync.sync.fill_only import FillOnlyFields
 
 __all__ = ["COUNT_NAMES", "RunCounts", "StreamBinding", "run_transaction"]
 
@@ -46,6 +48,11 @@ class StreamBinding:
             self._fingerprint = hashlib.sha256(spec.encode()).hexdigest()[:12]
         salted = f"{self._fingerprint}:{self.mapping.content_hash(remote_record)}"
         return hashlib.sha256(salted.encode()).hexdigest()
+
+    @functools.cached_property
+    def fill_only(self) -> FillOnlyFields | None:
+        """The mapping's fields written only while the remote is blank (``set_if_empty``)."""
+        return FillOnlyFields.of(self.mapping)
 
     @property
     def object(self) -> str:

@@ -618,12 +618,16 @@ class PageProcessor:
     def _link(
         self, tx: StateTransaction, record: ReadRecord, canonical_id: str, read_hash: str
     ) -> None:
-        _queue(self._page.link_rows, (self.binding.system, self.binding.object, record.id), {
+        row = {
             "system": self.binding.system, "object": self.binding.object,
             "external_id": record.id, "canonical_id": canonical_id,
             "last_read_hash": read_hash, "remote_modstamp": record.modstamp,
             "updated_at": self._time(),
-        })
+        }
+        fill_only = self.binding.fill_only
+        if fill_only is not None:
+            row["remote_values"] = _json_safe(fill_only.read(record.data))
+        _queue(self._page.link_rows, (self.binding.system, self.binding.object, record.id), row)
 
     def _quarantine(
         self,

@@ -19,10 +19,14 @@ from refsync.errors import ConnectorError, QuotaExhaustedError, RetryableError
 from refsync.logging import get_logger, redact_text
 from refsync.state import LeaseToken, StateStore, StateTransaction
 from refsync.sync.bindings import RunCounts, StreamBinding, run_transaction
+from refsync.sync.fill_only import Outgoing
 
 __all__ = ["OutboxDrainer", "PlannedWrite", "retry_delay"]
 
 MAX_BACKOFF = timedelta(hours=1)
+
+_Sendable = tuple[dict[str, Any], dict[str, Any], str, dict[str, Any] | None]
+"""A write to send: its outbox row, payload, written hash and the link's known remote values."""
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -112,19 +116,20 @@ class OutboxDrainer:
                                             self.binding.stream, "quarantine",
                                             {"error": result.errors[0].message}))
                 continue
+            outgoing = self._outgoing(result.values, link)
             if link is not None and link.get("last_written_hash") == \
-                    self.binding.record_hash(result.values):
+                    self.binding.record_hash(outgoing.expected):
                 continue
             planned.append(PlannedWrite(row["referral_id"], self.binding.system,
                                         self.binding.stream,
-                                        "update" if link else "create", result.values))
+                                        "update" if link else "create", outgoing.payload))
         return planned
 
     def _push_batch(self, due: list[dict[str, Any]], referrals: dict[str, dict[str, Any]],
                     links: dict[str, dict[str, Any]]) -> bool:
         binding, mapping = self.binding, self.binding.mapping
         now = self.clock()  # one moment for the batch's rows
-        sendable: list[tuple[dict[str, Any], dict[str, Any], str]] = []
+        sendable: list[_Sendable] = []
         done: list[int] = []
         quarantined: list[dict[str, Any]] = []
         for row in due:
@@ -139,22 +144,23 @@ class OutboxDrainer:
                     row, result.values, first.code,
                     "; ".join(f"{e.field}: {e.message}" for e in result.errors)))
                 continue
-            payload_hash = self.binding.record_hash(result.values)
             link = links.get(row["referral_id"])
+            outgoing = self._outgoing(result.values, link)
+            payload_hash = self.binding.record_hash(outgoing.expected)
             if link is not None and link.get("last_written_hash") == payload_hash:
                 done.append(row["id"])
                 continue
-            payload = result.values
+            payload = outgoing.payload
             if link is not None:
                 payload = {**payload, REMOTE_ID_FIELD: link["external_id"]}
-            sendable.append((row, payload, payload_hash))
+            sendable.append((row, payload, payload_hash, outgoing.remote_values))
         results: list[WriteResult] = []
         stop = False
         failure: ConnectorError | None = None
         if sendable:
             try:
                 results = binding.connector.write(
-                    binding.object, mapping.key_field, [payload for _, payload, _ in sendable]
+                    binding.object, mapping.key_field, [item[1] for item in sendable]
                 )
             except QuotaExhaustedError as exc:
                 failure, stop = exc, True
@@ -172,10 +178,17 @@ class OutboxDrainer:
                 self._record_results(tx, sendable, results, now)
         return not stop
 
-    def _defer(self, tx: StateTransaction, sendable: list[tuple[dict[str, Any], Any, str]],
+    def _outgoing(self, values: dict[str, Any], link: dict[str, Any] | None) -> Outgoing:
+        """The write of ``values``, leaving alone the ``set_if_empty`` fields the remote holds."""
+        fill_only = self.binding.fill_only
+        if fill_only is None:
+            return Outgoing(values, values, None)
+        return fill_only.outgoing(values, link)
+
+    def _defer(self, tx: StateTransaction, sendable: list[_Sendable],
                failure: ConnectorError, now: datetime) -> None:
         """Keep a batch whose write call failed as a whole in the outbox, for a later attempt."""
-        for row, _, _ in sendable:
+        for row, *_ in sendable:
             tx.delay_outbox(row["id"], error=failure.message,
                             next_attempt_at=now + retry_delay(row["attempts"]))
         self.counts.add(self.binding, "deferred", len(sendable))
@@ -185,7 +198,7 @@ class OutboxDrainer:
     def _record_results(
         self,
         tx: StateTransaction,
-        sendable: list[tuple[dict[str, Any], dict[str, Any], str]],
+        sendable: list[_Sendable],
         results: list[WriteResult],
         now: datetime,
     ) -> None:
@@ -195,14 +208,18 @@ class OutboxDrainer:
         written_events = []
         refused = []
         sent = []
-        for (row, payload, payload_hash), outcome in zip(sendable, results, strict=True):
+        for (row, payload, payload_hash, remote_values), outcome in zip(
+                sendable, results, strict=True):
             if outcome.ok:
-                new_links.append({
+                link = {
                     "system": binding.system, "object": binding.object,
                     "external_id": outcome.remote_id or str(outcome.key),
                     "canonical_id": row["referral_id"], "last_written_hash": payload_hash,
                     "updated_at": now,
-                })
+                }
+                if remote_values is not None:
+                    link["remote_values"] = _safe(remote_values)
+                new_links.append(link)
                 sent.append(row["id"])
                 written_events.append({
                     "kind": "written", "referral_id": row["referral_id"],
