@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, run
 from urllib.parse import urlsplit
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from refsync.connectors.cursor import Cursor, CursorPolicy, IncrementalWindow
 from refsync.connectors.errors import WriteError
@@ -181,6 +181,17 @@ class ConnectorSettings(BaseModel):
     lookback_seconds: float = Field(
         default=0.0, ge=0, description="re-read this far behind the cursor (late indexing)"
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_empty_secret(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+            raise InvalidValueError(
+                "is empty, and no system accepts an empty credential",
+                "give it a value: set the environment variable it names (a ${VAR:-} "
+                "reference lets an unset or empty variable through; ${VAR} refuses one), or put "
+                "the credential in the file its file: reference reads")
+        return value
 
     def cursor_policy(self) -> CursorPolicy:
         """Return the incremental-read policy these settings describe."""

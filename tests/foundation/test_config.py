@@ -94,6 +94,22 @@ def test_secret_written_in_yaml_is_refused(tmp_path: Path) -> None:
     assert "${PARTNERSTACK_SECRET_KEY}" in problem.fix
 
 
+@pytest.mark.parametrize("reference", ["${PS_SECRET:-}", "file:{directory}/secret.txt"])
+def test_a_credential_that_resolves_to_nothing_is_refused_at_its_line(
+    tmp_path: Path, reference: str
+) -> None:
+    from refsync.sync.wiring import load_checked
+
+    (tmp_path / "secret.txt").write_text("\n")
+    text = MINIMAL.replace("${PS_SECRET}", reference.replace("{directory}", str(tmp_path)))
+    with pytest.raises(ConfigError) as error:
+        load_checked(write(tmp_path, text), environ={})
+    (problem,) = [p for p in error.value.problems if "secret_key" in p.message]
+    assert (problem.line, problem.column) == (8, 19)
+    assert problem.message == "secret_key is empty, and no system accepts an empty credential"
+    assert "${VAR} refuses one" in problem.fix
+
+
 def test_schedule_needs_exactly_one_trigger_and_known_systems(tmp_path: Path) -> None:
     text = MINIMAL + """\
 schedules:
