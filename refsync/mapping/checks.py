@@ -8,20 +8,106 @@ and every problem in the file is reported in one go.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
 
-from refsync.domain import CANONICAL_FIELDS, ReferralStatus
-from refsync.errors import Problem
+from refsync.domain import CANONICAL_FIELDS, Referral, ReferralStatus
+from refsync.errors import Problem, RecordError
+from refsync.mapping import transforms as t
 from refsync.mapping.rules import Direction
 from refsync.mapping.valuemap import match_key, value_key
-from refsync.mapping.vocabulary import TRANSFORM_NAMES, TransformArgumentError, build_step
-from refsync.yamlsource import SourceMap, did_you_mean
+from refsync.mapping.vocabulary import TRANSFORM_NAMES, Step, TransformArgumentError, build_step
+from refsync.validation import shortened
+from refsync.yamlsource import SourceMap, did_you_mean, yaml_text
 
-__all__ = ["check_mapping_data", "is_canonical_name", "split_value_map"]
+__all__ = [
+    "CANONICAL_KINDS",
+    "check_mapping_data",
+    "field_kind",
+    "is_canonical_name",
+    "split_value_map",
+    "typed_default",
+]
 
 _CUSTOM = re.compile(r"^custom\.[A-Za-z_][A-Za-z0-9_]*$")
 _STATUSES = [status.value for status in ReferralStatus]
+
+
+def _canonical_kinds() -> dict[str, str]:
+    """Each canonical field's kind, read from the annotations of the Referral model."""
+    kinds: dict[str, str] = {}
+    for name, info in Referral.model_fields.items():
+        if name == "status":
+            kinds[name] = "status"
+        elif info.annotation in (Decimal, Decimal | None):
+            kinds[name] = "decimal"
+        elif info.annotation in (datetime, datetime | None):
+            kinds[name] = "datetime"
+        elif info.annotation in (str, str | None):
+            kinds[name] = "text"
+    return kinds
+
+
+CANONICAL_KINDS: dict[str, str] = _canonical_kinds()
+"""The type of each canonical field's value, from the Referral model: ``amount`` is
+``decimal``, ``submitted_at`` and ``closed_at`` are ``datetime``, ``status`` is ``status``, the
+rest ``text``."""
+
+
+class _DefaultReader(NamedTuple):
+    """How a default of one typed kind is read, and what to say when it cannot be."""
+
+    read: Callable[[Any], Any]
+    """the transform reader of the kind (``to_decimal`` for ``decimal``)"""
+    what: str
+    """what the default must be, as the problem says it (``a decimal number``)"""
+    fix: str
+    """what to write instead"""
+
+
+_DEFAULT_READERS: dict[str, _DefaultReader] = {
+    "decimal": _DefaultReader(t.to_decimal, "a decimal number",
+                              "write a number, e.g. default: 0"),
+    "int": _DefaultReader(t.to_int, "a whole number", "write a whole number, e.g. default: 0"),
+    "bool": _DefaultReader(t.to_bool, "true or false", "write true or false"),
+    "date": _DefaultReader(t.date_reader, "a date",
+                           "write an ISO 8601 date, e.g. default: \"2026-01-05\""),
+    "datetime": _DefaultReader(
+        t.datetime_reader, "a date and time",
+        "write an ISO 8601 date-time, e.g. default: \"2026-01-05T10:00:00Z\""),
+}
+"""The readers of the kinds a default is converted to (text and status are checked apart)."""
+
+
+def field_kind(name: str, steps: Iterable[Step]) -> str | None:
+    """The type of a field's canonical value: what its last converting transform reads
+    (``to_int`` → ``int``), else the canonical field's own (``amount`` → ``decimal``); ``None``
+    for a ``custom.<name>`` field no transform converts."""
+    explicit = next((step.kind for step in reversed(list(steps)) if step.kind), None)
+    return explicit or CANONICAL_KINDS.get(name)
+
+
+def typed_default(kind: str | None, value: Any, written: str | None = None) -> Any:
+    """A ``default:`` as a value of its field's type, read by that type's transform reader:
+    ``"1200.50"`` on ``amount`` is ``Decimal("1200.50")``, ``"2026-01-05T10:00:00Z"`` on
+    ``submitted_at`` an aware UTC datetime. Text, status and untyped defaults are returned as
+    they are.
+
+    Args:
+        kind: the field's kind (:func:`field_kind`).
+        value: the default as YAML read it.
+        written: the default's text when YAML read it as something else (``1200.50`` as the
+            float 1200.5, ``010`` as 8): a typed field reads the text as written.
+
+    Raises:
+        RecordError: the default is not a value of the field's type.
+    """
+    reader = _DEFAULT_READERS.get(kind) if kind is not None else None
+    if reader is None or value is None:
+        return value
+    return reader.read(value if written is None else written)
 
 
 def is_canonical_name(name: str) -> bool:
@@ -55,31 +141,19 @@ def check_mapping_data(data: Any, source: SourceMap) -> list[Problem]:
         written[key_field] = "key_field"
     for name, spec in fields.items():
         name = str(name)
-        path: tuple[str | int, ...] = ("fields", name)
         problems.extend(_check_name(name, source))
         if isinstance(spec, str):
             spec = {"remote": spec}
         if not isinstance(spec, Mapping):
             continue
-        retyped_default = _retyped(source, (*path, "default"), spec.get("default"))
-        if retyped_default is not None:
-            problems.append(retyped_default)
-        elif isinstance(spec.get("default"), (dict, list)):
-            problems.append(source.problem(
-                (*path, "default"), "a default must be a single value",
-                "write e.g. default: \"(unknown)\""))
+        default_problem = _check_default(name, spec, source)
+        if default_problem is not None:
+            problems.append(default_problem)
         direction = spec.get("direction", Direction.BOTH.value)
         problems.extend(_check_transforms(name, spec.get("transform"), direction, source))
         values = spec.get("values")
         if isinstance(values, Mapping):
             problems.extend(_check_values(name, values, source))
-        if name == "status" and "default" in spec and spec["default"] is not None and \
-                retyped_default is None and value_key(spec["default"]) not in _STATUSES:
-            problems.append(source.problem(
-                (*path, "default"),
-                f"status default {spec['default']!r} is not a lifecycle status",
-                f"use one of: {', '.join(_STATUSES)}",
-            ))
         remote = spec.get("remote")
         if isinstance(remote, str) and direction in (Direction.OUT.value, Direction.BOTH.value):
             problems.extend(_check_target(name, remote, written, source))
@@ -102,6 +176,49 @@ def _check_name(name: str, source: SourceMap) -> list[Problem]:
     fix = f"did you mean '{guess}'?" if guess else \
         f"use a canonical field ({', '.join(sorted(CANONICAL_FIELDS))}) or custom.{name}"
     return [source.problem(path, f"unknown canonical field '{name}'", fix, key=True)]
+
+
+def _check_default(name: str, spec: Mapping[str, Any], source: SourceMap) -> Problem | None:
+    """The problem with a field's ``default:``, if any: it must be one value of the field's
+    type (:func:`field_kind`): a number for ``amount``, a lifecycle status for ``status``."""
+    value = spec.get("default")
+    if value is None:
+        return None
+    path = ("fields", name, "default")
+    kind = field_kind(name, _buildable_steps(spec.get("transform")))
+    typed = _DEFAULT_READERS.get(kind) if kind is not None else None
+    if isinstance(value, (dict, list)):
+        return source.problem(path, "a default must be a single value",
+                              typed.fix if typed else "write e.g. default: \"(unknown)\"")
+    if typed is not None:
+        written = source.retyped.get(path)
+        try:
+            typed_default(kind, value, written)
+        except RecordError:
+            shown = shortened(written if written is not None else yaml_text(value))
+            return source.problem(path, f"{name} default {shown!r} is not {typed.what}",
+                                  typed.fix)
+        return None
+    retyped = _retyped(source, path, value)
+    if retyped is not None:
+        return retyped
+    if name == "status" and value_key(value) not in _STATUSES:
+        return source.problem(path, f"status default {value!r} is not a lifecycle status",
+                              f"use one of: {', '.join(_STATUSES)}")
+    return None
+
+
+def _buildable_steps(steps: Any) -> list[Step]:
+    """The field's transform steps that build (the others are reported by _check_transforms)."""
+    if not isinstance(steps, list):
+        return []
+    built: list[Step] = []
+    for step_spec in steps:
+        try:
+            built.append(build_step(step_spec))
+        except (KeyError, TransformArgumentError):
+            continue
+    return built
 
 
 def _check_transforms(name: str, steps: Any, direction: Any, source: SourceMap) -> list[Problem]:

@@ -8,7 +8,8 @@ records a second.
 Reading (``to_canonical``) a field runs, in order: the remote value at its (dotted) path → each
 transform's read function → the canonical type conversion (``amount`` as a decimal,
 ``submitted_at``/``closed_at`` as datetimes, text fields as text) unless a transform already
-converts → the value map → the field default when blank → for ``status``, the lifecycle status.
+converts → the value map → the field default when blank (read as a value of the field's type
+when the mapping compiles) → for ``status``, the lifecycle status.
 Writing (``to_remote``) runs the same in reverse: default → value map → type formatting →
 each transform's write function, last transform first.
 """
@@ -19,7 +20,6 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from refsync.domain import Referral, ReferralStatus
 from refsync.errors import RecordError
 from refsync.mapping import transforms as t
-from refsync.mapping.checks import split_value_map
+from refsync.mapping.checks import CANONICAL_KINDS, field_kind, split_value_map, typed_default
 from refsync.mapping.hashing import hash_normaliser, hash_values
 from refsync.mapping.paths import path_getter, path_setter, split_path
 from refsync.mapping.rules import Direction, Rule
@@ -328,18 +328,6 @@ def _getter(flat: Mapping[str, Any], custom: Mapping[str, Any]) -> Callable[[str
 
 # --- compilation ----------------------------------------------------------------------------
 
-_CANONICAL_KINDS: dict[str, str] = {}
-for _name, _info in Referral.model_fields.items():
-    _annotation = _info.annotation
-    if _name == "status":
-        _CANONICAL_KINDS[_name] = "status"
-    elif _annotation in (Decimal, Decimal | None):
-        _CANONICAL_KINDS[_name] = "decimal"
-    elif _annotation in (datetime, datetime | None):
-        _CANONICAL_KINDS[_name] = "datetime"
-    elif _annotation in (str, str | None):
-        _CANONICAL_KINDS[_name] = "text"
-
 _IMPLICIT_READ: dict[str, Callable[[Any], Any]] = {
     "decimal": t.to_decimal,
     "datetime": t.datetime_reader,
@@ -376,12 +364,38 @@ def _status_text(value: Any) -> Any:
     return None if status is None else status.value
 
 
-def compile_field(name: str, spec: FieldSpec) -> tuple[CompiledField, list[Step]]:
-    """Compile one field mapping (already validated) into its read and write closures."""
+def _canonical_default(name: str, kind: str | None, default: Any, written: str | None) -> Any:
+    """A field's ``default:`` as the canonical value it stands for: a status, text, or a value
+    of the field's type (``Decimal`` for ``amount``), read as the mapping checks read it.
+
+    Raises:
+        ValueError: the default is not a value of the field's type (``load_mapping`` reports
+            that as a problem in the file before compiling).
+    """
+    if default is None:
+        return None
+    try:
+        if name == "status":
+            return _as_status(default)
+        if kind == "text":
+            return _as_text(default)
+        return typed_default(kind, default, written)
+    except RecordError as exc:
+        raise ValueError(f"{name} default: {exc.message}") from None
+
+
+def compile_field(
+    name: str, spec: FieldSpec, *, written_default: str | None = None
+) -> tuple[CompiledField, list[Step]]:
+    """Compile one field mapping (already validated) into its read and write closures.
+
+    ``written_default`` is the default's text when YAML read it as something else
+    (:func:`~refsync.mapping.checks.typed_default`).
+    """
     steps = [build_step(step) for step in spec.transform]
     explicit_kind = next((s.kind for s in reversed(steps) if s.kind), None)
-    canonical_kind = _CANONICAL_KINDS.get(name)
-    kind = explicit_kind or canonical_kind
+    canonical_kind = CANONICAL_KINDS.get(name)
+    kind = field_kind(name, steps)
     read_steps = tuple((s.read, s.read_uses_record) for s in steps if s.read is not None)
     write_steps = tuple((s.write, s.write_uses_record)
                         for s in reversed(steps) if s.write is not None)
@@ -398,9 +412,7 @@ def compile_field(name: str, spec: FieldSpec) -> tuple[CompiledField, list[Step]
         value_map = ValueMap(pairs, choice, field=name)
         implicit_read = implicit_write = None  # the map decides the values
     is_status = name == "status"
-    default = spec.default
-    if is_status and default is not None:
-        default = _as_status(default)
+    default = _canonical_default(name, kind, spec.default, written_default)
     read_remote = path_getter(spec.remote)
     map_in = value_map.to_canonical if value_map is not None else None
     map_out = value_map.to_remote if value_map is not None else None
@@ -527,7 +539,7 @@ def _fast_read(
 ) -> Callable[[Mapping[str, Any]], Any]:
     """A shorter reader for the common plain-text field (no transforms, map or default)."""
     if steps or spec.values is not None or spec.default is not None or \
-            _CANONICAL_KINDS.get(name) not in ("text", None):
+            CANONICAL_KINDS.get(name) not in ("text", None):
         return general
     if name.startswith("custom."):
         return read_remote
@@ -548,7 +560,9 @@ def compile_mapping(
     extra_reads: list[str] = []
     needs_getter = False
     for field_name, field_spec in spec.fields.items():
-        item, steps = compile_field(field_name, field_spec)
+        written = None if source is None else \
+            source.retyped.get(("fields", field_name, "default"))
+        item, steps = compile_field(field_name, field_spec, written_default=written)
         compiled.append(item)
         for step in steps:
             extra_reads.extend(step.remote_fields)
