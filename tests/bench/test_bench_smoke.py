@@ -82,3 +82,14 @@ def test_scaling_reports_every_size() -> None:
         assert row["peak_rss_mb"] > 0 and row["api_call_ratio"] <= 1.05
         _assert_landed_once(row["landed"], row["n"])
     assert figures["machine"]["cores"] >= 1
+
+
+def test_floor_writes_the_rows_a_backfill_writes() -> None:
+    figures = _run("floor.py", "--n", "450")
+    assert figures["bench"] == "floor" and figures["n"] == 450
+    # a referral, its 3 links (PRM and both CRMs), 2 outbox rows (sent), 3 events
+    assert figures["rows"] == {"referral": 450, "link": 1350, "outbox": 900, "event": 1350,
+                               "outbox pending": 0}
+    assert figures["referrals_per_second"] > 0
+    assert set(figures["parts"]) >= {"store: commit", "client library: hubspot",
+                                     "client library: salesforce"}
