@@ -296,7 +296,8 @@ def _syntax_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
                        f"not valid YAML: {problem} at line {failed.line + 1}, column "
                        f"{failed.column + 1}, in the {construct.noun} that starts here",
                        construct.fix)
-    last = _token_before(text, failed)
+    tokens = _tokens_before(text, failed)
+    last = tokens[-1] if tokens else None
     if isinstance(last, yaml.ScalarToken) and last.start_mark.line < last.end_mark.line \
             == failed.line:
         start = last.start_mark
@@ -305,13 +306,7 @@ def _syntax_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
                            f"not valid YAML: the quoted value that starts here runs on to line "
                            f"{failed.line + 1}, where: {problem}", "close the quote on this line")
         if last.style is None and problem.startswith("mapping values are not allowed"):
-            # a plain value goes on over a more indented line, up to that line's key
-            return Problem(
-                name, start.line + 1, start.column + 1,
-                f"not valid YAML: the value that starts here runs on to line "
-                f"{failed.line + 1}, where a ':' follows it",
-                f"if line {start.line + 1} holds a key, write a ':' and a space after it "
-                f"(key: value); otherwise indent line {failed.line + 1} like the keys beside it")
+            return _run_on_value(name, text, tokens, failed)
     where = ""
     if started is not None and started.line != failed.line:
         what = f"the {construct.noun} that started" if construct else \
@@ -323,22 +318,94 @@ def _syntax_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
                    f"not valid YAML: {problem}{where}", fix)
 
 
-def _token_before(text: str, failed: yaml.Mark) -> yaml.Token | None:
-    """The last token that starts before the point where parsing failed.
+def _tokens_before(text: str, failed: yaml.Mark) -> list[yaml.Token]:
+    """The tokens that start before the point where parsing failed, in order.
 
     A quote left open swallows the following lines up to the next quote character, and a plain
     value goes on over a more indented line; parsing then fails far from the mistake, at the
-    end of that token, and its start is where to look.
+    end of the last of these tokens, and its start (or the key before it) is where to look.
     """
-    last: yaml.Token | None = None
+    tokens: list[yaml.Token] = []
     try:
         for token in yaml.scan(text, Loader=yaml.SafeLoader):
             if token.start_mark.index >= failed.index:
                 break
-            last = token
+            tokens.append(token)
     except yaml.YAMLError:
         pass
-    return last
+    return tokens
+
+
+def _run_on_value(
+    name: str, text: str, tokens: list[yaml.Token], failed: yaml.Mark
+) -> Problem:
+    """The problem for a plain value (the last of ``tokens``) that goes on over a more indented
+    line, up to that line's key, where parsing failed.
+
+    Which line is out of place depends on the lines around the value's key:
+
+    - the key is written at the indentation of an empty key just above it (``values:`` then
+      ``Open: submitted`` not indented under it): YAML reads the empty key as holding nothing,
+      and the key's line is the one to indent, like the line the value runs on to;
+    - the key is less indented than the line above it and the line the value runs on to
+      (``a: x``, ``b: y`` two spaces left, ``c: z``): most likely its own line is out of place,
+      else the next one is;
+    - otherwise the line the value runs on to is indented too far, unless the value's line is
+      a key missing its ``:``.
+    """
+    value = tokens[-1]
+    line, run_on = value.start_mark.line + 1, failed.line + 1
+    ends = f"runs on to line {run_on}, where a ':' follows it"
+    key = _key_of(tokens)
+    if key is not None and len(tokens) >= 6:
+        before, empty = tokens[-5], tokens[-6]
+        if isinstance(before, yaml.ValueToken) and isinstance(empty, yaml.ScalarToken):
+            return Problem(
+                name, line, key.start_mark.column + 1,
+                f"not valid YAML: the key here is not indented under '{empty.value}' (line "
+                f"{empty.start_mark.line + 1}), so YAML reads '{empty.value}' as empty, and the "
+                f"value after this key {ends}",
+                f"indent line {line} like line {run_on}, under '{empty.value}'")
+        if isinstance(before, yaml.BlockEndToken) and \
+                _indentation(text, _line_above(tokens)) == _indentation(text, failed.line):
+            return Problem(
+                name, line, key.start_mark.column + 1,
+                f"not valid YAML: the key here is less indented than the lines above and below "
+                f"it, and its value {ends}",
+                f"indent line {line} like the lines around it; or, if line {line} is where it "
+                f"belongs, indent line {run_on} like it")
+    return Problem(
+        name, line, value.start_mark.column + 1, f"not valid YAML: the value that starts here "
+        f"{ends}", f"if line {line} holds a key, write a ':' and a space after it (key: value); "
+        f"otherwise indent line {run_on} like the keys beside it")
+
+
+def _key_of(tokens: list[yaml.Token]) -> yaml.ScalarToken | None:
+    """The key written before the value that ends ``tokens`` on its line, if there is one."""
+    if len(tokens) < 4 or not isinstance(tokens[-2], yaml.ValueToken) or \
+            not isinstance(tokens[-4], yaml.KeyToken):
+        return None
+    key = tokens[-3]
+    if not isinstance(key, yaml.ScalarToken) or \
+            key.start_mark.line != tokens[-1].start_mark.line:
+        return None
+    return key
+
+
+def _line_above(tokens: list[yaml.Token]) -> int:
+    """The line (0-based) of the last token before the blocks ending just before the value's
+    key (``tokens`` ends: block ends, key, key text, ':', value)."""
+    index = len(tokens) - 5
+    while index > 0 and isinstance(tokens[index], yaml.BlockEndToken):
+        index -= 1
+    return tokens[index].start_mark.line
+
+
+def _indentation(text: str, line: int) -> int:
+    """How many spaces start line ``line`` (0-based) of ``text``."""
+    lines = text.splitlines()
+    written = lines[line] if line < len(lines) else ""
+    return len(written) - len(written.lstrip(" "))
 
 
 def _recursive_alias(name: str, exc: _RecursiveAliasError) -> Problem:

@@ -8,7 +8,8 @@ and every problem in the file is reported in one go.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -17,6 +18,7 @@ from refsync.domain import CANONICAL_FIELDS, Referral, ReferralStatus
 from refsync.errors import Problem, RecordError
 from refsync.mapping import transforms as t
 from refsync.mapping.rules import Direction
+from refsync.mapping.spec import FieldSpec
 from refsync.mapping.valuemap import match_key, value_key
 from refsync.mapping.vocabulary import TRANSFORM_NAMES, Step, TransformArgumentError, build_step
 from refsync.validation import shortened
@@ -24,11 +26,13 @@ from refsync.yamlsource import SourceMap, did_you_mean, yaml_text
 
 __all__ = [
     "CANONICAL_KINDS",
+    "StepDefault",
     "check_mapping_data",
     "field_kind",
     "is_canonical_name",
     "split_value_map",
-    "typed_default",
+    "step_default",
+    "typed_value",
 ]
 
 _CUSTOM = re.compile(r"^custom\.[A-Za-z_][A-Za-z0-9_]*$")
@@ -56,29 +60,36 @@ CANONICAL_KINDS: dict[str, str] = _canonical_kinds()
 rest ``text``."""
 
 
-class _DefaultReader(NamedTuple):
-    """How a default of one typed kind is read, and what to say when it cannot be."""
+class _TypedReader(NamedTuple):
+    """How a value the mapping gives (a default, a value map's canonical value) is read as one
+    typed kind, and what to say when it cannot be."""
 
     read: Callable[[Any], Any]
     """the transform reader of the kind (``to_decimal`` for ``decimal``)"""
     what: str
-    """what the default must be, as the problem says it (``a decimal number``)"""
-    fix: str
-    """what to write instead"""
+    """what the value must be, as the problem says it (``a decimal number``)"""
+    advice: str
+    """what to write instead (``write a number``)"""
+    example: str | None = None
+    """a value to show after the advice, as written in YAML"""
+
+    def fix(self, before: str, after: str = "") -> str:
+        """The fix, its example written between ``before`` and ``after`` (``{default: 0}``)."""
+        if self.example is None:
+            return self.advice
+        return f"{self.advice}, e.g. {before}{self.example}{after}"
 
 
-_DEFAULT_READERS: dict[str, _DefaultReader] = {
-    "decimal": _DefaultReader(t.to_decimal, "a decimal number",
-                              "write a number, e.g. default: 0"),
-    "int": _DefaultReader(t.to_int, "a whole number", "write a whole number, e.g. default: 0"),
-    "bool": _DefaultReader(t.to_bool, "true or false", "write true or false"),
-    "date": _DefaultReader(t.date_reader, "a date",
-                           "write an ISO 8601 date, e.g. default: \"2026-01-05\""),
-    "datetime": _DefaultReader(
-        t.datetime_reader, "a date and time",
-        "write an ISO 8601 date-time, e.g. default: \"2026-01-05T10:00:00Z\""),
+_TYPED_READERS: dict[str, _TypedReader] = {
+    "decimal": _TypedReader(t.to_decimal, "a decimal number", "write a number", "0"),
+    "int": _TypedReader(t.to_int, "a whole number", "write a whole number", "0"),
+    "bool": _TypedReader(t.to_bool, "true or false", "write true or false"),
+    "date": _TypedReader(t.date_reader, "a date", "write an ISO 8601 date", '"2026-01-05"'),
+    "datetime": _TypedReader(t.datetime_reader, "a date and time",
+                             "write an ISO 8601 date-time", '"2026-01-05T10:00:00Z"'),
 }
-"""The readers of the kinds a default is converted to (text and status are checked apart)."""
+"""The readers of the kinds a mapping's values are converted to (text and status are checked
+apart)."""
 
 
 def field_kind(name: str, steps: Iterable[Step]) -> str | None:
@@ -89,25 +100,74 @@ def field_kind(name: str, steps: Iterable[Step]) -> str | None:
     return explicit or CANONICAL_KINDS.get(name)
 
 
-def typed_default(kind: str | None, value: Any, written: str | None = None) -> Any:
-    """A ``default:`` as a value of its field's type, read by that type's transform reader:
+def typed_value(kind: str | None, value: Any, written: str | None = None) -> Any:
+    """A value the mapping gives (a ``default:``, a ``{default: V}`` step, a value map's
+    canonical value) as a value of its type, read by that type's transform reader:
     ``"1200.50"`` on ``amount`` is ``Decimal("1200.50")``, ``"2026-01-05T10:00:00Z"`` on
-    ``submitted_at`` an aware UTC datetime. Text, status and untyped defaults are returned as
+    ``submitted_at`` an aware UTC datetime. Text, status and untyped values are returned as
     they are.
 
     Args:
-        kind: the field's kind (:func:`field_kind`).
-        value: the default as YAML read it.
-        written: the default's text when YAML read it as something else (``1200.50`` as the
-            float 1200.5, ``010`` as 8): a typed field reads the text as written.
+        kind: the value's kind (:func:`field_kind`, :func:`step_default`).
+        value: the value as YAML read it.
+        written: the value's text when YAML read it as something else (``1200.50`` as the
+            float 1200.5, ``010`` as 8): a typed value is read as written.
 
     Raises:
-        RecordError: the default is not a value of the field's type.
+        RecordError: the value is not a value of that type.
     """
-    reader = _DEFAULT_READERS.get(kind) if kind is not None else None
+    reader = _TYPED_READERS.get(kind) if kind is not None else None
     if reader is None or value is None:
         return value
     return reader.read(value if written is None else written)
+
+
+class StepDefault(NamedTuple):
+    """The type a ``{default: V}`` transform step's V must be, from where the step stands."""
+
+    kind: str
+    """the kind V must be a value of (:func:`field_kind`'s kinds)"""
+    where: str
+    """where the step stands, as a problem says it (``after to_decimal``), or empty"""
+    converted: bool
+    """whether V stands for a value of that kind and is used as one (a converting step comes
+    before it), or is the remote's value that a conversion after it reads (and is kept as
+    written)"""
+
+
+def step_default(
+    name: str, steps: Sequence[Step], index: int, *, mapped: bool, direction: str
+) -> StepDefault | None:
+    """The type the ``{default: V}`` step at ``index`` of a field's ``steps`` gives a value of.
+
+    Reading runs the steps in order, then (when no step converts and the field has no value
+    map) the field's own conversion; writing runs the same in reverse. So after a converting
+    step the value is of the type that step reads (``[to_decimal, {default: 0}]``: a Decimal,
+    which writing hands to to_decimal's writer); before every converting step it is the
+    remote's value, which the next conversion reads (``[{default: "0"}, to_int]``, or
+    ``amount: {transform: [{default: "0"}]}``) and which is written to the remote as it is.
+
+    Returns:
+        ``None`` when the step is not a ``default`` step, or V may be any value: the field
+        is text, a status or an unconverted custom field, a value map reads V, or the field
+        only flows out, so no conversion ever reads it.
+    """
+    if steps[index].name != "default":
+        return None
+    before = next((step for step in reversed(steps[:index]) if step.kind), None)
+    if before is not None and before.kind is not None:
+        found = StepDefault(before.kind, f"after {before.name}", True)
+    elif direction == Direction.OUT.value:
+        return None
+    else:
+        after = next((step for step in steps[index + 1:] if step.kind), None)
+        if after is not None and after.kind is not None:
+            found = StepDefault(after.kind, f"before {after.name}", False)
+        elif mapped or name not in CANONICAL_KINDS:
+            return None
+        else:
+            found = StepDefault(CANONICAL_KINDS[name], "", False)
+    return found if found.kind in _TYPED_READERS else None
 
 
 def is_canonical_name(name: str) -> bool:
@@ -115,15 +175,31 @@ def is_canonical_name(name: str) -> bool:
     return name in CANONICAL_FIELDS or bool(_CUSTOM.match(name))
 
 
-def split_value_map(values: Mapping[Any, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Split a ``values:`` mapping into its ``remote → canonical`` pairs and its ``out:`` choice."""
+def split_value_map(
+    values: Mapping[Any, Any], kind: str | None = None,
+    written: Mapping[Any, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Split a ``values:`` mapping into its ``remote → canonical`` pairs and its ``out:`` choice.
+
+    Args:
+        values: the value map as loaded.
+        kind: the field's kind (:func:`field_kind`): a typed one reads each canonical value,
+            and each canonical value the ``out:`` choice names, as a value of it
+            (:func:`typed_value`): ``big: 1000000`` on ``amount`` maps to ``Decimal("1000000")``.
+        written: the text of canonical values YAML read as something else, by their key in
+            ``values`` (a typed value is read as written).
+
+    Raises:
+        RecordError: with a typed ``kind``, a canonical value is not a value of it.
+    """
     pairs: dict[str, Any] = {}
     choice: dict[str, str] = {}
+    texts = written or {}
     for remote, canonical in values.items():
         if remote == "out" and isinstance(canonical, Mapping):
-            choice = {value_key(k): value_key(v) for k, v in canonical.items()}
+            choice = {value_key(typed_value(kind, k)): value_key(v) for k, v in canonical.items()}
         else:
-            pairs[value_key(remote)] = canonical
+            pairs[value_key(remote)] = typed_value(kind, canonical, texts.get(remote))
     return pairs, choice
 
 
@@ -151,9 +227,12 @@ def check_mapping_data(data: Any, source: SourceMap) -> list[Problem]:
             problems.append(default_problem)
         direction = spec.get("direction", Direction.BOTH.value)
         problems.extend(_check_transforms(name, spec.get("transform"), direction, source))
+        problems.extend(_check_step_defaults(name, spec, source))
+        problems.extend(_check_unindented_values(name, spec, source))
         values = spec.get("values")
         if isinstance(values, Mapping):
-            problems.extend(_check_values(name, values, source))
+            kind = field_kind(name, _buildable_steps(spec.get("transform")))
+            problems.extend(_check_values(name, values, kind, source))
         remote = spec.get("remote")
         if isinstance(remote, str) and direction in (Direction.OUT.value, Direction.BOTH.value):
             problems.extend(_check_target(name, remote, written, source))
@@ -170,12 +249,20 @@ def _check_name(name: str, source: SourceMap) -> list[Problem]:
         return []
     if name.startswith("custom."):
         return [source.problem(path, f"'{name}' is not a valid custom field name",
-                               "use custom.<letters, digits, _>, e.g. custom.lead_source",
-                               key=True)]
+                               "use custom.<ASCII letters, digits, _> (not starting with a "
+                               f"digit), e.g. custom.{_custom_example(name)}", key=True)]
     guess = did_you_mean(name, CANONICAL_FIELDS)
     fix = f"did you mean '{guess}'?" if guess else \
         f"use a canonical field ({', '.join(sorted(CANONICAL_FIELDS))}) or custom.{name}"
     return [source.problem(path, f"unknown canonical field '{name}'", fix, key=True)]
+
+
+def _custom_example(name: str) -> str:
+    """A valid custom name close to ``name`` (``custom.société`` → ``societe``), else
+    ``lead_source``."""
+    folded = unicodedata.normalize("NFKD", name.removeprefix("custom."))
+    example = re.sub(r"[^A-Za-z0-9_]+", "_", folded.encode("ascii", "ignore").decode()).strip("_")
+    return example if _CUSTOM.match(f"custom.{example}") else "lead_source"
 
 
 def _check_default(name: str, spec: Mapping[str, Any], source: SourceMap) -> Problem | None:
@@ -186,25 +273,39 @@ def _check_default(name: str, spec: Mapping[str, Any], source: SourceMap) -> Pro
         return None
     path = ("fields", name, "default")
     kind = field_kind(name, _buildable_steps(spec.get("transform")))
-    typed = _DEFAULT_READERS.get(kind) if kind is not None else None
+    typed = _TYPED_READERS.get(kind) if kind is not None else None
     if isinstance(value, (dict, list)):
         return source.problem(path, "a default must be a single value",
-                              typed.fix if typed else "write e.g. default: \"(unknown)\"")
+                              typed.fix("default: ") if typed else
+                              "write e.g. default: \"(unknown)\"")
     if typed is not None:
-        written = source.retyped.get(path)
-        try:
-            typed_default(kind, value, written)
-        except RecordError:
-            shown = shortened(written if written is not None else yaml_text(value))
-            return source.problem(path, f"{name} default {shown!r} is not {typed.what}",
-                                  typed.fix)
-        return None
+        shown = _not_typed(source, path, value, kind)
+        return None if shown is None else source.problem(
+            path, f"{name} default {shown!r} is not {typed.what}", typed.fix("default: "))
     retyped = _retyped(source, path, value)
     if retyped is not None:
         return retyped
     if name == "status" and value_key(value) not in _STATUSES:
         return source.problem(path, f"status default {value!r} is not a lifecycle status",
                               f"use one of: {', '.join(_STATUSES)}")
+    return None
+
+
+def _not_typed(
+    source: SourceMap, path: tuple[str | int, ...], value: Any, kind: str | None,
+    *, as_written: bool = True,
+) -> str | None:
+    """``value``, found at ``path``, as written (shortened) when it is not a value of ``kind``;
+    ``None`` when it is.
+
+    The value is read as written when YAML read it as something else (``010``), unless
+    ``as_written`` is off: a value passed on as it is, and so as YAML read it.
+    """
+    written = source.retyped.get(path)
+    try:
+        typed_value(kind, value, written if as_written else None)
+    except RecordError:
+        return shortened(written if written is not None else yaml_text(value))
     return None
 
 
@@ -259,6 +360,49 @@ def _check_transforms(name: str, steps: Any, direction: Any, source: SourceMap) 
     return problems
 
 
+def _check_unindented_values(
+    name: str, spec: Mapping[str, Any], source: SourceMap
+) -> list[Problem]:
+    """Problems for value map entries written at the indentation of ``values:`` instead of
+    under it: YAML reads ``values:`` as holding nothing and each entry as a key of the field."""
+    if "values" not in spec or spec["values"] is not None:
+        return []
+    keys = list(spec)
+    strays = [key for key in keys[keys.index("values") + 1:]
+              if key not in FieldSpec.model_fields]
+    line = source.position(("fields", name, "values"), key=True)[0]
+    return [source.problem(
+        ("fields", name, key),
+        f"'{key}' is not a key of a field: written at the indentation of values: (line {line}), "
+        "it leaves the value map empty", "indent it under values:, like a value map entry",
+        key=True) for key in strays]
+
+
+def _check_step_defaults(name: str, spec: Mapping[str, Any], source: SourceMap) -> list[Problem]:
+    """Problems with the ``{default: V}`` steps of a field whose steps all build: V must be a
+    value of the type the value has where the step stands (:func:`step_default`)."""
+    step_specs = spec.get("transform")
+    steps = _buildable_steps(step_specs)
+    if not isinstance(step_specs, list) or len(steps) != len(step_specs):
+        return []
+    problems: list[Problem] = []
+    for index, step_spec in enumerate(step_specs):
+        found = step_default(name, steps, index, mapped=spec.get("values") is not None,
+                             direction=str(spec.get("direction", Direction.BOTH.value)))
+        if found is None:
+            continue
+        path = ("fields", name, "transform", index, "default")
+        shown = _not_typed(source, path, step_spec["default"], found.kind,
+                           as_written=found.converted)
+        if shown is not None:
+            typed = _TYPED_READERS[found.kind]
+            where = f" {found.where}" if found.where else ""
+            problems.append(source.problem(
+                path, f"{name} {{default: {shown!r}}}{where} is not {typed.what}",
+                typed.fix("{default: ", "}")))
+    return problems
+
+
 def _transform_fix(name: str) -> str:
     if name in ("values", "map", "value_map"):
         return "value maps are written with the field's values: key, not as a transform"
@@ -268,18 +412,24 @@ def _transform_fix(name: str) -> str:
     return f"use one of: {', '.join(sorted(TRANSFORM_NAMES))}"
 
 
-def _check_values(name: str, values: Mapping[Any, Any], source: SourceMap) -> list[Problem]:
+def _check_values(
+    name: str, values: Mapping[Any, Any], kind: str | None, source: SourceMap
+) -> list[Problem]:
+    """Problems with a field's value map; ``kind`` is the field's (:func:`field_kind`): a typed
+    field's canonical values must be values of its type, and are compared as such."""
     path: tuple[str | int, ...] = ("fields", name, "values")
     problems: list[Problem] = []
-    pairs, choice = split_value_map(values)
+    typed = _TYPED_READERS.get(kind) if kind is not None else None
+    pairs, written_choice = split_value_map(values)
     if not pairs:
         problems.append(
             source.problem(path, "the value map is empty", "add remote: canonical pairs"))
     originals = {value_key(k): k for k in values}
-    retyped = _retyped_values(values, path, source)
+    retyped = _retyped_values(values, path, source, typed_pairs=typed is not None)
     problems.extend(retyped.values())
     collisions = _colliding_keys(pairs, originals, path, source)
     problems.extend(collisions.values())
+    refused = set(retyped)
     for remote, canonical in pairs.items():
         if originals[remote] in retyped:
             continue
@@ -287,6 +437,14 @@ def _check_values(name: str, values: Mapping[Any, Any], source: SourceMap) -> li
             problems.append(source.problem(
                 (*path, originals[remote]), f"value map entry {remote!r} must map to one value",
                 "write remote value: canonical value"))
+        elif typed is not None:
+            where = (*path, originals[remote])
+            shown = _not_typed(source, where, canonical, kind)
+            if shown is not None:
+                refused.add(originals[remote])
+                problems.append(source.problem(
+                    where, f"value map entry {remote!r} maps {name} to {shown!r}, which is not "
+                           f"{typed.what}", typed.fix(f"{remote}: ")))
         elif name == "status" and value_key(canonical) not in _STATUSES:
             guess = did_you_mean(value_key(canonical), _STATUSES)
             fix = f"did you mean '{guess}'?" if guess else f"use one of: {', '.join(_STATUSES)}"
@@ -296,9 +454,11 @@ def _check_values(name: str, values: Mapping[Any, Any], source: SourceMap) -> li
     earlier = _earlier_writings(path, source)
     grouped: dict[str, list[str]] = {}
     for remote, canonical in pairs.items():
-        if not isinstance(canonical, (dict, list)) and originals[remote] not in retyped \
+        if not isinstance(canonical, (dict, list)) and originals[remote] not in refused \
                 and remote not in collisions:
-            grouped.setdefault(value_key(canonical), []).append(remote)
+            written = source.retyped.get((*path, originals[remote]))
+            grouped.setdefault(value_key(typed_value(kind, canonical, written)), []).append(remote)
+    choice = _typed_choice(name, written_choice, kind, path, source, problems)
     for canonical, remotes in grouped.items():
         if len(remotes) > 1 and canonical not in choice and \
                 not _ambiguous_by_repeat(canonical, remotes, earlier):
@@ -307,9 +467,9 @@ def _check_values(name: str, values: Mapping[Any, Any], source: SourceMap) -> li
                       "so writing it back is ambiguous",
                 f"add out: {{{canonical}: {remotes[0]!r}}} to say which remote value to write",
                 key=True))
-    for canonical, remote in choice.items():
-        where = (*path, "out", canonical)
-        if ("out", canonical) in retyped:
+    for canonical, (written_canonical, remote) in choice.items():
+        where = (*path, "out", written_canonical)
+        if ("out", written_canonical) in retyped:
             continue
         if name == "status" and canonical not in _STATUSES:
             problems.append(source.problem(
@@ -326,6 +486,27 @@ def _check_values(name: str, values: Mapping[Any, Any], source: SourceMap) -> li
                        f"{pairs[remote]!r}",
                 f"choose one of: {', '.join(map(repr, grouped[canonical]))}"))
     return problems
+
+
+def _typed_choice(
+    name: str, choice: Mapping[str, str], kind: str | None, path: tuple[str | int, ...],
+    source: SourceMap, problems: list[Problem],
+) -> dict[str, tuple[str, str]]:
+    """The ``out:`` choice as canonical value (its text as a value of a typed ``kind``, as
+    value maps compare it) → (canonical value as written, remote value). A canonical value
+    that is not of the typed kind is left out, and its problem added to ``problems``."""
+    typed = _TYPED_READERS.get(kind) if kind is not None else None
+    found: dict[str, tuple[str, str]] = {}
+    for canonical, remote in choice.items():
+        try:
+            found[value_key(typed_value(kind, canonical))] = (canonical, remote)
+        except RecordError:
+            assert typed is not None  # only a typed kind reads the value
+            problems.append(source.problem(
+                (*path, "out", canonical),
+                f"out: {shortened(canonical)!r} is not {typed.what}, which {name} holds",
+                typed.fix("out: {", f": {remote}}}"), key=True))
+    return found
 
 
 def _earlier_writings(path: tuple[str | int, ...], source: SourceMap) -> dict[str, list[Any]]:
@@ -394,12 +575,14 @@ def _retyped(source: SourceMap, path: tuple[str | int, ...], value: Any) -> Prob
 
 
 def _retyped_values(
-    values: Mapping[Any, Any], path: tuple[str | int, ...], source: SourceMap
+    values: Mapping[Any, Any], path: tuple[str | int, ...], source: SourceMap,
+    *, typed_pairs: bool = False,
 ) -> dict[Any, Problem]:
     """Problems for the value map's values (and ``out:`` values) YAML read as something else.
 
     Keys are kept as written by the loader; values are not, so ``Approved: yes`` would map to
-    true and ``out: {qualified: 07}`` would write 7.
+    true and ``out: {qualified: 07}`` would write 7. With ``typed_pairs`` (a typed field) the
+    canonical values are read as written, so only the ``out:`` values are checked.
     """
     found: dict[Any, Problem] = {}
     for remote, canonical in values.items():
@@ -409,7 +592,7 @@ def _retyped_values(
                 if problem is not None:
                     found[("out", out_key)] = problem
             continue
-        problem = _retyped(source, (*path, remote), canonical)
+        problem = None if typed_pairs else _retyped(source, (*path, remote), canonical)
         if problem is not None:
             found[remote] = problem
     return found

@@ -8,8 +8,10 @@ records a second.
 Reading (``to_canonical``) a field runs, in order: the remote value at its (dotted) path → each
 transform's read function → the canonical type conversion (``amount`` as a decimal,
 ``submitted_at``/``closed_at`` as datetimes, text fields as text) unless a transform already
-converts → the value map → the field default when blank (read as a value of the field's type
-when the mapping compiles) → for ``status``, the lifecycle status.
+converts → the value map → the field default when blank → for ``status``, the lifecycle status.
+The values a mapping gives are read as values of their type when it compiles: a field default
+and the canonical values of a value map as the field's (``big: 1000000`` on ``amount`` maps to
+a Decimal), a ``{default: V}`` step after a converting step as the type that step reads.
 Writing (``to_remote``) runs the same in reverse: default → value map → type formatting →
 each transform's write function, last transform first.
 """
@@ -28,7 +30,13 @@ from pydantic import BaseModel
 from refsync.domain import Referral, ReferralStatus
 from refsync.errors import RecordError
 from refsync.mapping import transforms as t
-from refsync.mapping.checks import CANONICAL_KINDS, field_kind, split_value_map, typed_default
+from refsync.mapping.checks import (
+    CANONICAL_KINDS,
+    field_kind,
+    split_value_map,
+    step_default,
+    typed_value,
+)
 from refsync.mapping.hashing import hash_normaliser, hash_values
 from refsync.mapping.paths import path_getter, path_setter, split_path
 from refsync.mapping.rules import Direction, Rule
@@ -379,20 +387,73 @@ def _canonical_default(name: str, kind: str | None, default: Any, written: str |
             return _as_status(default)
         if kind == "text":
             return _as_text(default)
-        return typed_default(kind, default, written)
+        return typed_value(kind, default, written)
     except RecordError as exc:
         raise ValueError(f"{name} default: {exc.message}") from None
 
 
+def _typed_steps(
+    name: str, spec: FieldSpec, written: Callable[[tuple[str | int, ...]], str | None]
+) -> list[Step]:
+    """The field's steps, each ``{default: V}`` that follows a converting step built with V as
+    a value of the type that step reads (``[to_decimal, {default: 0}]``: ``Decimal("0")``),
+    read as the mapping checks read it (:func:`~refsync.mapping.checks.step_default`).
+
+    Raises:
+        ValueError: such a V is not a value of that type (``load_mapping`` reports that as a
+            problem in the file before compiling).
+    """
+    steps = [build_step(step) for step in spec.transform]
+    for index, step_spec in enumerate(spec.transform):
+        found = step_default(name, steps, index, mapped=spec.values is not None,
+                             direction=spec.direction.value)
+        if found is None or not found.converted or not isinstance(step_spec, dict):
+            continue
+        value = step_spec["default"]
+        try:
+            typed = typed_value(found.kind, value, written(("transform", index, "default")))
+        except RecordError as exc:
+            raise ValueError(f"{name} {{default: {value!r}}} {found.where}: {exc.message}") \
+                from None
+        steps[index] = build_step({"default": typed})
+    return steps
+
+
+def _typed_value_map(
+    name: str, spec: FieldSpec, kind: str | None,
+    written: Callable[[tuple[str | int, ...]], str | None],
+) -> ValueMap | None:
+    """The field's value map, its canonical values read as values of the field's ``kind``.
+
+    Raises:
+        ValueError: a canonical value is not of that kind, or the map is ambiguous when writing
+            (``load_mapping`` reports both as problems in the file before compiling).
+    """
+    if spec.values is None:
+        return None
+    texts = {key: text for key in spec.values
+             if (text := written(("values", key))) is not None}
+    try:
+        pairs, choice = split_value_map(spec.values, kind, texts)
+    except RecordError as exc:
+        raise ValueError(f"{name} value map: {exc.message}") from None
+    return ValueMap(pairs, choice, field=name)
+
+
 def compile_field(
-    name: str, spec: FieldSpec, *, written_default: str | None = None
+    name: str, spec: FieldSpec, *, source: SourceMap | None = None
 ) -> tuple[CompiledField, list[Step]]:
     """Compile one field mapping (already validated) into its read and write closures.
 
-    ``written_default`` is the default's text when YAML read it as something else
-    (:func:`~refsync.mapping.checks.typed_default`).
+    ``source`` gives the text of values YAML read as something else (``1200.50`` as the float
+    1200.5): a typed value is read as written
+    (:func:`~refsync.mapping.checks.typed_value`).
     """
-    steps = [build_step(step) for step in spec.transform]
+
+    def written(path: tuple[str | int, ...]) -> str | None:
+        return None if source is None else source.retyped.get(("fields", name, *path))
+
+    steps = _typed_steps(name, spec, written)
     explicit_kind = next((s.kind for s in reversed(steps) if s.kind), None)
     canonical_kind = CANONICAL_KINDS.get(name)
     kind = field_kind(name, steps)
@@ -406,13 +467,11 @@ def compile_field(
         implicit_write = _IMPLICIT_WRITE.get(canonical_kind)
         if canonical_kind == "text":
             implicit_read = _as_text
-    value_map: ValueMap | None = None
-    if spec.values is not None:
-        pairs, choice = split_value_map(spec.values)
-        value_map = ValueMap(pairs, choice, field=name)
+    value_map = _typed_value_map(name, spec, kind, written)
+    if value_map is not None:
         implicit_read = implicit_write = None  # the map decides the values
     is_status = name == "status"
-    default = _canonical_default(name, kind, spec.default, written_default)
+    default = _canonical_default(name, kind, spec.default, written(("default",)))
     read_remote = path_getter(spec.remote)
     map_in = value_map.to_canonical if value_map is not None else None
     map_out = value_map.to_remote if value_map is not None else None
@@ -560,9 +619,7 @@ def compile_mapping(
     extra_reads: list[str] = []
     needs_getter = False
     for field_name, field_spec in spec.fields.items():
-        written = None if source is None else \
-            source.retyped.get(("fields", field_name, "default"))
-        item, steps = compile_field(field_name, field_spec, written_default=written)
+        item, steps = compile_field(field_name, field_spec, source=source)
         compiled.append(item)
         for step in steps:
             extra_reads.extend(step.remote_fields)

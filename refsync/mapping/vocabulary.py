@@ -71,6 +71,11 @@ def _both(name: str, fn: Callable[[Any], Any], kind: str | None = None) -> Calla
 
 
 def _truncate(arg: Any) -> Step:
+    if isinstance(arg, str):
+        number = arg.strip()
+        example = number if number.isascii() and number.isdigit() and int(number) > 0 else "255"
+        raise TransformArgumentError(f"truncate takes a number, not the text {arg!r}",
+                                     f"write {{truncate: {example}}}")
     if isinstance(arg, bool) or not isinstance(arg, int) or arg < 1:
         raise TransformArgumentError("truncate needs a positive length", "write {truncate: 255}")
     fn = t.truncate(arg)

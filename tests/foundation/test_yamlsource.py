@@ -242,6 +242,46 @@ def test_a_nested_key_missing_its_colon_or_under_indented_points_at_its_line(lin
                            "(key: value); otherwise indent line 6 like the keys beside it")
 
 
+def test_a_first_key_not_indented_under_its_empty_parent_is_the_line_to_indent() -> None:
+    # values: holds nothing, so "submitted" goes on over the more indented line 4
+    text = """\
+        status:
+          values:
+          Open - Not Contacted: submitted
+            Working - Contacted: accepted
+        """
+    (problem,) = problems_of(text)
+    assert (problem.line, problem.column) == (3, 3)
+    assert problem.message == (
+        "not valid YAML: the key here is not indented under 'values' (line 2), so YAML reads "
+        "'values' as empty, and the value after this key runs on to line 4, where a ':' "
+        "follows it")
+    assert problem.fix == "indent line 3 like line 4, under 'values'"
+
+
+def test_a_key_less_indented_than_the_lines_around_it_is_named_first() -> None:
+    text = """\
+        values:
+          a: submitted
+        b: accepted
+          c: qualified
+        """
+    (problem,) = problems_of(text)
+    assert (problem.line, problem.column) == (3, 1)
+    assert problem.message == ("not valid YAML: the key here is less indented than the lines "
+                               "above and below it, and its value runs on to line 4, where a "
+                               "':' follows it")
+    assert problem.fix == ("indent line 3 like the lines around it; or, if line 3 is where it "
+                           "belongs, indent line 4 like it")
+
+
+def test_a_line_indented_too_far_under_a_key_with_a_value_is_the_line_to_indent() -> None:
+    (problem,) = problems_of("status:\n  remote: Status\n  rule: remote_wins\n"
+                             "    direction: in\n")
+    assert (problem.line, problem.column) == (3, 9)
+    assert problem.fix.endswith("otherwise indent line 4 like the keys beside it")
+
+
 # ${...} references
 
 

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from refsync.cli import cli
+from refsync.mapping import default_mapping_path
 
 RID = "6f1c1d2e-0000-4000-8000-000000000001"
 
@@ -184,3 +185,23 @@ def test_a_missing_mapping_file_is_not_blamed_on_the_config_option(tmp_path: Pat
     assert result.exit_code == 2
     assert "cannot read the file" in result.output and "check the path" in result.output
     assert "-c/--config" not in result.output
+
+
+def test_check_names_a_dedented_first_value_map_key_as_the_line_to_indent(
+    tmp_path: Path,
+) -> None:
+    text = default_mapping_path("salesforce-lead").read_text(encoding="utf-8")
+    first = '      "Open - Not Contacted": submitted\n'
+    assert first in text
+    path = tmp_path / "lead.yaml"
+    path.write_text(text.replace(first, first[2:]), encoding="utf-8")
+    line = path.read_text(encoding="utf-8").splitlines().index(first[2:-1]) + 1
+    code, output = run("mapping", "check", str(path))
+    assert code == 2
+    assert output.splitlines() == [
+        f"{path}:{line}:5: not valid YAML: the key here is not indented under 'values' (line "
+        f"{line - 1}), so YAML reads 'values' as empty, and the value after this key runs on to "
+        f"line {line + 1}, where a ':' follows it — indent line {line} like line {line + 1}, "
+        "under 'values'",
+        "1 problem found.",
+    ]

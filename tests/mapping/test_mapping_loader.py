@@ -305,3 +305,60 @@ def test_shorthand_field_and_default_must_be_a_value(tmp_path: Path) -> None:
         (6, "'custom.x' and 'email' both write remote field 'Email'"),
         (7, "a default must be a single value"),
     ]
+
+
+@pytest.mark.parametrize(("argument", "message", "fix"), [
+    ('"40"', "truncate takes a number, not the text '40'", "write {truncate: 40}"),
+    ("' 80 '", "truncate takes a number, not the text ' 80 '", "write {truncate: 80}"),
+    ("forty", "truncate takes a number, not the text 'forty'", "write {truncate: 255}"),
+    ('"0"', "truncate takes a number, not the text '0'", "write {truncate: 255}"),
+])
+def test_a_truncate_length_written_as_text_is_named_text(
+    tmp_path: Path, argument: str, message: str, fix: str
+) -> None:
+    (problem,) = problems_of(write(
+        tmp_path, "system: s\nobject: o\nkey_field: k\nfields:\n"
+                  f"  first_name: {{remote: FirstName, transform: [{{truncate: {argument}}}]}}\n"))
+    assert (problem.line, problem.column) == (5, 58)
+    assert (problem.message, problem.fix) == (message, fix)
+
+
+@pytest.mark.parametrize(("name", "example"), [
+    ("custom.société", "custom.societe"),
+    ("custom.lead source", "custom.lead_source"),
+    ("custom.1st_touch", "custom.lead_source"),
+])
+def test_a_custom_field_name_must_be_ascii_and_the_fix_says_so(
+    tmp_path: Path, name: str, example: str
+) -> None:
+    (problem,) = problems_of(write(
+        tmp_path, f"system: s\nobject: o\nkey_field: k\nfields:\n  {name}: {{remote: X}}\n"))
+    assert (problem.line, problem.column) == (5, 3)
+    assert problem.message == f"'{name}' is not a valid custom field name"
+    assert problem.fix == "use custom.<ASCII letters, digits, _> (not starting with a digit), " \
+        f"e.g. {example}"
+
+
+def test_value_map_entries_written_beside_an_empty_values_key_are_named_so(
+    tmp_path: Path
+) -> None:
+    path = write(tmp_path, """
+        system: salesforce
+        object: Lead
+        key_field: Refsync_Id__c
+        fields:
+          status:
+            remote: Status
+            values:
+            Open - Not Contacted: submitted
+            Working - Contacted: accepted
+            rule: remote_wins
+        """)
+    problems = problems_of(path)
+    assert [(p.line, p.column, p.message) for p in problems] == [
+        (8, 5, "'Open - Not Contacted' is not a key of a field: written at the indentation of "
+               "values: (line 7), it leaves the value map empty"),
+        (9, 5, "'Working - Contacted' is not a key of a field: written at the indentation of "
+               "values: (line 7), it leaves the value map empty"),
+    ]
+    assert {p.fix for p in problems} == {"indent it under values:, like a value map entry"}
