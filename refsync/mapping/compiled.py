@@ -30,17 +30,12 @@ from pydantic import BaseModel
 from refsync.domain import Referral, ReferralStatus
 from refsync.errors import RecordError
 from refsync.mapping import transforms as t
-from refsync.mapping.checks import (
-    CANONICAL_KINDS,
-    field_kind,
-    split_value_map,
-    step_default,
-    typed_value,
-)
+from refsync.mapping.checks import split_value_map
 from refsync.mapping.hashing import hash_normaliser, hash_values
 from refsync.mapping.paths import path_getter, path_setter, split_path
 from refsync.mapping.rules import Direction, Rule
 from refsync.mapping.spec import FieldSpec, MappingSpec
+from refsync.mapping.typed import CANONICAL_KINDS, field_kind, step_default, typed_value
 from refsync.mapping.valuemap import ValueMap
 from refsync.mapping.vocabulary import Step, build_step
 from refsync.yamlsource import SourceMap
