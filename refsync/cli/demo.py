@@ -8,7 +8,7 @@ import click
 
 from refsync.cli.common import EXIT_CONFIG, echo_json, fail, json_option
 from refsync.logging import configure_logging
-from refsync.sync.demo import run_demo
+from refsync.sync.demo import DemoWorkdirInUse, refuse_used_workdir, run_demo
 
 __all__ = ["demo"]
 
@@ -16,11 +16,16 @@ __all__ = ["demo"]
 @click.command()
 @json_option
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
-              help="Keep the demo's config and state database here (default: a temporary "
-                   "directory).")
+              help="Keep the demo's config, state database and TLS files in this directory, "
+                   "new or without a refsync.db (default: a temporary directory, removed when "
+                   "the demo ends).")
 def demo(as_json: bool, workdir: str | None) -> None:
     """Run refsync on local emulators of PartnerStack, Salesforce and HubSpot, and summarise."""
     if workdir is not None:
+        try:
+            refuse_used_workdir(Path(workdir))
+        except DemoWorkdirInUse as exc:
+            fail(str(exc), EXIT_CONFIG)
         try:
             Path(workdir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -59,4 +64,7 @@ def demo(as_json: bool, workdir: str | None) -> None:
     click.echo(f"Quarantined for review (`refsync errors`): {summary.quarantined}")
     click.echo("API calls used: " + ", ".join(
         f"{system} {calls}" for system, calls in sorted(summary.api_calls.items())))
-    click.echo(f"Config used: {summary.config_path}")
+    if summary.config_path is not None:
+        kept = Path(summary.config_path)
+        click.echo(f"Config and state database kept in {kept.parent}: look around with "
+                   f"`refsync -c {kept} referrals`, `runs` and `errors`")

@@ -16,10 +16,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from refsync.sandbox.core import Emulator, build_app
+from refsync.sandbox.core import Emulator, EmulatorRequestError, build_app
 from refsync.sandbox.salesforce import SalesforceEmulator
 from refsync.sandbox.server import SandboxServer
-from refsync.sandbox.tls import make_tls_material
+from refsync.sandbox.tls import TLSMaterial, make_tls_material
+from refsync.yamlsource import did_you_mean
 
 __all__ = ["DEFAULT_PORTS", "RunningSandbox", "available_emulators", "load_seed", "start_sandbox"]
 
@@ -53,7 +54,8 @@ def load_seed(seed: str | dict[str, Any] | None) -> dict[str, dict[str, Any]]:
             a path to a JSON file ``{"<system>": {"<object>": [records]}}``, or such a dict.
 
     Raises:
-        ValueError: the file cannot be read or does not hold an object per system.
+        ValueError: the file cannot be read, does not hold an object per system, or names a
+            system the sandbox does not have.
     """
     if seed is None or seed == "none":
         return {}
@@ -71,7 +73,48 @@ def load_seed(seed: str | dict[str, Any] | None) -> dict[str, dict[str, Any]]:
         data = seed
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError('a sandbox seed must be {"<system>": {"<object>": [records]}}')
+    for system in data:
+        if system not in DEFAULT_PORTS:
+            raise ValueError(f"{_seed_source(seed)}: {_unknown_system(str(system))}")
     return data
+
+
+def _seed_source(seed: str | dict[str, Any] | None) -> str:
+    """How messages name a seed: its file, or the data given in the call."""
+    return f"sandbox seed file {seed}" if isinstance(seed, str) else "sandbox seed"
+
+
+def _unknown_system(system: str) -> str:
+    systems = f"the sandbox's systems are {', '.join(DEFAULT_PORTS)}"
+    guess = did_you_mean(system, DEFAULT_PORTS)
+    if guess is not None:
+        return f"no system {system!r} — did you mean {guess!r}? ({systems})"
+    return f"no system {system!r} — {systems}"
+
+
+def _seeded_emulators(
+    payloads: dict[str, dict[str, Any]], seed: str | dict[str, Any] | None
+) -> dict[str, Emulator]:
+    """A new emulator per available system, each holding its part of the seed.
+
+    Raises:
+        ValueError: an emulator refuses its part; the message names the seed, the system and
+            what is wrong with it.
+    """
+    emulators: dict[str, Emulator] = {}
+    for system, emulator_class in available_emulators().items():
+        emulator = emulator_class()
+        if system in payloads:
+            try:
+                emulator.seed(payloads[system])
+            except EmulatorRequestError as exc:
+                what = "the file" if isinstance(seed, str) else "the seed"
+                raise ValueError(
+                    f"{_seed_source(seed)}, {system}: {exc.message} — correct {what} (records "
+                    "in the API's own field names) and start the sandbox again") from exc
+        emulator.calls.reset()
+        emulators[system] = emulator
+    return emulators
 
 
 class RunningSandbox:
@@ -153,32 +196,33 @@ def start_sandbox(
         workdir: where to write the TLS files; a temporary directory when omitted.
 
     Raises:
-        ValueError: bad seed. ServerStartError: a port could not be bound.
+        ValueError: bad seed (nothing is bound or written then).
+        ServerStartError: a port could not be bound; the TLS files are written only once every
+            port is bound, so those of a sandbox running in ``workdir`` stay as they are.
     """
-    payloads = load_seed(seed)
+    emulators = _seeded_emulators(load_seed(seed), seed)
     wanted_ports = {**DEFAULT_PORTS, **(ports or {})}
     temporary = workdir is None
     directory = Path(tempfile.mkdtemp(prefix="refsync-sandbox-")) if workdir is None else Path(
         workdir)
-    tls = make_tls_material(directory)
-    emulators: dict[str, Emulator] = {}
+    tls = TLSMaterial.in_directory(directory)
     servers: dict[str, SandboxServer] = {}
     try:
-        for system, emulator_class in available_emulators().items():
-            emulator = emulator_class()
-            if system in payloads:
-                emulator.seed(payloads[system])
-            emulator.calls.reset()
-            server = SandboxServer(
+        for system, emulator in emulators.items():
+            servers[system] = SandboxServer(
                 build_app(emulator, latency_ms=latency_ms),
                 host=host,
                 port=wanted_ports.get(system, 0),
-                certfile=tls.certfile if emulator_class.tls else None,
-                keyfile=tls.keyfile if emulator_class.tls else None,
+                certfile=tls.certfile if emulator.tls else None,
+                keyfile=tls.keyfile if emulator.tls else None,
             )
+        # every port first: a sandbox that cannot listen leaves alone the TLS files of one
+        # already running in the same directory (its clients trust that CA)
+        for server in servers.values():
+            server.bind()
+        make_tls_material(directory)
+        for server in servers.values():
             server.start()
-            emulators[system] = emulator
-            servers[system] = server
     except BaseException:
         for server in servers.values():
             server.stop()

@@ -68,12 +68,17 @@ class SandboxServer:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Bind the port, start serving and return once the server accepts connections.
+    def bind(self) -> None:
+        """Take the port without serving yet (:meth:`start` does it when not done before).
+
+        A caller starting several servers binds them all first, so that one whose port is
+        taken fails before anything else happens (such as writing the certificate files).
 
         Raises:
-            ServerStartError: the port cannot be bound or the server did not start in time.
+            ServerStartError: the port cannot be bound.
         """
+        if self._socket is not None:
+            return
         # proto IPPROTO_TCP (not 0): asyncio only sets TCP_NODELAY on accepted sockets whose
         # proto says TCP; without it, keep-alive answers wait ~40 ms for a delayed ACK.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -86,11 +91,23 @@ class SandboxServer:
                 f"cannot listen on {self.host}:{self._requested_port}: {exc.strerror}; "
                 "choose another port (0 picks a free one)"
             ) from exc
+        # listening at once holds the port (SO_REUSEADDR lets another socket bind a port no
+        # socket listens on); connections wait in the backlog until serving starts
+        sock.listen(self._config.backlog)
         sock.set_inheritable(True)
         self._socket = sock
         self.port = sock.getsockname()[1]
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Bind the port if :meth:`bind` has not, start serving and return once the server
+        accepts connections.
+
+        Raises:
+            ServerStartError: the port cannot be bound or the server did not start in time.
+        """
+        self.bind()
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]},
+            target=self._server.run, kwargs={"sockets": [self._socket]},
             name=f"sandbox-{self.port}", daemon=True,
         )
         self._thread.start()

@@ -29,6 +29,13 @@ class TLSMaterial:
     certfile: Path
     keyfile: Path
 
+    @classmethod
+    def in_directory(cls, directory: Path | str) -> TLSMaterial:
+        """The paths :func:`make_tls_material` writes in ``directory`` (nothing is written)."""
+        target = Path(directory)
+        return cls(ca_bundle=target / "sandbox-ca.pem", certfile=target / "sandbox-server.pem",
+                   keyfile=target / "sandbox-server.key")
+
 
 def make_tls_material(directory: Path | str | None = None) -> TLSMaterial:
     """Create a CA and a server certificate for ``127.0.0.1`` and ``localhost``.
@@ -45,11 +52,7 @@ def make_tls_material(directory: Path | str | None = None) -> TLSMaterial:
     target.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA(organization_name="refsync sandbox")
     server_cert = ca.issue_cert("127.0.0.1", "localhost")
-    material = TLSMaterial(
-        ca_bundle=target / "sandbox-ca.pem",
-        certfile=target / "sandbox-server.pem",
-        keyfile=target / "sandbox-server.key",
-    )
+    material = TLSMaterial.in_directory(target)
     ca.cert_pem.write_to_path(str(material.ca_bundle))
     server_cert.private_key_pem.write_to_path(str(material.keyfile))
     material.certfile.write_bytes(b"".join(blob.bytes() for blob in server_cert.cert_chain_pems))

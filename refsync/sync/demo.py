@@ -1,12 +1,14 @@
 """``refsync demo``: the whole product on the local sandbox, with no credentials.
 
-Starts the emulators in-process with demo data, writes a working configuration into a temporary
+Starts the emulators in-process with demo data, writes a working configuration into a work
 directory, runs a sync, simulates sales activity in the CRMs, syncs twice more, and returns a
-summary a revops person can read.
+summary a revops person can read. The work directory is a temporary one, removed when the demo
+ends, unless the caller names one to keep.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +22,19 @@ from refsync.state import StateStore
 from refsync.sync.engine import RunReport
 from refsync.sync.wiring import build_engine
 
-__all__ = ["DemoSummary", "demo_config", "run_demo"]
+__all__ = ["DemoSummary", "DemoWorkdirInUse", "demo_config", "refuse_used_workdir", "run_demo"]
+
+CONFIG_NAME = "refsync.yaml"
+STATE_NAME = "refsync.db"
+
+
+class DemoWorkdirInUse(ValueError):
+    """The work directory already holds a demo's state database.
+
+    A second demo there would sync nothing (its fresh emulators' records are older than the
+    stored cursors) and report the first demo's referrals.
+    """
+
 
 @dataclass
 class DemoSummary:
@@ -37,7 +51,8 @@ class DemoSummary:
     conflicts: int = 0
     quarantined: int = 0
     api_calls: dict[str, int] = field(default_factory=dict)
-    config_path: str = ""
+    #: the kept config's path; ``None`` when the demo ran in a temporary directory, now gone
+    config_path: str | None = None
 
 
 def demo_config(urls: dict[str, str], ca_bundle: Path, state: Path) -> str:
@@ -50,17 +65,54 @@ def demo_config(urls: dict[str, str], ca_bundle: Path, state: Path) -> str:
 def run_demo(
     workdir: Path | None = None, *, say: Callable[[str], None] = lambda _line: None
 ) -> DemoSummary:
-    """Run the demo; ``say`` receives one line per step."""
-    directory = Path(workdir or tempfile.mkdtemp(prefix="refsync-demo-")).resolve()
+    """Run the demo and summarise what it did.
+
+    Args:
+        workdir: where to keep the config, the state database and the TLS files (the summary's
+            ``config_path`` says where the config is); without it they live in a temporary
+            directory removed when the demo ends, however it ends.
+        say: receives a line per step.
+
+    Raises:
+        DemoWorkdirInUse: ``workdir`` holds a demo state database already (nothing started).
+    """
+    if workdir is None:
+        directory = Path(tempfile.mkdtemp(prefix="refsync-demo-")).resolve()
+        try:
+            return _run_in(directory, say)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+    directory = Path(workdir).resolve()
+    refuse_used_workdir(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    summary = _run_in(directory, say)
+    summary.config_path = str(directory / CONFIG_NAME)
+    return summary
+
+
+def refuse_used_workdir(directory: Path) -> None:
+    """Refuse a work directory a demo has run in already.
+
+    Raises:
+        DemoWorkdirInUse: ``directory`` holds a demo state database.
+    """
+    state = directory / STATE_NAME
+    if state.exists():
+        raise DemoWorkdirInUse(
+            f"{directory} already holds a demo state database ({state}): a demo there would "
+            "sync nothing new and report the earlier demo's referrals — use an empty or new "
+            f"directory, or delete {state}")
+
+
+def _run_in(directory: Path, say: Callable[[str], None]) -> DemoSummary:
+    """The demo itself, with every file it writes in ``directory``."""
     summary = DemoSummary()
     with start_sandbox(seed="demo", ports=dict.fromkeys(
             ("salesforce", "hubspot", "partnerstack"), 0), workdir=directory / "tls") as sandbox:
         say("sandbox started: PartnerStack (PRM), Salesforce and HubSpot with demo data")
-        config_path = directory / "refsync.yaml"
+        config_path = directory / CONFIG_NAME
         config_path.write_text(
-            demo_config(sandbox.urls, sandbox.ca_bundle, directory / "refsync.db"), "utf-8")
-        summary.config_path = str(config_path)
+            demo_config(sandbox.urls, sandbox.ca_bundle, directory / STATE_NAME), "utf-8")
         loaded = load_config(config_path)
         with StateStore(loaded.config.state.url) as store:
             engine = build_engine(loaded, store)

@@ -120,7 +120,14 @@ class HubSpotEmulator(Emulator):
         Raises:
             EmulatorRequestError: the first problem found; no record has been written.
         """
-        for type_name, definitions in (payload.get("$properties") or {}).items():
+        extra_properties = payload.get("$properties") or {}
+        if not isinstance(extra_properties, dict) or not all(
+                isinstance(items, list)
+                and all(isinstance(item, dict) and "name" in item for item in items)
+                for items in extra_properties.values()):
+            raise EmulatorRequestError(
+                '$properties must be {"<type>": [{"name": ..., "type": ...}]}')
+        for type_name, definitions in extra_properties.items():
             store = self._store_or_new(type_name)
             for item in definitions:
                 store.schema.add(_property_from_api(item))
@@ -153,7 +160,8 @@ class HubSpotEmulator(Emulator):
             k: v for k, v in row.items() if k not in ("id", "archived", "associations")}
         clean, problems = store.check_values(values, trusted=True)
         if problems:
-            raise EmulatorRequestError(f"{where}: {property_values_error(problems)['message']}")
+            raise EmulatorRequestError(f"{where}: " + "; ".join(
+                f"{problem.name}: {problem.message} ({problem.code})" for problem in problems))
         taken = store.conflict(clean, None)
         if taken is not None:
             raise EmulatorRequestError(

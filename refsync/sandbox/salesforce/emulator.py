@@ -29,6 +29,7 @@ from refsync.sandbox.salesforce.schema import ObjectDef, SchemaError, field_from
 from refsync.sandbox.salesforce.simulate import simulate_sales_activity
 from refsync.sandbox.salesforce.soql import compile_query, format_datetime, parse_datetime
 from refsync.sandbox.salesforce.store import Clock, RecordStore, WriteOutcome
+from refsync.yamlsource import did_you_mean
 
 __all__ = ["SalesforceEmulator"]
 
@@ -104,7 +105,13 @@ class SalesforceEmulator(Emulator):
                 raise EmulatorRequestError("_metadata must be an object per sObject")
             for object_name, spec in metadata.items():
                 obj = self._object_or_request_error(object_name)
-                for field_spec in (spec or {}).get("fields", []):
+                spec = spec or {}
+                field_specs = spec.get("fields", []) if isinstance(spec, dict) else None
+                if not isinstance(field_specs, list) or not all(
+                        isinstance(item, dict) for item in field_specs):
+                    raise EmulatorRequestError(
+                        f'_metadata of {obj.name} must be {{"fields": [field objects]}}')
+                for field_spec in field_specs:
                     try:
                         obj.add(field_from_metadata(field_spec))
                     except SchemaError as exc:
@@ -119,7 +126,7 @@ class SalesforceEmulator(Emulator):
                 if object_name == "_metadata":
                     continue
                 obj = self._object_or_request_error(object_name)
-                if not isinstance(rows, list):
+                if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
                     raise EmulatorRequestError(f"{obj.name}: expected a list of records")
                 for row in rows:
                     try:
@@ -261,7 +268,10 @@ class SalesforceEmulator(Emulator):
         try:
             return self.store.object_def(name)
         except ApiError as exc:
-            raise EmulatorRequestError(f"unknown sObject {name!r}") from exc
+            guess = did_you_mean(name, self.store.objects)
+            hint = f" (did you mean {guess!r}?)" if guess else \
+                f" (the sObjects are {', '.join(sorted(self.store.objects))})"
+            raise EmulatorRequestError(f"unknown sObject {name!r}{hint}") from exc
 
     def _api(self, handler: Handler) -> Handler:
         """Wrap a data API handler: version, session, daily limit, usage header, error bodies."""
