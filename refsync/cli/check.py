@@ -24,7 +24,7 @@ from refsync.config import (
     OpportunitySourceConfig,
     config_path_from,
 )
-from refsync.errors import ConfigError, Problem, RefsyncError
+from refsync.errors import ConfigError, ConnectorError, Problem, RefsyncError
 from refsync.logging import configure_logging, renders_json
 from refsync.yamlsource import did_you_mean
 
@@ -73,7 +73,7 @@ def online_findings(loaded: LoadedConfig) -> Report:
                 ("rules", key, "object"),
                 f"rules.{key} reads object '{source.object}', which {source.system} cannot "
                 f"describe: {exc.message}",
-                "set object: to the API name of the object to read")
+                _describe_fix(exc))
             _fails(entry, str(problem), problem.fix)
             continue
         for problem in _source_field_problems(loaded, key, source, fields, schema):
@@ -90,11 +90,26 @@ def _fails(entry: dict[str, Any], message: str, fix: str = "") -> None:
     entry["findings"].append({"severity": "error", "message": message, "fix": fix})
 
 
-def _signs_in(connector: Connector, entry: dict[str, Any]) -> bool:
-    """Run the connector's own check into ``entry``; whether its credentials were accepted.
+def _describe_fix(error: RefsyncError) -> str:
+    """The fix for a rules source whose object could not be described.
 
-    A system that refused them is not asked to describe each mapping's object: every answer
-    would be the same refusal, already reported once by the check.
+    Only a system saying the object does not exist points at the ``object:`` setting; any
+    other failure (a refused permission, a timeout) has its own cause, which its message says.
+    """
+    from refsync.connectors.errors import names_unknown_object
+
+    if isinstance(error, ConnectorError) and names_unknown_object(error):
+        return "set object: to the API name of the object to read"
+    return "fix the cause and run check again"
+
+
+def _signs_in(connector: Connector, entry: dict[str, Any]) -> bool:
+    """Run the connector's own check into ``entry``; whether the system answered and accepted
+    the credentials.
+
+    A system that could not be reached (refused connection, timeout, TLS failure) or refused
+    the credentials is not asked to describe each mapping's object: every answer would be the
+    same failure, already reported once by the check.
     """
     try:
         result = connector.check()
@@ -106,7 +121,7 @@ def _signs_in(connector: Connector, entry: dict[str, Any]) -> bool:
     entry["budget"] = f"{budget.remaining}/{budget.limit} calls left today" if budget else None
     entry["findings"].extend(
         {"severity": f.severity, "message": f.message, "fix": f.fix} for f in result.findings)
-    return result.auth_ok
+    return result.reachable and result.auth_ok
 
 
 def _customer_reads(

@@ -30,7 +30,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from refsync.connectors.cursor import Cursor, CursorPolicy, IncrementalWindow
-from refsync.connectors.errors import WriteError
+from refsync.connectors.errors import TLS_CODES, WriteError
 from refsync.connectors.http import (
     ApiSession,
     EventLogger,
@@ -40,6 +40,7 @@ from refsync.connectors.http import (
 )
 from refsync.connectors.schema import ObjectSchema
 from refsync.connectors.usage import ApiCallCounter, DailyBudget, RateLimiters, TokenBucket
+from refsync.errors import ConnectorError
 from refsync.validation import InvalidValueError, path_exists
 
 __all__ = [
@@ -147,6 +148,8 @@ class CheckReport:
         permissions_ok: the integration user can read and write what refsync needs.
         api_budget: the daily allowance the remote system reported, when it did.
         findings: problems and notes, each with a fix.
+        reachable: False when the system could not be reached at all (refused or unresolvable
+            connection, timeout, TLS failure): nothing else about it could be checked.
     """
 
     system: str
@@ -154,15 +157,39 @@ class CheckReport:
     permissions_ok: bool
     api_budget: DailyBudget | None = None
     findings: list[Finding] = field(default_factory=list)
+    reachable: bool = True
 
     @property
     def ok(self) -> bool:
         """True when the connector can be used (no ``error`` finding)."""
         return (
-            self.auth_ok
+            self.reachable
+            and self.auth_ok
             and self.permissions_ok
             and all(f.severity != "error" for f in self.findings)
         )
+
+    @classmethod
+    def unreachable(cls, system: str, error: ConnectorError, *, url_setting: str = "base_url"
+                    ) -> CheckReport:
+        """The report of a check whose system could not be reached.
+
+        Its one finding says what failed and gives the fix of a connection problem: the
+        ``ca_bundle`` setting for a TLS failure, else the URL setting and the network path.
+
+        Args:
+            system: the configured system name.
+            error: the failure, for which
+                :func:`~refsync.connectors.errors.got_no_answer` holds.
+            url_setting: the setting naming the host that was called.
+        """
+        if error.code in TLS_CODES:
+            fix = "check the ca_bundle setting"
+        else:
+            fix = (f"check {url_setting} (host and port) and that the system is up and "
+                   "reachable from this machine (network, firewall, proxy)")
+        return cls(system=system, auth_ok=False, permissions_ok=False, reachable=False,
+                   findings=[Finding("error", error.message, fix)])
 
 
 class ConnectorSettings(BaseModel):

@@ -30,14 +30,32 @@ from refsync.errors import (
 __all__ = [
     "DEFAULT_RULES",
     "DEFAULT_TABLE",
+    "NO_ANSWER_CODES",
+    "TLS_CODES",
+    "UNKNOWN_OBJECT",
     "Action",
     "Classification",
     "ErrorFacts",
     "ErrorRule",
     "ErrorTable",
     "WriteError",
+    "got_no_answer",
+    "names_unknown_object",
     "to_exception",
 ]
+
+TLS_CODES = frozenset({"ca_bundle", "tls_certificate"})
+"""Codes of a TLS connection that could not be set up: the configured CA bundle cannot be read
+(``ca_bundle``), or the server's certificate failed the check (``tls_certificate``)."""
+
+NO_ANSWER_CODES = frozenset({"timeout", "connection_error", *TLS_CODES})
+"""Codes of a call that got no answer at all: the system was never reached."""
+
+UNKNOWN_OBJECT = "UNKNOWN_OBJECT"
+"""The code a connector gives an object (type) its system says does not exist, when the
+system's own answer does not say so with a 404."""
+
+_UNKNOWN_OBJECT_CODES = frozenset({"NOT_FOUND", "INVALID_TYPE", UNKNOWN_OBJECT})
 
 
 class Action(StrEnum):
@@ -257,6 +275,17 @@ def _render(template: str, facts: ErrorFacts, system: str) -> str:
         message=facts.message,
         fields=", ".join(facts.fields) if facts.fields else "(unnamed field)",
     )
+
+
+def got_no_answer(error: ConnectorError) -> bool:
+    """True when the call never reached the system: a refused or unresolvable connection, a
+    timeout, or a TLS connection that could not be set up (see :data:`NO_ANSWER_CODES`)."""
+    return error.status is None and error.code in NO_ANSWER_CODES
+
+
+def names_unknown_object(error: ConnectorError) -> bool:
+    """True when the system answered that the object (type) asked for does not exist."""
+    return error.status == 404 or (error.code or "").upper() in _UNKNOWN_OBJECT_CODES
 
 
 def to_exception(found: Classification, *, system: str) -> ConnectorError | RecordError:

@@ -5,7 +5,9 @@
   through the credential's :class:`~refsync.connectors.usage.TokenBucket` and feeds the
   bucket the usage headers of every response.
 * :func:`facts_from_response` / :func:`raise_for_response` turn a failed response into the
-  exception the :mod:`~refsync.connectors.errors` table says.
+  exception the :mod:`~refsync.connectors.errors` table says; :func:`transport_error` does the
+  same for a call that got no answer, and makes a failed TLS certificate check fatal
+  (:func:`untrusted_certificate`): retrying cannot fix it.
 * :func:`call_with_retry` retries what the type says is retryable (tenacity), honours
   ``Retry-After``, refreshes credentials once on an expired session, logs every retry with
   its wait, and sleeps through an injected ``sleep`` so tests assert the waits instead of
@@ -17,10 +19,13 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 import structlog
@@ -30,8 +35,10 @@ from refsync.connectors.errors import DEFAULT_TABLE, ErrorFacts, ErrorTable, to_
 from refsync.connectors.usage import ApiCallCounter, TokenBucket
 from refsync.errors import (
     AuthExpiredError,
+    ConnectorError,
     FatalConnectorError,
     RateLimitedError,
+    RecordError,
     RetryableError,
 )
 
@@ -42,11 +49,14 @@ __all__ = [
     "HttpClient",
     "RetryPolicy",
     "call_with_retry",
+    "certificate_failure",
     "facts_from_exception",
     "facts_from_response",
     "log_retry",
     "parse_retry_after",
     "raise_for_response",
+    "transport_error",
+    "untrusted_certificate",
 ]
 
 T = TypeVar("T")
@@ -215,6 +225,89 @@ def facts_from_exception(error: requests.RequestException) -> ErrorFacts:
     """Describe a transport failure (timeout, refused connection) as error facts."""
     code = "timeout" if isinstance(error, requests.Timeout) else "connection_error"
     return ErrorFacts(status=None, code=code, message=str(error))
+
+
+def certificate_failure(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The failed certificate check behind a transport error, or ``None`` if it is not one.
+
+    ``requests`` and urllib3 wrap the :class:`ssl.SSLCertVerificationError` several times (as
+    cause, context, ``reason`` or argument); every link is followed.
+    """
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        linked = (current.__cause__, current.__context__, getattr(current, "reason", None),
+                  *current.args)
+        pending.extend(link for link in linked if isinstance(link, BaseException))
+    return None
+
+
+def untrusted_certificate(
+    system: str, url: str | None, ca_bundle: object, failure: ssl.SSLCertVerificationError
+) -> FatalConnectorError:
+    """The fatal error of a server whose TLS certificate failed the check.
+
+    A certificate that cannot be verified (signed by a CA the bundle does not hold, expired,
+    issued for another host) stays so however often the call is repeated: the message names
+    the server and what the check said, and points at the ``ca_bundle`` setting.
+
+    Args:
+        system: the configured system name.
+        url: the URL called; only its scheme, host and port are named.
+        ca_bundle: the configured CA bundle (a path), or ``True``/``None`` for the system's
+            trust store.
+        failure: the failed check (see :func:`certificate_failure`).
+    """
+    parts = urlsplit(url or "")
+    server = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.netloc else "the server"
+    said = str(failure.verify_message or failure.reason or failure).rstrip(".")
+    if isinstance(ca_bundle, str | os.PathLike):
+        fix = (f"check the ca_bundle setting ({os.fspath(ca_bundle)}): it must hold the "
+               "certificate of the CA that signed the server's certificate, or be removed to "
+               "use the system's trust store")
+    else:
+        fix = ("check the ca_bundle setting: set it to the certificate of the CA that signed "
+               "the server's certificate, or check that base_url names the right host")
+    return FatalConnectorError(
+        f"{system or 'the system'}: the TLS certificate of {server} could not be verified "
+        f"({said}): {fix}",
+        system=system,
+        code="tls_certificate",
+        detail=str(failure),
+    )
+
+
+def transport_error(
+    error: requests.RequestException,
+    *,
+    system: str,
+    verify: object,
+    table: ErrorTable = DEFAULT_TABLE,
+) -> ConnectorError | RecordError:
+    """The exception for a call that got no answer.
+
+    A failed certificate check is fatal (:func:`untrusted_certificate`); a timeout or a
+    refused connection is classified by ``table`` (retried by default).
+
+    Args:
+        error: what ``requests`` raised.
+        system: the configured system name.
+        verify: the session's ``verify`` (the CA bundle, or ``True``).
+        table: the classification table of the connector.
+    """
+    failure = certificate_failure(error)
+    if failure is not None:
+        url = getattr(error.request, "url", None)
+        return untrusted_certificate(system, url if isinstance(url, str) else None, verify,
+                                     failure)
+    found = table.classify(facts_from_exception(error), system=system)
+    return to_exception(found, system=system)
 
 
 FactsExtractor = Callable[[requests.Response, datetime], ErrorFacts]
@@ -413,8 +506,8 @@ class HttpClient:
             try:
                 response = self.session.request(method, self.url(path), **kwargs)
             except requests.RequestException as error:
-                found = self.table.classify(facts_from_exception(error), system=self.system)
-                raise to_exception(found, system=self.system) from error
+                raise transport_error(error, system=self.system, verify=self.session.verify,
+                                      table=self.table) from error
             raise_for_response(
                 response,
                 system=self.system,

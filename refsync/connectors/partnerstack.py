@@ -50,14 +50,16 @@ from refsync.connectors.base import (
 from refsync.connectors.cursor import Cursor
 from refsync.connectors.errors import (
     DEFAULT_TABLE,
+    UNKNOWN_OBJECT,
     Action,
     ErrorFacts,
     ErrorRule,
     ErrorTable,
     WriteError,
+    got_no_answer,
     to_exception,
 )
-from refsync.connectors.http import call_with_retry, facts_from_exception, parse_retry_after
+from refsync.connectors.http import call_with_retry, parse_retry_after, transport_error
 from refsync.connectors.schema import FieldSchema, ObjectSchema
 from refsync.errors import ConnectorError, FatalConnectorError, RecordError, RetryableError
 
@@ -325,8 +327,8 @@ class PartnerStackConnector(ConnectorBase):
         try:
             response = self.session.request(method, url, **kwargs)
         except requests.RequestException as error:
-            found = self.table.classify(facts_from_exception(error), system=self.system)
-            raise to_exception(found, system=self.system) from error
+            raise transport_error(error, system=self.system, verify=self.session.verify,
+                                  table=self.table) from error
         if response.ok:
             body = jsontext.loads(response.content) if response.content else None
             return body.get("data") if isinstance(body, dict) else None
@@ -363,6 +365,7 @@ class PartnerStackConnector(ConnectorBase):
                 f"{self.system}: PartnerStack object {object_name!r} is not supported; use one "
                 f"of {', '.join(PARTNERSTACK_OBJECTS)}",
                 system=self.system,
+                code=UNKNOWN_OBJECT,
             )
         return spec
 
@@ -384,6 +387,8 @@ class PartnerStackConnector(ConnectorBase):
         try:
             self._call("GET", "/partnerships", params={"limit": 1})
         except ConnectorError as error:
+            if got_no_answer(error):
+                return CheckReport.unreachable(self.system, error)
             auth = error.status != 401
             return CheckReport(
                 system=self.system,

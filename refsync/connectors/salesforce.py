@@ -37,8 +37,8 @@ from refsync.connectors.base import (
     check_http_url,
 )
 from refsync.connectors.cursor import Cursor
-from refsync.connectors.errors import DEFAULT_TABLE, ErrorFacts, to_exception
-from refsync.connectors.http import ApiSession, facts_from_exception
+from refsync.connectors.errors import DEFAULT_TABLE, ErrorFacts, got_no_answer, to_exception
+from refsync.connectors.http import ApiSession, transport_error
 from refsync.connectors.salesforce_auth import SalesforceToken, request_token
 from refsync.connectors.schema import FieldSchema, ObjectSchema
 from refsync.connectors.usage import DailyBudget
@@ -213,8 +213,8 @@ class SalesforceConnector(ConnectorBase):
             except SalesforceError as error:
                 raise self._translate(error) from error
             except requests.RequestException as error:
-                found = DEFAULT_TABLE.classify(facts_from_exception(error), system=self.system)
-                raise to_exception(found, system=self.system) from error
+                raise transport_error(error, system=self.system,
+                                      verify=self.session.verify) from error
 
         return self.retried(
             once, policy=self.sf_settings.retry_policy(), refresh_auth=self._refresh,
@@ -257,8 +257,10 @@ class SalesforceConnector(ConnectorBase):
         try:
             limits = self._call(lambda sf: sf.restful("limits"), "limits")
         except ConnectorError as error:
+            if got_no_answer(error):
+                return CheckReport.unreachable(self.system, error, url_setting=self._url_settings())
             # Only a refused sign-in or session says the credentials are wrong; a spent
-            # allowance or an unreachable host says nothing either way.
+            # allowance says nothing either way.
             signed_in = isinstance(error, QuotaExhaustedError) or (
                 error.status is not None and error.status not in (400, 401)
             )
@@ -310,6 +312,10 @@ class SalesforceConnector(ConnectorBase):
             api_budget=budget,
             findings=findings,
         )
+
+    def _url_settings(self) -> str:
+        """The settings naming the hosts called: where to look when none answers."""
+        return "login_url and base_url" if self.sf_settings.login_url else "base_url"
 
     def discover(self, object_name: str) -> ObjectSchema:
         """Describe ``object_name``: fields, types, required, writable, picklist values."""

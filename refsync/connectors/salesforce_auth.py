@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import jwt
 import requests
 
-from refsync.connectors.http import facts_from_exception, raise_for_response
+from refsync.connectors.http import raise_for_response, transport_error
 from refsync.errors import FatalConnectorError, RetryableError
 from refsync.logging import register_secret
 
@@ -51,8 +51,9 @@ def request_token(
     they exist, so neither can reach a log line, an error message or the state database.
 
     Raises:
-        FatalConnectorError: the credentials were refused (says which setting to check).
-        RetryableError: the token endpoint failed transiently.
+        FatalConnectorError: the credentials were refused (says which setting to check), or
+            the endpoint's TLS certificate could not be verified.
+        RetryableError: the token endpoint failed transiently or could not be reached.
     """
     if flow == "jwt":
         if not username or not private_key:
@@ -92,10 +93,13 @@ def request_token(
     try:
         response = session.post(token_url, data=form, auth=auth)
     except requests.RequestException as error:
+        failure = transport_error(error, system=system, verify=session.verify)
+        if not isinstance(failure, RetryableError):
+            raise failure from error
         raise RetryableError(
             f"could not reach the {system} sign-in endpoint {token_url}",
             system=system,
-            code=facts_from_exception(error).code,
+            code=failure.code,
             detail=str(error),
         ) from error
     if response.status_code in (400, 401, 403):

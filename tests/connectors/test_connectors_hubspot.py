@@ -405,6 +405,25 @@ def test_check_reports_the_daily_budget_and_a_missing_key_property(
     assert any("companies" in finding.message for finding in bad.findings)
 
 
+def test_check_asks_for_scopes_only_when_hubspot_refuses_for_them(
+    peer: Peer, clock: ManualClock
+) -> None:
+    peer.faults({"rules": [{"path": "/crm/v3/properties/deals", "status": 403, "times": 1}]})
+    fixes = {
+        finding.message.split(" properties:")[0]: finding.fix
+        for finding in _connector(peer, clock, max_attempts=1,
+                                  check_objects=["deals", "widgets"]).check().findings
+    }
+    assert fixes["cannot read deals"] == "grant the app the crm.schemas and crm.objects scopes"
+    assert "scope" not in fixes["cannot read widgets"]
+    assert "check_objects" in fixes["cannot read widgets"]
+
+    peer.faults({"rules": [{"path": "/crm/v3/properties/contacts", "status": 503, "times": 1}]})
+    failed = _connector(peer, clock, max_attempts=1).check()
+    assert [finding.fix for finding in failed.findings] == ["fix the cause and run check again"]
+    assert failed.reachable, "HubSpot answered"
+
+
 def test_check_with_a_refused_oauth_client_reports_auth(peer: Peer, clock: ManualClock) -> None:
     settings = HubSpotSettings(
         base_url=peer.url, client_id="nope", client_secret="nope", refresh_token="nope"

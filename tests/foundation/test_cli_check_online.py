@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
+import trustme
 from click.testing import CliRunner
 
 from refsync.cli import cli
@@ -132,3 +135,88 @@ def test_under_json_logging_a_failed_check_is_also_logged_as_events(
     assert events[-1]["error"] == "the online check failed for hubspot"
     assert events[-1]["exit_code"] == 3
     assert "pat-revoked" not in result.stderr
+
+
+def _closed_url(scheme: str = "http") -> str:
+    """The URL of a loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"{scheme}://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def _attempting_once(path: Path) -> None:
+    """Give every system of the config one attempt per call (no retry waits in a test)."""
+    path.write_text(path.read_text().replace("    settings:\n",
+                                             "    settings:\n      max_attempts: 1\n"))
+
+
+def test_systems_that_cannot_be_reached_are_reported_once_each_with_a_connection_fix(
+    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = config_for(sandbox, tmp_path, monkeypatch)
+    monkeypatch.setenv("SALESFORCE_URL", _closed_url("https"))
+    monkeypatch.setenv("HUBSPOT_URL", _closed_url())
+    monkeypatch.setenv("PARTNERSTACK_URL", _closed_url() + "/api/v2")
+    _attempting_once(path)
+    result = CliRunner().invoke(cli, ["check", "-c", str(path), "--online", "--json"])
+    assert result.exit_code == 3, result.output
+    report = json.loads(result.stdout)["systems"]
+    assert set(report) == {"partnerstack", "salesforce", "hubspot"}
+    for name, entry in report.items():
+        assert not entry["ok"]
+        assert len(entry["findings"]) == 1, (name, entry["findings"])
+        finding = entry["findings"][0]
+        assert "could not" in finding["message"] and "in time" not in finding["message"], name
+        assert finding["fix"].startswith("check base_url (host and port)"), (name, finding)
+
+
+def test_a_ca_bundle_that_does_not_sign_the_server_is_reported_at_once_with_its_fix(
+    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = config_for(sandbox, tmp_path, monkeypatch)
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    monkeypatch.setenv("SALESFORCE_CA_BUNDLE", str(other))
+    result = CliRunner().invoke(cli, ["check", "-c", str(path), "--online"])
+    assert result.exit_code == 3, result.output
+    assert "partnerstack: OK" in result.stdout and "hubspot: OK" in result.stdout
+    failed = result.stdout[result.stdout.index("salesforce: FAILED"):]
+    findings = [line for line in failed.splitlines()[1:] if line.startswith("  error:")]
+    assert len(findings) == 1, failed
+    assert f"the TLS certificate of {sandbox.urls['salesforce']} could not be verified" in \
+        findings[0]
+    assert f"check the ca_bundle setting ({other})" in findings[0]
+    assert "call retried" not in result.stderr, "a failed certificate check is not retried"
+
+
+def _hubspot_fault(sandbox: RunningSandbox, rule: dict[str, object]) -> None:
+    response = requests.post(f"{sandbox.urls['hubspot']}/_sandbox/faults",
+                             json={"rules": [rule]}, timeout=10)
+    response.raise_for_status()
+
+
+def test_a_rules_object_that_cannot_be_described_is_pointed_at_only_when_it_does_not_exist(
+    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = config_for(sandbox, tmp_path, monkeypatch)
+    text = path.read_text().replace(
+        "customers_from: {system: salesforce, object: Account}",
+        "customers_from: {system: hubspot, object: companies}")
+    path.write_text(text[:text.index("  open_opportunities_from:\n    system")])
+    _hubspot_fault(sandbox, {"path": "/crm/v3/properties/companies", "status": 403, "times": 1})
+    try:
+        refused = CliRunner().invoke(cli, ["check", "-c", str(path), "--online", "--json"])
+    finally:
+        requests.delete(f"{sandbox.urls['hubspot']}/_sandbox/faults", timeout=10)
+    assert refused.exit_code == 3, refused.output
+    findings = json.loads(refused.stdout)["systems"]["hubspot"]["findings"]
+    assert len(findings) == 1, findings
+    assert "rules.customers_from reads object 'companies'" in findings[0]["message"]
+    assert "set object:" not in findings[0]["fix"], "the object exists: a permission is missing"
+
+    path.write_text(path.read_text().replace("object: companies}", "object: widgets}"))
+    unknown = CliRunner().invoke(cli, ["check", "-c", str(path), "--online", "--json"])
+    assert unknown.exit_code == 3, unknown.output
+    findings = json.loads(unknown.stdout)["systems"]["hubspot"]["findings"]
+    assert [finding["fix"] for finding in findings] == [
+        "set object: to the API name of the object to read"]

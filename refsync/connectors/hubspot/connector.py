@@ -21,6 +21,7 @@ from refsync.connectors.base import (
     WriteResult,
 )
 from refsync.connectors.cursor import Cursor
+from refsync.connectors.errors import got_no_answer, names_unknown_object
 from refsync.connectors.hubspot.reading import LIST_POSITION_PREFIX, list_pages, search_pages
 from refsync.connectors.hubspot.settings import HubSpotSettings
 from refsync.connectors.hubspot.transport import HubSpotTransport, read_failure
@@ -67,6 +68,19 @@ def schema_from_properties(
             length=None,
         )
     return ObjectSchema(name=object_name, fields=fields)
+
+
+def _properties_fix(error: ConnectorError, object_name: str) -> str:
+    """What to do when HubSpot answered a properties read of ``object_name`` with ``error``.
+
+    Only a 403 (the token lacks a scope) asks for scopes, and only an unknown object type for
+    another name; any other answer's message says what it is.
+    """
+    if error.status == 403:
+        return "grant the app the crm.schemas and crm.objects scopes"
+    if names_unknown_object(error):
+        return f"check {object_name!r} in check_objects: it must name a HubSpot object type"
+    return "fix the cause and run check again"
 
 
 class HubSpotConnector(ConnectorBase):
@@ -120,6 +134,8 @@ class HubSpotConnector(ConnectorBase):
         try:
             self.transport.sign_in()
         except ConnectorError as error:
+            if got_no_answer(error):
+                return CheckReport.unreachable(self.system, error)
             findings.append(Finding("error", error.message, "fix the OAuth app credentials"))
             return CheckReport(
                 system=self.system, auth_ok=False, permissions_ok=False, findings=findings
@@ -130,6 +146,8 @@ class HubSpotConnector(ConnectorBase):
             try:
                 schema = self.discover(object_name)
             except ConnectorError as error:
+                if got_no_answer(error):
+                    return CheckReport.unreachable(self.system, error)
                 if error.status == 401:
                     auth_ok = False
                     findings.append(Finding("error", error.message, "fix the credentials"))
@@ -137,7 +155,7 @@ class HubSpotConnector(ConnectorBase):
                 permissions_ok = False
                 findings.append(
                     Finding("error", f"cannot read {object_name} properties: {error.message}",
-                            "grant the app the crm.schemas and crm.objects scopes")
+                            _properties_fix(error, object_name))
                 )
                 continue
             key = schema.fields.get(key_property)

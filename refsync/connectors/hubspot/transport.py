@@ -11,7 +11,8 @@ gives those calls the same treatment instead:
   :class:`~refsync.connectors.usage.ApiCallCounter`;
 * a failure (``ApiException`` with ``.status``, ``.body``, ``.headers``, or a urllib3
   transport error) is described as :class:`~refsync.connectors.errors.ErrorFacts`, looked up
-  in :data:`HUBSPOT_TABLE` and raised as the matching exception of :mod:`refsync.errors`;
+  in :data:`HUBSPOT_TABLE` and raised as the matching exception of :mod:`refsync.errors`; a
+  server certificate that fails the TLS check is fatal at once, as for the other connectors;
 * retries belong to refsync (:func:`~refsync.connectors.http.call_with_retry`): the client is
   built with urllib3 retries switched off, so a retried POST is never sent twice behind
   refsync's back;
@@ -42,13 +43,21 @@ from refsync import jsontext
 from refsync.connectors.base import ConnectorContext
 from refsync.connectors.errors import (
     DEFAULT_TABLE,
+    UNKNOWN_OBJECT,
     Action,
     ErrorFacts,
     ErrorRule,
     ErrorTable,
+    got_no_answer,
     to_exception,
 )
-from refsync.connectors.http import HttpClient, call_with_retry, parse_retry_after
+from refsync.connectors.http import (
+    HttpClient,
+    call_with_retry,
+    certificate_failure,
+    parse_retry_after,
+    untrusted_certificate,
+)
 from refsync.connectors.hubspot.settings import HubSpotSettings
 from refsync.connectors.usage import TokenBucket
 from refsync.errors import ConnectorError, FatalConnectorError, RecordError, RetryableError
@@ -60,6 +69,7 @@ __all__ = [
     "HubSpotTransport",
     "facts_from_hubspot_error",
     "hubspot_error_table",
+    "no_answer_kind",
     "read_failure",
 ]
 
@@ -243,6 +253,8 @@ class _OAuthTokens:
         try:
             answer = self._http.json("POST", "/oauth/v1/token", data=form)
         except FatalConnectorError as error:
+            if got_no_answer(error):  # a TLS failure says nothing of the credentials
+                raise
             raise FatalConnectorError(
                 f"{self._context.system} refused the OAuth refresh ({error.detail or error}): "
                 "check client_id, client_secret and refresh_token, and that the app is still "
@@ -386,6 +398,13 @@ class HubSpotTransport:
                 code="ca_bundle",
             )
 
+    def _check_certificate(self, error: Exception) -> None:
+        """After a TLS failure: a server certificate that failed the check is not transient."""
+        failure = certificate_failure(error)
+        if failure is not None:
+            raise untrusted_certificate(self.system, self.settings.api_url,
+                                        self.settings.ca_bundle, failure) from error
+
     def _send_once(
         self,
         operation: str,
@@ -404,6 +423,7 @@ class HubSpotTransport:
             if status == 0:  # the client reports TLS failures as status 0
                 counter.record(self.system, "connection_error")
                 self._check_ca_bundle()
+                self._check_certificate(error)
                 raise RetryableError(
                     f"could not connect to {self.system}; retrying",
                     system=self.system,
@@ -425,8 +445,7 @@ class HubSpotTransport:
             )
             raise to_exception(found, system=self.system) from error
         except urllib3.exceptions.HTTPError as error:
-            timed_out = isinstance(error, urllib3.exceptions.TimeoutError)
-            kind = "timeout" if timed_out else "connection_error"
+            kind = no_answer_kind(error)
             counter.record(self.system, kind)
             found = self.table.classify(
                 ErrorFacts(status=None, code=kind, message=str(error)), system=self.system
@@ -442,35 +461,57 @@ class HubSpotTransport:
         return ApiAnswer(status=int(raw.status), headers=headers, body=_decode(data))
 
 
+def no_answer_kind(error: urllib3.exceptions.HTTPError) -> str:
+    """``timeout`` for a connect or read timeout, ``connection_error`` for any other failure.
+
+    In urllib3 2 a refused or unresolvable connection (``NewConnectionError``) is a subclass of
+    ``ConnectTimeoutError``, though no time ran out: it is a connection error, as ``requests``
+    reports it for the other connectors.
+    """
+    cause = error.reason if isinstance(error, urllib3.exceptions.MaxRetryError) else error
+    timed_out = isinstance(cause, urllib3.exceptions.TimeoutError) and not isinstance(
+        cause, urllib3.exceptions.NewConnectionError)
+    return "timeout" if timed_out else "connection_error"
+
+
 def _unmasked(send: Callable[..., Any]) -> Callable[..., Any]:
     """``send``, raising the client's own exception where the client masks it.
 
     For a TLS failure the client raises an ``ApiException`` without a body, then fails to
-    decode that body and raises ``AttributeError`` instead; the ``ApiException`` is restored.
+    decode that body and raises ``AttributeError`` instead; the ``ApiException`` is restored,
+    caused by the TLS error it was raised for (which tells a failed certificate check apart).
     """
 
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return send(*args, **kwargs)
         except AttributeError as error:
-            if isinstance(error.__context__, _API_EXCEPTIONS):
-                raise error.__context__ from None
+            masked = error.__context__
+            if isinstance(masked, _API_EXCEPTIONS):
+                raise masked from masked.__context__
             raise
 
     return call
+
+
+_UNKNOWN_OBJECT_TYPE = "unable to infer object type"
+"""How HubSpot's 400 answer begins when the object type named in the path does not exist."""
 
 
 def read_failure(error: RecordError, *, system: str) -> ConnectorError:
     """Turn a 400 answer to a read into a fatal error.
 
     A read refused for its content points at the configuration (an unknown property or
-    object type), not at one bad record.
+    object type), not at one bad record. An unknown object type gets the code
+    :data:`~refsync.connectors.errors.UNKNOWN_OBJECT`, so callers can tell it apart.
     """
+    said = error.detail or error.message
+    unknown_type = said.lower().startswith(_UNKNOWN_OBJECT_TYPE)
     return FatalConnectorError(
-        f"{system} refused the read ({error.detail or error.message}): check the object and "
-        "property names in the mapping",
+        f"{system} refused the read ({said}): check the object and property names in the "
+        "mapping",
         system=system,
         status=400,
-        code=error.code,
+        code=UNKNOWN_OBJECT if unknown_type else error.code,
         detail=error.detail,
     )
