@@ -7,14 +7,18 @@ credential a vendor echoed in its error text is masked here as it is in the logs
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import IO, Any, NoReturn, TypeVar
 
 import click
@@ -30,8 +34,10 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_PARTIAL",
+    "STOP_SIGNALS",
     "CliContext",
     "ErrorEvent",
+    "StopOnSignals",
     "config_option",
     "echo_json",
     "fail",
@@ -47,6 +53,13 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_CHECK_FAILED = 3
 EXIT_PARTIAL = 4
+"""A run ended ``partial`` or ``interrupted``."""
+
+STOP_SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C (SIGINT)"}
+"""The signals that stop a run, by the name a run's reason gives them."""
+
+_NAP = 0.1
+"""How often, in seconds, a wait cut short by a stop looks whether one was asked."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -232,3 +245,96 @@ def handle_refsync_errors(function: F) -> F:
             fail(exc.message)
 
     return wrapper  # type: ignore[return-value]
+
+
+@dataclass
+class StopOnSignals:
+    """SIGTERM and Ctrl-C (SIGINT) during a one-off run (``refsync sync``, ``refsync retry``),
+    handled as the daemon handles them.
+
+    The first signal asks the run to stop after the page or pushed batch it is on (this object
+    is the engine's ``should_stop``) and ends the waits between retries at once (its
+    :meth:`sleep` is the connectors'): the run ends ``interrupted``, its reason naming the
+    signal, and the command exits as for any interrupted run. A second signal while the run is
+    still on that page ends it at once: the page is not committed, the run is still recorded
+    ``interrupted``, and the command exits with 128 + the signal's number. One that comes while
+    the run is already ending changes nothing; a third exits at once.
+
+    Args:
+        command: the command, as the run's reason names it (``refsync sync``).
+    """
+
+    command: str
+    reason: str | None = field(default=None, init=False)
+    """Why the run must stop (set by the first signal)."""
+    signum: int | None = field(default=None, init=False)
+    """The signal that stopped the run (the second one, when it was cut short)."""
+    _signals: int = field(default=0, init=False, repr=False)
+    _ending: bool = field(default=False, init=False, repr=False)  # told to stop: it is ending
+
+    def __call__(self) -> str | bool:
+        """Why the run must stop now, or False: the engine's ``should_stop``."""
+        if self.reason is None:
+            return False
+        self._ending = True
+        return self.reason
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less once a stop is asked (the connectors' retry waits)."""
+        deadline = time.monotonic() + seconds
+        while self.reason is None and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, _NAP))
+
+    @contextmanager
+    def handling(self) -> Iterator[None]:
+        """Handle the stop signals in the block, which runs the engine; the previous handlers
+        are put back after it. A run cut short by a second signal exits 128 + its number.
+
+        Outside the main thread (refsync embedded in an application) signals are left alone.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {number: signal.signal(number, self._on_signal) for number in STOP_SIGNALS}
+        try:
+            yield
+        except KeyboardInterrupt as exc:  # only a second signal raises it while we handle them
+            say_on_stderr("why", f"{exc}: the page or batch in progress was not committed; "
+                          "the run is recorded interrupted", event="run interrupted",
+                          level="warning")
+            sys.exit(128 + (self.signum or signal.SIGINT))
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _on_signal(self, signum: int, _: FrameType | None) -> None:
+        name = STOP_SIGNALS[signal.Signals(signum)]
+        self._signals += 1
+        if self._signals == 1:
+            self.reason, self.signum = f"{self.command} was stopped by {name}", signum
+            _tell_from_handler(f"{name}: the run stops once the page or batch in progress is "
+                               "committed; a second signal stops it at once, without it",
+                               signal=signal.Signals(signum).name)
+        elif self._signals > 2:
+            # exit now, as the daemon does on its second: a run not yet recorded stays
+            # `running` until the next run takes the lease over and marks it abandoned
+            os._exit(128 + signum)
+        elif self._ending:
+            _tell_from_handler("the run is already ending: it is being recorded",
+                               signal=signal.Signals(signum).name)
+        else:
+            self.signum = signum
+            # unwinds the page in progress (its transaction rolls back); the engine records
+            # the run interrupted with this reason, then the command exits (handling())
+            raise KeyboardInterrupt(f"{self.reason}, then at once by a second signal ({name})")
+
+
+def _tell_from_handler(message: str, **context: Any) -> None:
+    """Say on standard error, from a signal handler, that the command is stopping.
+
+    The handler may interrupt the command in the middle of writing to standard error, and a
+    buffered stream refuses to be written to again then: the notice is dropped rather than let
+    that error end the run.
+    """
+    with suppress(RuntimeError):
+        say_on_stderr("stopping", message, event="stopping", level="warning", **context)

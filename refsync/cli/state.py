@@ -8,6 +8,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from refsync.cli.common import (
     EXIT_CONFIG,
@@ -28,12 +29,16 @@ def _when(value: datetime | None) -> str:
 
 
 def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    """Print a table: fitted to a terminal, whole rows on a pipe."""
+    """Print a table: fitted to a terminal, whole rows on a pipe.
+
+    Cells are shown as they are: a value holding brackets (``[Company]``, a partner's
+    ``[/b]``) is text, never markup.
+    """
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))
     console = Console()
     if not console.is_terminal:
         console = Console(width=240)  # a pipe gets whole rows, not columns folded to 80
@@ -127,7 +132,8 @@ def runs(cli_context: CliContext, config_path: str | None, as_json: bool, limit:
 @json_option
 @click.option("--run", "run_id", default=None,
               help="Only records quarantined by this run (id prefix).")
-@click.option("--all", "include_resolved", is_flag=True, help="Include resolved records.")
+@click.option("--all", "include_resolved", is_flag=True,
+              help="Include resolved records (a state column tells them from open ones).")
 @click.option("--limit", default=100, show_default=True)
 @pass_cli
 def errors(
@@ -154,15 +160,26 @@ def errors(
             click.echo(f"{pending} write(s) wait in the outbox (not pushed yet, or deferred "
                        "after a remote failure); the next sync sends those that are due.")
         return
-    print_table(
-        "Quarantined records",
-        ["id", "system", "stream", "dir", "record", "code", "message", "attempts", "since"],
-        [
-            [str(r["id"]), r["system"], r["stream"], r["direction"], _quarantined_record(r),
-             r["error_code"], r["message"], str(r["attempts"]), _when(r["created_at"])]
-            for r in rows
-        ],
-    )
+    columns = ["id", "system", "stream", "dir", "record", "code", "message", "attempts", "since"]
+    table = [
+        [str(r["id"]), r["system"], r["stream"], r["direction"], _quarantined_record(r),
+         r["error_code"], r["message"], str(r["attempts"]), _when(r["created_at"])]
+        for r in rows
+    ]
+    if include_resolved:
+        # open and resolved rows alike: say which is which, and when one was resolved
+        columns.append("state")
+        for line, row in zip(table, rows, strict=True):
+            line.append(_quarantine_state(row))
+    title = "Quarantined records (open and resolved)" if include_resolved \
+        else "Quarantined records"
+    print_table(title, columns, table)
+
+
+def _quarantine_state(row: dict[str, Any]) -> str:
+    """``open``, or ``resolved`` and when: by a retry, or once the record synced."""
+    resolved = row["resolved_at"]
+    return f"resolved {_when(resolved)}" if resolved else "open"
 
 
 def _quarantined_record(row: dict[str, Any]) -> str:

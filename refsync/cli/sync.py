@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,6 +17,7 @@ from refsync.cli.common import (
     EXIT_OK,
     EXIT_PARTIAL,
     CliContext,
+    StopOnSignals,
     config_option,
     echo_json,
     fail,
@@ -27,6 +28,7 @@ from refsync.cli.common import (
 )
 from refsync.cli.state import print_table
 from refsync.config import LoadedConfig
+from refsync.connectors.base import ConnectorContext
 from refsync.daemon import daemon_identity
 from refsync.daemon.leases import hold_sync_lease
 from refsync.domain.ids import is_id_fragment, short_referral_id
@@ -43,22 +45,32 @@ STATUS_EXIT = {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL, "interrupted": EXI
 
 @contextmanager
 def _engine(
-    cli_context: CliContext, config_path: str | None, systems: Sequence[str] = ()
+    cli_context: CliContext, config_path: str | None, systems: Sequence[str] = (),
+    stop: StopOnSignals | None = None,
 ) -> Iterator[SyncEngine]:
     """The engine, once the configuration, everything it names and ``systems`` are checked.
 
     A refused configuration or an unknown system exits 2 before the state database is opened
-    (or created) and before any system is contacted.
+    (or created) and before any system is contacted. With ``stop``, the run stops when it
+    says so, and the connectors' waits between retries end as soon as it does.
     """
     loaded = cli_context.load(config_path, with_named_files=True)
-    bindings = build_bindings(loaded)
+    bindings = build_bindings(loaded, context_factory=_contexts(stop))
     _refuse_unknown_systems(loaded, systems)
     with cli_context.store(config_path) as store:
         store.acquire_daemon_lock()
+        options: dict[str, Any] = {} if stop is None else {"should_stop": stop}
         # named per process, like a daemon, so that run history and the lease tell them apart
         engine = build_engine(loaded, store, bindings=bindings,
-                              instance=daemon_identity(loaded.config.instance))
+                              instance=daemon_identity(loaded.config.instance), **options)
         yield engine
+
+
+def _contexts(stop: StopOnSignals | None) -> Callable[[str], ConnectorContext] | None:
+    """What each connector is given: waits that a stop cuts short (None: the defaults)."""
+    if stop is None:
+        return None
+    return lambda system: ConnectorContext(system=system, sleep=stop.sleep)
 
 
 def _refuse_unknown_systems(loaded: LoadedConfig, systems: Sequence[str]) -> None:
@@ -143,9 +155,15 @@ def _print_run(report: RunReport) -> None:
 @handle_refsync_errors
 def sync(cli_context: CliContext, config_path: str | None, as_json: bool,
          systems: tuple[str, ...], full: bool) -> None:
-    """Run one sync cycle now (exit 0 succeeded, 4 partial, 1 failed)."""
-    with _engine(cli_context, config_path, systems) as engine, _progress(engine, as_json), \
-            _sync_lease(engine) as lease:
+    """Run one sync cycle now (exit 0 succeeded, 4 partial or interrupted, 1 failed).
+
+    SIGTERM or Ctrl-C stops the run after the page or batch in progress, recorded
+    interrupted (exit 4); a second signal stops it at once, without that page (exit 128 + the
+    signal's number: 143, 130).
+    """
+    stop = StopOnSignals("refsync sync")
+    with _engine(cli_context, config_path, systems, stop) as engine, \
+            _progress(engine, as_json), _sync_lease(engine) as lease, stop.handling():
         report = engine.run(trigger="manual", systems=list(systems) or None, full=full,
                             lease=lease)
     if as_json:
@@ -195,8 +213,14 @@ def plan(cli_context: CliContext, config_path: str | None, as_json: bool,
 
 
 def _short(value: Any) -> str:
-    text = "—" if value is None else str(value)
+    """A value cut to 60 characters, for the list tables (a row a record)."""
+    text = _whole(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _whole(value: Any) -> str:
+    """A value in full, for the detail view (its table wraps a long one)."""
+    return "—" if value is None else str(value)
 
 
 @click.command()
@@ -208,13 +232,17 @@ def _short(value: Any) -> str:
 @handle_refsync_errors
 def retry(cli_context: CliContext, config_path: str | None, as_json: bool, retry_all: bool,
           ids: tuple[int, ...]) -> None:
-    """Replay quarantined records (ids from `refsync errors`) with the current mappings."""
+    """Replay quarantined records (ids from `refsync errors`) with the current mappings.
+
+    Exits as `refsync sync` does, and stops on SIGTERM or Ctrl-C as it does.
+    """
     if not retry_all and not ids:
         fail("name quarantine ids (see `refsync errors`) or pass --all", 2)
-    with _engine(cli_context, config_path) as engine:
+    stop = StopOnSignals("refsync retry")
+    with _engine(cli_context, config_path, stop=stop) as engine:
         if not retry_all:
             _refuse_closed_quarantine(engine.store, ids)
-        with _sync_lease(engine) as lease:
+        with _sync_lease(engine) as lease, stop.handling():
             report = engine.retry(None if retry_all else list(ids), lease=lease)
     if as_json:
         echo_json({"run_id": report.run_id, "status": report.status, "counts": report.counts})
@@ -267,7 +295,9 @@ def referrals_show(cli_context: CliContext, config_path: str | None, as_json: bo
     if as_json:
         echo_json({"referral": row, "links": links, "events": events})
         return
-    fields = [[k, _short(v)] for k, v in row.items() if v not in (None, {}, "")
+    # the detail view: every value whole (a duplicate's reason names the referral it
+    # duplicates), wrapped to the width rather than cut
+    fields = [[k, _whole(v)] for k, v in row.items() if v not in (None, {}, "")
               and k not in ("provenance",)]
     print_table(f"Referral {row['id']}", ["field", "value"], fields)
     print_table("In each system", ["system", "object", "id", "last written", "remote changed"], [
@@ -278,7 +308,7 @@ def referrals_show(cli_context: CliContext, config_path: str | None, as_json: bo
     ])
     print_table("History", ["when", "event", "system", "details"], [
         [e["at"].strftime("%Y-%m-%d %H:%M:%S"), e["kind"], e["system"] or "—",
-         _short(", ".join(f"{k}={v}" for k, v in e["payload"].items()))]
+         ", ".join(f"{k}={v}" for k, v in e["payload"].items())]
         for e in events
     ])
 

@@ -28,7 +28,8 @@ from refsync.connectors.usage import ApiCallCounter, TokenBucket
 from refsync.state import StateStore
 from refsync.sync.engine import RunReport
 
-__all__ = ["COMPLETED", "CONTENT_TYPE", "OUTBOUND_COUNTS", "RUN_STATUSES", "DaemonMetrics"]
+__all__ = ["COMPLETED", "CONTENT_TYPE", "OUTBOUND_COUNTS", "RUN_STATUSES", "SKIP_REASONS",
+           "DaemonMetrics"]
 
 disable_created_metrics()  # no *_created series: they double the output and nothing reads them
 
@@ -41,6 +42,9 @@ other count describes reads from it."""
 
 RUN_STATUSES = ("succeeded", "partial", "interrupted", "failed")
 """How a run can end."""
+
+SKIP_REASONS = ("lease_held", "already_run", "still_running")
+"""Why a daemon may not run a tick (``refsync_runs_skipped_total``'s ``reason``)."""
 
 COMPLETED = frozenset({"succeeded", "partial"})
 """Run statuses that can count as a success for ``refsync_last_success_timestamp_seconds``: a
@@ -57,9 +61,12 @@ class DaemonMetrics:
         store: read at scrape time for the outbox backlog and open quarantine.
         api_calls: the counter every connector of this daemon records its calls in.
         instance: this daemon's name (exported in ``refsync_daemon_info``).
+        systems: the configured systems: the outbox backlog and open quarantine of each are
+            exported, at 0 when it has none.
     """
 
-    def __init__(self, store: StateStore, api_calls: ApiCallCounter, instance: str) -> None:
+    def __init__(self, store: StateStore, api_calls: ApiCallCounter, instance: str,
+                 systems: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.runs = Counter("refsync_runs", "Runs finished by this daemon, by job and status.",
                             ["job", "status"], registry=self.registry)
@@ -92,15 +99,19 @@ class DaemonMetrics:
         self._budgets = _BudgetCollector()
         self.registry.register(_ApiCallCollector(api_calls))
         self.registry.register(self._budgets)
-        self.registry.register(_StoreCollector(store))
+        self.registry.register(_StoreCollector(store, systems))
 
     def declare_jobs(self, jobs: Iterable[str]) -> None:
-        """Export every job's run counters at zero from the start, so that an alert on
-        ``increase(refsync_runs_total{status="failed"}[...])`` sees a daemon's first failure
-        (a series that first appears at 1 shows no increase)."""
+        """Export every job's tick counters at zero from the start: runs by status, missed
+        ticks and skipped ticks by reason. An alert on ``increase(...)`` then sees a daemon's
+        first failure, missed or skipped tick (a series that first appears at 1 shows no
+        increase)."""
         for job in jobs:
             for status in RUN_STATUSES:
                 self.runs.labels(job=job, status=status)
+            self.missed.labels(job=job)
+            for reason in SKIP_REASONS:
+                self.skipped.labels(job=job, reason=reason)
 
     def observe_run(self, job: str, report: RunReport) -> None:
         """Count one finished run: its status, records by stream and duration."""
@@ -166,8 +177,16 @@ class _BudgetCollector(Collector):
 
 
 class _StoreCollector(Collector):
-    def __init__(self, store: StateStore) -> None:
+    """The outbox backlog and open quarantine by system, read at scrape time.
+
+    Every configured system is exported, and so is every system the store has reported since
+    the daemon started: a system with nothing waiting reads 0 instead of vanishing, so an
+    alert sees its queue empty and a graph does not break off.
+    """
+
+    def __init__(self, store: StateStore, systems: Iterable[str] = ()) -> None:
         self._store = store
+        self._systems = set(systems)
 
     def collect(self) -> Iterator[Metric]:
         backlog: dict[str, Any]
@@ -176,16 +195,18 @@ class _StoreCollector(Collector):
             up = 1
         except Exception:  # a scrape must answer even when the database is down
             backlog, up = {"outbox": {}, "quarantine": {}}, 0
+        if up:
+            self._systems.update(backlog["outbox"], backlog["quarantine"])
         outbox = GaugeMetricFamily("refsync_outbox_backlog",
                                    "Writes waiting in the outbox, by target system.",
                                    labels=["system"])
-        for system, value in sorted(backlog["outbox"].items()):
-            outbox.add_metric([system], value)
         quarantine = GaugeMetricFamily("refsync_quarantine_open",
                                        "Records in quarantine awaiting a fix, by system.",
                                        labels=["system"])
-        for system, value in sorted(backlog["quarantine"].items()):
-            quarantine.add_metric([system], value)
+        if up:  # an unreachable store says nothing about the queues: no made-up zeros
+            for system in sorted(self._systems):
+                outbox.add_metric([system], backlog["outbox"].get(system, 0))
+                quarantine.add_metric([system], backlog["quarantine"].get(system, 0))
         reachable = GaugeMetricFamily("refsync_state_store_up",
                                       "1 when the state database answered this scrape.")
         reachable.add_metric([], up)

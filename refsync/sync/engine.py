@@ -3,7 +3,7 @@
 :class:`SyncEngine` owns the loop (DESIGN section 7). Pulls run PRM streams first so that new
 referrals exist before CRM changes are reconciled against them; each page commits in one
 transaction together with its cursor. Pushes then drain the outbox. The run row records the
-trigger, status (``succeeded``, ``partial``, ``failed``) and counts.
+trigger, status (``succeeded``, ``partial``, ``interrupted``, ``failed``) and counts.
 
 A plan (``refsync plan``) runs the same pulls inside one transaction that is rolled back, and
 reports what the pushes would write instead of writing.
@@ -132,6 +132,9 @@ class SyncEngine:
         Raises:
             TickAlreadyRunError: ``scheduled_for`` was given and that tick of ``job`` has
                 already been run (by another daemon); nothing was done.
+            KeyboardInterrupt: Ctrl-C, or a signal handler ending the run at once; the page
+                or batch in progress is not committed, and the run is recorded
+                ``interrupted`` first.
         """
         run_id = self.store.start_run(trigger=trigger, instance=self.instance, job=job,
                                       scheduled_for=scheduled_for)
@@ -231,11 +234,15 @@ class SyncEngine:
         """Do a run's ``work`` (which returns its status) and record how it ended.
 
         A lost lease ends it ``interrupted`` and a refsync error ``failed``, both reported, not
-        raised; an unexpected exception is recorded as ``failed`` and raised again. A run that
-        did not succeed records why: the error, or the ``reasons`` its work gave.
+        raised. A :class:`KeyboardInterrupt` (Ctrl-C, or a signal handler ending the run at
+        once, its message saying why) ends it ``interrupted`` in the middle of a page or batch,
+        which is not committed; it is recorded and logged as any run's end, then raised again.
+        An unexpected exception is recorded as ``failed`` and raised again. A run that did not
+        succeed records why: the error, or the ``reasons`` its work gave.
         """
         started = time.monotonic()
         error = None
+        interruption: KeyboardInterrupt | None = None
         try:
             status = work()
         except LeaseLostError as exc:
@@ -243,6 +250,9 @@ class SyncEngine:
         except RefsyncError as exc:
             status, error = "failed", redact_text(exc.message)
             log.error("run failed", error=exc.message)
+        except KeyboardInterrupt as exc:
+            status, interruption = "interrupted", exc
+            reasons = [*reasons, _cut_short(exc)]
         except BaseException as exc:
             # an unexpected bug: record the run as failed, then let the error surface
             self.store.finish_run(run_id, status="failed", counts=counts.as_dict(),
@@ -260,6 +270,8 @@ class SyncEngine:
         if error:
             details["error"] = error
         log.info("run finished", status=status, duration_s=duration, **details)
+        if interruption is not None:
+            raise interruption
         return RunReport(run_id, status, summary, error, duration,
                          stopped_streams=sorted(set(stopped)))
 
@@ -399,6 +411,14 @@ class SyncEngine:
                     report.writes.extend(drainer.plan(due, referrals, links))
         report.counts = counts.as_dict()
         return report
+
+
+def _cut_short(interruption: KeyboardInterrupt) -> str:
+    """Why a run ended in the middle of a page or batch: the interruption's message, or
+    Ctrl-C when it has none (Python's own ``KeyboardInterrupt``)."""
+    why = str(interruption) or "Ctrl-C (SIGINT)"
+    return (f"stopped: {why}; the page or batch in progress was not committed, everything "
+            "committed before it stays, and the next run resumes from there")
 
 
 @contextlib.contextmanager

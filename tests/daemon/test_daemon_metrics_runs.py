@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -56,3 +57,51 @@ def test_every_jobs_run_counters_start_at_zero(metrics: DaemonMetrics) -> None:
         for status in ("succeeded", "partial", "interrupted", "failed"):
             assert metrics.registry.get_sample_value(
                 "refsync_runs_total", {"job": job, "status": status}) == 0
+
+
+def test_every_jobs_missed_and_skipped_counters_start_at_zero(metrics: DaemonMetrics) -> None:
+    """The README's alerts on increase() of missed and skipped ticks must see the first one."""
+    metrics.declare_jobs(["often", "nightly"])
+    for job in ("often", "nightly"):
+        assert metrics.registry.get_sample_value("refsync_runs_missed_total", {"job": job}) == 0
+        for reason in ("lease_held", "already_run", "still_running"):
+            assert metrics.registry.get_sample_value(
+                "refsync_runs_skipped_total", {"job": job, "reason": reason}) == 0
+
+
+class _Backlog:
+    """A state store that reports the backlog it is given (what metrics read of a store)."""
+
+    def __init__(self) -> None:
+        self.outbox: dict[str, int] = {}
+        self.quarantine: dict[str, int] = {}
+        self.down = False
+
+    def backlog(self) -> dict[str, dict[str, int]]:
+        if self.down:
+            raise ConnectionError("database unreachable")
+        return {"outbox": dict(self.outbox), "quarantine": dict(self.quarantine)}
+
+
+def _queues(metrics: DaemonMetrics, system: str) -> tuple[float | None, float | None]:
+    return (metrics.registry.get_sample_value("refsync_outbox_backlog", {"system": system}),
+            metrics.registry.get_sample_value("refsync_quarantine_open", {"system": system}))
+
+
+def test_queues_read_zero_for_every_configured_system_and_when_they_empty() -> None:
+    """An emptied outbox or a closed last quarantine row reads 0: a vanished series leaves a
+    graph broken off and an alert on its value never resolving."""
+    store = _Backlog()
+    metrics = DaemonMetrics(cast(StateStore, store), ApiCallCounter(), "test",
+                            systems=["partnerstack", "salesforce"])
+    assert _queues(metrics, "partnerstack") == (0, 0)
+    assert _queues(metrics, "salesforce") == (0, 0)
+    store.outbox, store.quarantine = {"salesforce": 3, "hubspot": 2}, {"hubspot": 1}
+    assert _queues(metrics, "salesforce") == (3, 0)
+    assert _queues(metrics, "hubspot") == (2, 1)
+    store.outbox, store.quarantine = {}, {}
+    assert _queues(metrics, "salesforce") == (0, 0)
+    assert _queues(metrics, "hubspot") == (0, 0)  # not configured here, but seen: still 0
+    store.down = True  # an unreachable store says nothing about the queues
+    assert _queues(metrics, "salesforce") == (None, None)
+    assert metrics.registry.get_sample_value("refsync_state_store_up") == 0
