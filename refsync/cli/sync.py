@@ -32,6 +32,7 @@ from refsync.connectors.base import ConnectorContext
 from refsync.daemon import daemon_identity
 from refsync.daemon.leases import hold_sync_lease
 from refsync.domain.ids import is_id_fragment, short_referral_id
+from refsync.logging import get_logger, renders_json
 from refsync.state import LeaseToken, StateStore
 from refsync.sync.engine import RunReport, SyncEngine
 from refsync.sync.wiring import build_bindings, build_engine
@@ -105,8 +106,16 @@ def _refuse_closed_quarantine(store: StateStore, ids: Sequence[int]) -> None:
 def _sync_lease(engine: SyncEngine) -> Iterator[LeaseToken]:
     """The sync lease daemons take turns with, so a manual run never overlaps theirs."""
     with hold_sync_lease(engine.store, engine.instance, engine.config.daemon.lease_duration,
-                         say=lambda line: click.echo(line, err=True)) as token:
+                         say=_waiting_note) as token:
         yield token
+
+
+def _waiting_note(line: str) -> None:
+    """Tell the user the command waits for the lease: a plain line, or an event under JSON."""
+    if renders_json():
+        get_logger("refsync.cli").info("waiting for the sync lease", message=line)
+    else:
+        click.echo(line, err=True)
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,3 +98,20 @@ def test_a_manual_sync_takes_over_from_a_killed_one(
         assert store.get_run(dead)["status"] == "abandoned"  # type: ignore[index]
         (latest, _) = store.list_runs(2)
         assert latest["status"] in ("succeeded", "partial")
+
+
+@pytest.mark.postgres
+def test_under_json_logging_the_wait_for_a_killed_syncs_lease_is_an_event(
+    sandbox: RunningSandbox, write_config: WriteConfig, postgres_server: object
+) -> None:
+    url = postgres_server.create_database()  # type: ignore[attr-defined]
+    path = write_config(url)
+    with StateStore(url) as store:
+        silent_since = datetime.now(UTC) - timedelta(seconds=40)
+        assert store.acquire_lease(SYNC_LEASE, "sync@host:43", timedelta(seconds=41),
+                                   now=silent_since)
+        result = CliRunner().invoke(cli, ["--log-format", "json", "sync", "-c", str(path)])
+        assert result.exit_code in (0, 4), result.output
+        events = [json.loads(line) for line in result.stderr.splitlines()]
+        (waiting,) = [e for e in events if e["event"] == "waiting for the sync lease"]
+        assert "sync@host:43, which stopped renewing it; waiting 1 s" in waiting["message"]
