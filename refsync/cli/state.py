@@ -99,7 +99,8 @@ def _compact(value: dict[str, Any]) -> str:
 @click.command()
 @config_option
 @json_option
-@click.option("--limit", default=20, show_default=True, help="How many runs, newest first.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
+              help="How many runs, newest first.")
 @click.option("--job", default=None, help="Only runs of this job (a schedule's name, or sync).")
 @pass_cli
 def runs(cli_context: CliContext, config_path: str | None, as_json: bool, limit: int,
@@ -107,8 +108,12 @@ def runs(cli_context: CliContext, config_path: str | None, as_json: bool, limit:
     """List recent sync runs: trigger, status, counts, which daemon ran them."""
     with cli_context.store(config_path) as store:
         rows = store.list_runs(limit, job=job)
+        other_jobs = not rows and job is not None and bool(store.list_runs(1))
     if as_json:
         echo_json(rows)
+        return
+    if other_jobs:
+        click.echo(f"No runs of job {job!r}: `refsync runs` lists every job's.")
         return
     if not rows:
         click.echo("No runs yet. Start one with `refsync sync`, or the daemon with `refsync run`.")
@@ -134,7 +139,7 @@ def runs(cli_context: CliContext, config_path: str | None, as_json: bool, limit:
               help="Only records quarantined by this run (id prefix).")
 @click.option("--all", "include_resolved", is_flag=True,
               help="Include resolved records (a state column tells them from open ones).")
-@click.option("--limit", default=100, show_default=True)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
 @pass_cli
 def errors(
     cli_context: CliContext,

@@ -31,6 +31,7 @@ from refsync.config import LoadedConfig
 from refsync.connectors.base import ConnectorContext
 from refsync.daemon import daemon_identity
 from refsync.daemon.leases import hold_sync_lease
+from refsync.domain import ReferralStatus
 from refsync.domain.ids import is_id_fragment, short_referral_id
 from refsync.logging import get_logger, renders_json
 from refsync.state import LeaseToken, StateStore
@@ -263,9 +264,11 @@ def retry(cli_context: CliContext, config_path: str | None, as_json: bool, retry
 @click.group(invoke_without_command=True)
 @config_option
 @json_option
-@click.option("--status", default=None, help="Only referrals in this status.")
+@click.option("--status", default=None, help="Only referrals in this status.",
+              type=click.Choice([status.value for status in ReferralStatus],
+                                case_sensitive=False))
 @click.option("--partner", default=None, help="Only this partner's referrals (partner key).")
-@click.option("--limit", default=200, show_default=True)
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(min=1))
 @click.pass_context
 def referrals(ctx: click.Context, config_path: str | None, as_json: bool, status: str | None,
               partner: str | None, limit: int) -> None:

@@ -76,3 +76,22 @@ def test_errors_all_tells_resolved_rows_from_open_ones(workspace: Path, state_ur
     listed_ids = [line.split("│")[1].strip() for line in only_open.splitlines()
                   if line.startswith("│")]
     assert listed_ids == [str(open_id)] and "state" not in only_open
+
+
+def test_list_filters_are_checked_and_an_empty_job_says_why(workspace: Path) -> None:
+    engine, store = engine_for(workspace)
+    engine.run()
+    store.close()
+    config = ["-c", str(workspace / "refsync.yaml")]
+    runner = CliRunner()
+    bogus = runner.invoke(cli, ["referrals", "--status", "bogus", *config])
+    assert bogus.exit_code == 2 and "'bogus' is not one of 'submitted'" in bogus.output
+    accepted = runner.invoke(cli, ["referrals", "--status", "Submitted", "--json", *config])
+    assert accepted.exit_code == 0, accepted.output
+    assert {row["status"] for row in json.loads(accepted.stdout)} == {"submitted"}
+    for command in (["referrals"], ["runs"], ["errors"]):
+        none = runner.invoke(cli, [*command, "--limit", "0", *config])
+        assert none.exit_code == 2 and "0 is not in the range x>=1" in none.output, command
+    other = runner.invoke(cli, ["runs", "--job", "nightly", *config])
+    assert other.exit_code == 0
+    assert "No runs of job 'nightly': `refsync runs` lists every job's." in other.output
