@@ -140,7 +140,7 @@ def _check_default(name: str, spec: Mapping[str, Any], source: SourceMap) -> Pro
         shown = _not_typed(source, path, value, kind)
         return None if shown is None else source.problem(
             path, f"{name} default {shown!r} is not {typed.what}", typed.fix("default: "))
-    retyped = _retyped(source, path, value)
+    retyped = _retyped(source, path, value, text_only=name == "status")
     if retyped is not None:
         return retyped
     if name == "status" and value_key(value) not in _STATUSES:
@@ -283,7 +283,8 @@ def _check_values(
         problems.append(
             source.problem(path, "the value map is empty", "add remote: canonical pairs"))
     originals = {value_key(k): k for k in values}
-    retyped = _retyped_values(values, path, source, typed_pairs=typed is not None)
+    retyped = _retyped_values(values, path, source, typed_pairs=typed is not None,
+                              text_only=name == "status")
     problems.extend(retyped.values())
     collisions = _colliding_keys(pairs, originals, path, source)
     problems.extend(collisions.values())
@@ -422,25 +423,32 @@ def _colliding_keys(
     return found
 
 
-def _retyped(source: SourceMap, path: tuple[str | int, ...], value: Any) -> Problem | None:
-    """The problem for an unquoted value YAML read as something else (``yes`` → true), if any."""
+def _retyped(
+    source: SourceMap, path: tuple[str | int, ...], value: Any, *, text_only: bool = False
+) -> Problem | None:
+    """The problem for an unquoted value YAML read as something else (``yes`` → true), if any.
+
+    ``text_only``: the value can only be text (a status), so the fix does not offer what YAML
+    read instead.
+    """
     written = source.retyped.get(path)
     if written is None:
         return None
-    return source.problem(
-        path, f"{written!r} is read by YAML as {value_key(value)}",
-        f"quote it (\"{written}\") to keep the text, or write {value_key(value)}")
+    fix = f"quote it (\"{written}\")" if text_only else \
+        f"quote it (\"{written}\") to keep the text, or write {value_key(value)}"
+    return source.problem(path, f"{written!r} is read by YAML as {value_key(value)}", fix)
 
 
 def _retyped_values(
     values: Mapping[Any, Any], path: tuple[str | int, ...], source: SourceMap,
-    *, typed_pairs: bool = False,
+    *, typed_pairs: bool = False, text_only: bool = False,
 ) -> dict[Any, Problem]:
     """Problems for the value map's values (and ``out:`` values) YAML read as something else.
 
     Keys are kept as written by the loader; values are not, so ``Approved: yes`` would map to
     true and ``out: {qualified: 07}`` would write 7. With ``typed_pairs`` (a typed field) the
     canonical values are read as written, so only the ``out:`` values are checked.
+    ``text_only``: the canonical values can only be text (a status).
     """
     found: dict[Any, Problem] = {}
     for remote, canonical in values.items():
@@ -450,7 +458,8 @@ def _retyped_values(
                 if problem is not None:
                     found[("out", out_key)] = problem
             continue
-        problem = None if typed_pairs else _retyped(source, (*path, remote), canonical)
+        problem = None if typed_pairs else \
+            _retyped(source, (*path, remote), canonical, text_only=text_only)
         if problem is not None:
             found[remote] = problem
     return found

@@ -41,8 +41,8 @@ def test_value_map_keys_keep_their_text(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("entry, line, column, message, fix", [
-    ("Approved: yes", 13, 17, "'yes' is read by YAML as true",
-     'quote it ("yes") to keep the text, or write true'),
+    # a status can only be text: the fix does not offer the boolean YAML read
+    ("Approved: yes", 13, 17, "'yes' is read by YAML as true", 'quote it ("yes")'),
     ("out: {lost: 07}", 13, 19, "'07' is read by YAML as 7",
      'quote it ("07") to keep the text, or write 7'),
 ])
