@@ -2,7 +2,9 @@
 
 The server refuses to run as root, so when the tests run as root it is started as the
 ``postgres`` user (``runuser``) in a fresh temporary directory. It listens on 127.0.0.1 on a free
-port with trust authentication and is stopped (and its directory removed) at the end.
+port with trust authentication and is stopped (and its directory removed) at the end. A test can
+also take it down and bring it back on the same port with its data (``pause``, ``resume``), as an
+outage of the state database.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class PostgresServer:
     datadir: Path
     port: int
     run_as: list[str]
+    options: str = ""
+    """The server options it was started with (``resume`` starts it with them again)."""
 
     def url(self, database: str = "postgres") -> str:
         """SQLAlchemy URL of one database on this server."""
@@ -55,6 +59,30 @@ class PostgresServer:
             capture_output=True, check=False, timeout=60,
         )
         shutil.rmtree(self.datadir.parent, ignore_errors=True)
+
+    def pause(self) -> None:
+        """Take the server down, keeping its files and every committed transaction (a fast
+        shutdown: the server ends its connections): new connections are refused until
+        :meth:`resume`."""
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server again after :meth:`pause`, on the same port with the same data
+        (nothing to do when it is running)."""
+        status = subprocess.run(
+            [*self.run_as, str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status"],
+            capture_output=True, check=False, timeout=30,
+        )
+        if status.returncode == 0:
+            return
+        self._pg_ctl("-o", self.options, "-l", str(self.datadir.parent / "server.log"),
+                     "-w", "-t", "60", "start")
+
+    def _pg_ctl(self, *arguments: str) -> None:
+        subprocess.run(
+            [*self.run_as, str(self.bindir / "pg_ctl"), "-D", str(self.datadir), *arguments],
+            capture_output=True, text=True, check=True, timeout=90,
+        )
 
 
 def _bindir() -> Path:
@@ -114,4 +142,4 @@ def start_postgres() -> PostgresServer:
         shutil.rmtree(root, ignore_errors=True)
         stderr = getattr(exc, "stderr", "") or ""
         raise PostgresUnavailable(f"PostgreSQL did not start: {exc}\n{stderr}\n{log}") from exc
-    return PostgresServer(bindir, datadir, port, run_as)
+    return PostgresServer(bindir, datadir, port, run_as, options)

@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 from refsync.errors import LeaseLostError, StateError
 from refsync.logging import get_logger
 from refsync.state import LeaseToken, StateStore
+from refsync.state.store import unreachable_reason
 from refsync.state.tables import utcnow
 
 __all__ = [
@@ -89,8 +91,10 @@ class Heartbeat:
         self._on_lost = on_lost
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="refsync-lease", daemon=True)
+        self._since = utcnow()
 
     def __enter__(self) -> Heartbeat:
+        self._since = utcnow()
         self._thread.start()
         return self
 
@@ -104,14 +108,24 @@ class Heartbeat:
             try:
                 self.token = self.store.renew_lease(self.token, self.ttl)
             except LeaseLostError as exc:
-                _log.error("lease lost; stopping the run", error=exc.message)
+                self._log().error("lease lost; stopping the run", error=exc.message)
                 self.lost = True
                 self._on_lost()
                 return
             except Exception as exc:  # a heartbeat must never die silently
                 # e.g. the database is briefly unreachable: keep trying; if another daemon takes
                 # the lease over meanwhile, the epoch fence stops this run's writes
-                _log.warning("could not renew the lease", error=f"{type(exc).__name__}: {exc}")
+                self._log().warning("could not renew the lease", error=unreachable_reason(exc)
+                                    or f"{type(exc).__name__}: {exc}")
+
+    def _log(self) -> Any:
+        """The logger of a line about the lease: bound to the run the lease guards (its
+        holder's latest run in this store, unless that ended before the heartbeat started),
+        since the heartbeat's thread does not share the run's log context."""
+        run = self.store.latest_run(self.token.holder)
+        if run is None or (run.ended_at is not None and run.ended_at < self._since):
+            return _log
+        return _log.bind(run_id=run.id)
 
 
 def abandon_previous_holders_runs(store: StateStore, token: LeaseToken) -> int:

@@ -18,6 +18,11 @@ marking the run ``abandoned`` first (a second signal exits at once). Nothing dep
 exit: every page is committed with its cursor, and a daemon killed outright leaves a lease that
 expires and is taken over. A daemon starting within the grace of a tick whose run was cut short
 runs that tick again at once.
+
+While the state store is unreachable, each tick is skipped with one line saying so. A run whose
+end cannot be written then is counted ``failed`` at once; the daemon remembers it and records it
+``failed`` as soon as the store answers again (at the next tick, at a check every third of the
+lease TTL, or when it stops).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -54,6 +60,7 @@ from refsync.daemon.schedule import CalendarDaysTrigger, ScheduledJob, scheduled
 from refsync.errors import TickAlreadyRunError
 from refsync.logging import get_logger
 from refsync.state import LeaseToken, StateStore
+from refsync.state.store import StartedRun, unreachable_reason
 from refsync.sync.engine import RunReport
 from refsync.sync.wiring import build_engine
 
@@ -118,7 +125,8 @@ class Daemon:
         self.shutdown_timeout = settings.shutdown_seconds
         self.stopping = threading.Event()
         self.api_calls = ApiCallCounter()
-        self.metrics = DaemonMetrics(self.store, self.api_calls, self.identity)
+        self.metrics = DaemonMetrics(self.store, self.api_calls, self.identity,
+                                     systems=self.loaded.config.systems)
         now = datetime.now(UTC)
         self.jobs = {s.name: scheduled_job(s, now) for s in self.loaded.config.schedules}
         # One worker: a daemon runs one job at a time (they share the lease and its holder
@@ -129,6 +137,10 @@ class Daemon:
             timezone=UTC,
         )
         self.http: HttpServer | None = None
+        self.record_interval = self.lease_ttl.total_seconds() / 3
+        """How often runs whose end could not be written are tried again (the heartbeat's
+        pace)."""
+        self._recording = threading.Lock()
         self._running: str | None = None  # the job being run (one at a time, see above)
         self._idle = threading.Event()
         self._idle.set()
@@ -153,6 +165,8 @@ class Daemon:
                                     EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self._rerun_cut_short_ticks(datetime.now(UTC))
         self.scheduler.start()
+        threading.Thread(target=self._keep_recording, name="refsync-records",
+                         daemon=True).start()
         _log.info("daemon started", instance=self.identity, backend=self.store.backend,
                   http=f"http://{self.http.host}:{self.http.port}",
                   jobs={name: _describe(job) for name, job in self.jobs.items()})
@@ -176,14 +190,20 @@ class Daemon:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         running = self._running
+        run = self._run_in_progress()
         if running is not None:
             _log.info("waiting for the current page to commit", job=running,
-                      timeout_s=self.shutdown_timeout)
+                      timeout_s=self.shutdown_timeout, **run)
         clean = self._idle.wait(self.shutdown_timeout)
+        self.record_unrecorded_runs()
         if not clean:
             _log.error("run did not stop in time; exiting anyway (its committed pages are "
-                       "kept, and its lease expires for another daemon)", job=running)
+                       "kept, and its lease expires for another daemon)", job=running, **run)
             self._abandon_own_runs()
+        for left in self.store.unrecorded_runs(self.identity):
+            _log.error("could not record the run failed: the state store is still unreachable; "
+                       "it shows running until a daemon takes the sync lease over and marks it "
+                       "abandoned", run_id=left.id, job=left.job)
         if self.http is not None:
             self.http.stop()
         _log.info("daemon stopped", instance=self.identity, clean=clean)
@@ -223,13 +243,29 @@ class Daemon:
     # -- one tick ------------------------------------------------------------------------------
 
     def run_tick(self, job: ScheduledJob, now: datetime | None = None) -> RunReport | None:
-        """Run one tick of ``job`` (what the scheduler calls); None when it was not run here."""
+        """Run one tick of ``job`` (what the scheduler calls); None when it was not run here.
+
+        While the state store is unreachable the tick is skipped, said in one line. A run that
+        the outage ends is reported ``failed`` (and recorded so once the store answers again).
+        """
         tick = job.tick(now or datetime.now(UTC))
         if self.stopping.is_set():
             return None
+        log = _log.bind(job=job.name, tick=tick.isoformat())
+        self.record_unrecorded_runs()
+        try:
+            return self._tick_with_lease(job, tick, log)
+        except Exception as exc:
+            why = unreachable_reason(exc)
+            if why is None:
+                raise
+            log.error("state store unreachable: the tick is skipped", error=why)
+            return None
+
+    def _tick_with_lease(self, job: ScheduledJob, tick: datetime, log: Any) -> RunReport | None:
+        """Take the sync lease (waiting up to the tick's grace) and run the tick with it."""
         token = wait_for_lease(self.store, self.identity, self.lease_ttl, patience=job.grace,
                                stopping=self.stopping)
-        log = _log.bind(job=job.name, tick=tick.isoformat())
         if token is None:
             if not self.stopping.is_set():
                 holder = (self.store.get_lease(SYNC_LEASE) or {}).get("holder")
@@ -249,10 +285,12 @@ class Daemon:
             with heartbeat:
                 report = self._sync(job, tick, token, lambda: heartbeat.lost)
         finally:
-            self.store.release_lease(heartbeat.token)
-            self.metrics.running.labels(job=job.name).set(0)
-            self._running = None
-            self._idle.set()
+            try:
+                self._give_lease_back(heartbeat.token)
+            finally:
+                self.metrics.running.labels(job=job.name).set(0)
+                self._running = None
+                self._idle.set()
         if report is None:
             log.info("tick skipped: another daemon already ran it")
             self.metrics.skipped.labels(job=job.name, reason="already_run").inc()
@@ -263,11 +301,63 @@ class Daemon:
         the remaining attempts then fail fast and the run ends ``interrupted`` in time."""
         self.stopping.wait(seconds)
 
+    def _give_lease_back(self, token: LeaseToken) -> None:
+        """Release the sync lease; while the state store is unreachable it cannot be, and it
+        expires instead (after ``lease_ttl``), for whichever daemon comes next."""
+        try:
+            self.store.release_lease(token)
+        except Exception as exc:
+            if unreachable_reason(exc) is None:
+                raise
+
     def _run_tick(self, job: ScheduledJob, now: datetime | None = None) -> None:
+        before = self.store.latest_run(self.identity)
         try:
             self.run_tick(job, now)
         except Exception:  # keep the daemon alive; the run row says failed
-            _log.exception("tick failed unexpectedly", job=job.name)
+            run = self._started_since(before)
+            _log.exception("tick failed unexpectedly", job=job.name,
+                           **({"run_id": run.id} if run is not None else {}))
+
+    def _started_since(self, before: StartedRun | None) -> StartedRun | None:
+        """The run this daemon started after ``before`` (its latest run then), if any."""
+        run = self.store.latest_run(self.identity)
+        if run is None or (before is not None and run.id == before.id):
+            return None
+        return run
+
+    def _run_in_progress(self) -> dict[str, str]:
+        """``run_id`` of the run this daemon has going on, to bind on a line; empty if none."""
+        run = self.store.latest_run(self.identity)
+        return {"run_id": run.id} if run is not None and run.ended_at is None else {}
+
+    # -- runs whose end could not be written -----------------------------------------------------
+
+    def record_unrecorded_runs(self) -> list[StartedRun]:
+        """Record as ``failed`` this daemon's runs whose end could not be written (the state
+        store was unreachable as they ended), if the store answers now; return those recorded.
+
+        Their error says why; they keep the counts their committed pages recorded.
+        """
+        with self._recording:
+            if not self.store.unrecorded_runs(self.identity):
+                return []
+            try:
+                recorded = self.store.fail_unrecorded_runs(self.identity)
+            except Exception as exc:
+                if unreachable_reason(exc) is None:  # not an outage: say it all
+                    _log.exception("could not record the end of a run")
+                return []  # still unreachable: tried again later
+        for run in recorded:
+            _log.warning("run recorded failed now that the state store answers again",
+                         run_id=run.id, job=run.job, error=run.unrecorded)
+        return recorded
+
+    def _keep_recording(self) -> None:
+        """Until the daemon stops, try every :attr:`record_interval` to record the runs whose
+        end could not be written, so that run history says so soon after the store is back."""
+        while not self.stopping.wait(self.record_interval):
+            self.record_unrecorded_runs()
 
     def _rerun_cut_short_ticks(self, now: datetime) -> None:
         """At start, run again each job's latest tick if it is still within its grace and its
@@ -311,15 +401,41 @@ class Daemon:
                               instance=self.identity,
                               should_stop=lambda: _why_stop(self.stopping.is_set(), lease_lost),
                               **self.engine_options)
+        before = self.store.latest_run(self.identity)
+        started = time.monotonic()
         try:
             report = engine.run(trigger="schedule", systems=job.config.systems,
                                 full=job.config.full, job=job.name, lease=token,
                                 scheduled_for=tick)
         except TickAlreadyRunError:
             return None
+        except Exception as exc:
+            run = self._started_since(before)
+            if run is None:
+                raise  # no run was recorded: the tick says why
+            return self._ended_by(exc, job, tick, run, time.monotonic() - started)
         finally:
             self.metrics.observe_budgets(run_limiters.buckets())
         self.metrics.observe_run(job.name, report)
+        return report
+
+    def _ended_by(self, exc: Exception, job: ScheduledJob, tick: datetime, run: StartedRun,
+                  duration: float) -> RunReport:
+        """Count a run that ``exc`` ended as ``failed``; return its report when ``exc`` is a
+        state store outage (said in one line), raise ``exc`` again otherwise."""
+        why = unreachable_reason(exc)
+        error = run.unrecorded or (f"the state store was unreachable: {why}" if why is not None
+                                   else f"{type(exc).__name__}: {exc}")
+        report = RunReport(run.id, "failed", {}, error, round(duration, 3))
+        self.metrics.observe_run(job.name, report)
+        if why is None:
+            raise exc
+        log = _log.bind(job=job.name, tick=tick.isoformat(), run_id=run.id)
+        if run.unrecorded is not None:
+            log.error("run failed: the state store is unreachable; the run is recorded failed "
+                      "when it answers again", error=why)
+        else:
+            log.error("run failed: the state store was unreachable", error=why)
         return report
 
     # -- scheduler events, readiness -------------------------------------------------------------
@@ -346,10 +462,13 @@ class Daemon:
         threshold = self.loaded.config.daemon.unready_after_failures
         failing: list[str] = []
         if checks["state_store"] == "ok":
+            # a run whose end could not be written yet shows running: it failed
+            unrecorded = {run.id for run in self.store.unrecorded_runs(self.identity)}
             for name in self.jobs:
-                recent = [r for r in self.store.list_runs(threshold + 5, job=name)
-                          if r["status"] not in ("running", "interrupted")][:threshold]
-                if len(recent) == threshold and all(r["status"] == "failed" for r in recent):
+                statuses = ["failed" if r["id"] in unrecorded else r["status"]
+                            for r in self.store.list_runs(threshold + 5, job=name)]
+                recent = [s for s in statuses if s not in ("running", "interrupted")][:threshold]
+                if len(recent) == threshold and all(s == "failed" for s in recent):
                     failing.append(name)
         checks["jobs"] = {name: ("failing" if name in failing else "ok") for name in self.jobs}
         ready = checks["state_store"] == "ok" and checks["scheduler"] == "running" \

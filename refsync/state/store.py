@@ -13,11 +13,12 @@ from __future__ import annotations
 import copy
 import functools
 import operator
+import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from refsync.domain.ids import is_id_fragment
 from refsync.errors import LeaseLostError, StateError, TickAlreadyRunError
+from refsync.logging import redact_text
 from refsync.state.engine import DaemonLock, create_state_engine, normalise_url, sqlite_path
 from refsync.state.statistics import PlannerStatistics
 from refsync.state.tables import (
@@ -63,7 +71,7 @@ from refsync.state.tables import (
     utcnow,
 )
 
-__all__ = ["LeaseToken", "StateStore", "StateTransaction"]
+__all__ = ["LeaseToken", "StartedRun", "StateStore", "StateTransaction", "unreachable_reason"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -95,6 +103,73 @@ class LeaseToken:
     """The previous holder, when this lease was taken over after it expired."""
 
 
+@dataclass(frozen=True)
+class StartedRun:
+    """A run started through a :class:`StateStore`, as that store knows it."""
+
+    id: str
+    job: str
+    instance: str
+    ended_at: datetime | None = None
+    """When it ended (its end was written, or could not be); None while it goes on."""
+    unrecorded: str | None = None
+    """Why its end could not be written, as its error will say; None once it is written."""
+
+
+_CONNECTION_SQLSTATES = ("08", "57P")
+"""SQLSTATE classes of a PostgreSQL server that cannot be talked to: connection exceptions,
+and a server shutting down, crashed or still starting."""
+
+_SQLITE_UNREACHABLE = frozenset({5, 10, 14})
+"""SQLite's primary result codes for a database file that cannot be used now: SQLITE_BUSY (held
+by another process past the busy timeout), SQLITE_IOERR and SQLITE_CANTOPEN."""
+
+
+def unreachable_reason(exc: BaseException) -> str | None:
+    """Why the state database could not be reached, in its driver's words, when ``exc`` (or an
+    error it was raised from) says so; None for any other error.
+
+    A refused, lost or timed-out connection and a server shutting down or starting up are
+    outages; an error about a statement (a constraint, a missing table) is not.
+    """
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, DBAPIError) and _connection_failed(error):
+            return _first_line(error.orig or error)
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _connection_failed(error: DBAPIError) -> bool:
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error, (OperationalError, InterfaceError)):
+        return False
+    state = getattr(error.orig, "sqlstate", None)
+    if state:
+        return str(state).startswith(_CONNECTION_SQLSTATES)
+    code = getattr(error.orig, "sqlite_errorcode", None)
+    if code is not None:
+        return int(code) & 0xFF in _SQLITE_UNREACHABLE
+    return True  # the driver's own failure, with no answer from a server: no connection
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's text (a driver's hints and SQLAlchemy's statement and
+    parameters follow it), or its type when it has none."""
+    lines = str(error).strip().splitlines()
+    return lines[0].strip() if lines else type(error).__name__
+
+
+def _error_text(exc: BaseException) -> str:
+    """An error as a run's error says it: its type and first line, the driver's for a
+    database error (never the statement or its parameters)."""
+    error = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return f"{type(error).__name__}: {_first_line(error)}"
+
+
 class StateStore:
     """refsync's state database (SQLite or PostgreSQL).
 
@@ -107,6 +182,9 @@ class StateStore:
         self.url = normalise_url(url)
         self.engine = engine or create_state_engine(url)
         self._daemon_lock: DaemonLock | None = None
+        self._runs_lock = threading.Lock()
+        self._latest_runs: dict[str, StartedRun] = {}  # by instance
+        self._unrecorded_runs: dict[str, StartedRun] = {}  # by id
         self.statistics = PlannerStatistics(self.engine) if self.backend == "postgresql" \
             else None
         """Keeps PostgreSQL's planner statistics fresh as transactions write rows."""
@@ -456,6 +534,8 @@ class StateStore:
             raise TickAlreadyRunError(
                 f"the {scheduled_for.isoformat()} tick of job {job} has already run"
             ) from exc
+        with self._runs_lock:
+            self._latest_runs[instance] = StartedRun(run_id, job, instance)
         return run_id
 
     def finish_run(
@@ -467,7 +547,21 @@ class StateStore:
         or gave up at the shutdown timeout) ends with the status it reached, and its error still
         says why it had been marked; if its tick was meanwhile run again, it keeps the counts
         that say so (``tick``, ``rerun_by``).
+
+        When the end cannot be written (the database is unreachable), the error is raised and
+        the store remembers the run: :meth:`unrecorded_runs` lists it and
+        :meth:`fail_unrecorded_runs` records it later.
         """
+        try:
+            self._write_run_end(run_id, status=status, counts=counts, error=error)
+        except BaseException as exc:
+            self._run_ended(run_id, unrecorded=exc)
+            raise
+        self._run_ended(run_id)
+
+    def _write_run_end(
+        self, run_id: str, *, status: str, counts: Mapping[str, Any], error: str | None
+    ) -> None:
         with self.transaction() as tx:
             stored = tx.connection.execute(
                 select(run_table.c.scheduled_for, run_table.c.counts, run_table.c.status,
@@ -486,6 +580,77 @@ class StateStore:
                     status=status, counts={**counts, **kept}, error=error, finished_at=utcnow()
                 )
             )
+
+    def _run_ended(self, run_id: str, *, unrecorded: BaseException | None = None) -> None:
+        """Note that a run started through this store ended; remember it if its end could
+        not be written."""
+        with self._runs_lock:
+            run = next((r for r in self._latest_runs.values() if r.id == run_id), None) \
+                or self._unrecorded_runs.get(run_id)
+            if run is None:  # started elsewhere (another process or store): nothing to note
+                return
+            ended = replace(run, ended_at=run.ended_at or utcnow(),
+                            unrecorded=None if unrecorded is None else _unrecorded(unrecorded))
+            if ended.unrecorded is None:
+                self._unrecorded_runs.pop(run_id, None)
+            else:
+                self._unrecorded_runs[run_id] = ended
+            if self._latest_runs.get(run.instance, ended).id == run_id:
+                self._latest_runs[run.instance] = ended
+
+    def latest_run(self, instance: str) -> StartedRun | None:
+        """The run ``instance`` last started through this store (whether it goes on, ended,
+        or ended without its end written), or None."""
+        with self._runs_lock:
+            return self._latest_runs.get(instance)
+
+    def unrecorded_runs(self, instance: str | None = None) -> list[StartedRun]:
+        """Runs started through this store (by ``instance``, when given) whose end could not
+        be written, oldest first: the database still shows them ``running``."""
+        with self._runs_lock:
+            runs = list(self._unrecorded_runs.values())
+        return [run for run in runs if instance is None or run.instance == instance]
+
+    def fail_unrecorded_runs(self, instance: str | None = None) -> list[StartedRun]:
+        """Record as ``failed`` the runs whose end could not be written (those of ``instance``,
+        when given), with why as their error and the time they ended; return them.
+
+        A run keeps the counts its committed pages recorded. One marked ``abandoned``
+        meanwhile (another daemon took the lease over) says so in its error, as
+        :meth:`finish_run` says it; one whose end was written after all is left as it is.
+
+        Raises:
+            the database's error when it still cannot be written; the runs not recorded yet
+            stay remembered.
+        """
+        recorded = []
+        for run in self.unrecorded_runs(instance):
+            if self._record_failure(run):
+                recorded.append(run)
+            with self._runs_lock:
+                self._unrecorded_runs.pop(run.id, None)
+                latest = self._latest_runs.get(run.instance)
+                if latest is not None and latest.id == run.id:
+                    self._latest_runs[run.instance] = replace(run, unrecorded=None)
+        return recorded
+
+    def _record_failure(self, run: StartedRun) -> bool:
+        """Write the end of an unrecorded run as ``failed``; False if it was no longer open."""
+        with self.transaction() as tx:
+            stored = tx.connection.execute(
+                select(run_table.c.status, run_table.c.error)
+                .where(run_table.c.id == run.id).with_for_update()
+            ).first()
+            if stored is None or stored.status not in ("running", "abandoned"):
+                return False
+            error = run.unrecorded
+            if stored.status == "abandoned" and stored.error:
+                error = f"{error}; it had been marked abandoned: {stored.error}"
+            tx.connection.execute(
+                update(run_table).where(run_table.c.id == run.id).values(
+                    status="failed", error=error, finished_at=run.ended_at)
+            )
+        return True
 
     TICK_RERUN_STATUSES = ("interrupted", "abandoned")
     """How a scheduled run may have ended for its tick to be run again (within its grace)."""
@@ -602,6 +767,17 @@ class StateStore:
                     holder=None, expires_at=None
                 )
             )
+
+
+def _unrecorded(exc: BaseException) -> str:
+    """What the run's error says when its end could not be written because of ``exc``."""
+    why = unreachable_reason(exc)
+    if why is not None:
+        text = f"the state store was unreachable when the run ended: {why}"
+    else:
+        text = f"its end could not be recorded: {_error_text(exc)}"
+    return redact_text(f"{text}; the pages it committed are kept, and the next run continues "
+                       "from them")
 
 
 def _due(query: Any, system: str, stream: str, limit: int, now: datetime | None) -> Any:

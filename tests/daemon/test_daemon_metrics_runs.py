@@ -11,6 +11,7 @@ from refsync.connectors.usage import ApiCallCounter
 from refsync.daemon.metrics import DaemonMetrics
 from refsync.state import StateStore
 from refsync.sync.engine import RunReport
+from tests.daemon.daemon_helpers import SCHEDULE, WriteConfig, build_daemon
 
 
 @pytest.fixture
@@ -105,3 +106,16 @@ def test_queues_read_zero_for_every_configured_system_and_when_they_empty() -> N
     store.down = True  # an unreachable store says nothing about the queues
     assert _queues(metrics, "salesforce") == (None, None)
     assert metrics.registry.get_sample_value("refsync_state_store_up") == 0
+
+
+def test_a_daemon_exports_every_configured_systems_queues_from_its_first_scrape(
+    write_config: WriteConfig, state_url: str
+) -> None:
+    daemon, store = build_daemon(write_config(state_url, SCHEDULE))
+    try:
+        text = daemon.metrics.render().decode()
+    finally:
+        store.close()
+    for system in ("partnerstack", "salesforce", "hubspot"):
+        assert f'refsync_outbox_backlog{{system="{system}"}} 0.0' in text
+        assert f'refsync_quarantine_open{{system="{system}"}} 0.0' in text
