@@ -60,7 +60,7 @@ from refsync.daemon.schedule import CalendarDaysTrigger, ScheduledJob, scheduled
 from refsync.errors import TickAlreadyRunError
 from refsync.logging import get_logger
 from refsync.state import LeaseToken, StateStore
-from refsync.state.store import StartedRun, unreachable_reason
+from refsync.state.store import StartedRun, error_text, unreachable_reason
 from refsync.sync.engine import RunReport
 from refsync.sync.wiring import build_engine
 
@@ -220,7 +220,7 @@ class Daemon:
             abandoned = self.store.abandon_runs(self.identity, reason=reason)
         except Exception as exc:  # exiting anyway: the next lease take-over marks it instead
             _log.error("could not mark the unfinished run abandoned; the daemon that takes the "
-                       "lease over next will", error=f"{type(exc).__name__}: {exc}")
+                       "lease over next will", error=error_text(exc))
             return
         _log.warning("unfinished run marked abandoned", runs=abandoned)
 
@@ -425,7 +425,7 @@ class Daemon:
         state store outage (said in one line), raise ``exc`` again otherwise."""
         why = unreachable_reason(exc)
         error = run.unrecorded or (f"the state store was unreachable: {why}" if why is not None
-                                   else f"{type(exc).__name__}: {exc}")
+                                   else error_text(exc))
         report = RunReport(run.id, "failed", {}, error, round(duration, 3))
         self.metrics.observe_run(job.name, report)
         if why is None:

@@ -71,7 +71,10 @@ from refsync.state.tables import (
     utcnow,
 )
 
-__all__ = ["LeaseToken", "StartedRun", "StateStore", "StateTransaction", "unreachable_reason"]
+__all__ = [
+    "LeaseToken", "StartedRun", "StateStore", "StateTransaction", "error_text",
+    "unreachable_reason",
+]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -163,7 +166,7 @@ def _first_line(error: BaseException) -> str:
     return lines[0].strip() if lines else type(error).__name__
 
 
-def _error_text(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
     """An error as a run's error says it: its type and first line, the driver's for a
     database error (never the statement or its parameters)."""
     error = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
@@ -775,7 +778,7 @@ def _unrecorded(exc: BaseException) -> str:
     if why is not None:
         text = f"the state store was unreachable when the run ended: {why}"
     else:
-        text = f"its end could not be recorded: {_error_text(exc)}"
+        text = f"its end could not be recorded: {error_text(exc)}"
     return redact_text(f"{text}; the pages it committed are kept, and the next run continues "
                        "from them")
 

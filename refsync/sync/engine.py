@@ -28,6 +28,7 @@ from refsync.domain import Lifecycle
 from refsync.errors import ConnectorError, LeaseLostError, QuotaExhaustedError, RefsyncError
 from refsync.logging import get_logger, log_context, redact_text
 from refsync.state import LeaseToken, StateStore
+from refsync.state.store import error_text
 from refsync.sync.bindings import RunCounts, StreamBinding, run_transaction
 from refsync.sync.customers import CustomerIndex, load_customers
 from refsync.sync.pull import FieldChange, PageProcessor
@@ -256,7 +257,7 @@ class SyncEngine:
         except BaseException as exc:
             # an unexpected bug: record the run as failed, then let the error surface
             self.store.finish_run(run_id, status="failed", counts=counts.as_dict(),
-                                  error=redact_text(f"{type(exc).__name__}: {exc}"))
+                                  error=redact_text(error_text(exc)))
             raise
         if error is None and status != "succeeded" and reasons:
             error = redact_text("; ".join(reasons))
