@@ -19,7 +19,7 @@ from typing import Any
 from refsync.errors import LeaseLostError, StateError
 from refsync.logging import get_logger
 from refsync.state import LeaseToken, StateStore
-from refsync.state.store import error_text, unreachable_reason
+from refsync.state.outage import error_text, unreachable_reason
 from refsync.state.tables import utcnow
 
 __all__ = [

@@ -60,7 +60,8 @@ from refsync.daemon.schedule import CalendarDaysTrigger, ScheduledJob, scheduled
 from refsync.errors import TickAlreadyRunError
 from refsync.logging import get_logger
 from refsync.state import LeaseToken, StateStore
-from refsync.state.store import StartedRun, error_text, unreachable_reason
+from refsync.state.outage import error_text, unreachable_reason
+from refsync.state.store import StartedRun
 from refsync.sync.engine import RunReport
 from refsync.sync.wiring import build_engine
 

@@ -28,7 +28,7 @@ from refsync.domain import Lifecycle
 from refsync.errors import ConnectorError, LeaseLostError, QuotaExhaustedError, RefsyncError
 from refsync.logging import get_logger, log_context, redact_text
 from refsync.state import LeaseToken, StateStore
-from refsync.state.store import error_text
+from refsync.state.outage import error_text
 from refsync.sync.bindings import RunCounts, StreamBinding, run_transaction
 from refsync.sync.customers import CustomerIndex, load_customers
 from refsync.sync.pull import FieldChange, PageProcessor

@@ -7,7 +7,7 @@ import sqlite3
 
 from sqlalchemy.exc import IntegrityError
 
-from refsync.state.store import error_text
+from refsync.state.outage import error_text
 
 
 def test_a_database_error_is_told_by_the_drivers_first_line() -> None:
