@@ -187,12 +187,13 @@ DEFAULT_RULES: tuple[ErrorRule, ...] = (
               status_range=(500, 599)),
     # Record-level validation: quarantine the record, keep going with the batch.
     ErrorRule(Action.RECORD_ERROR,
-              "value of {fields} is not one of the allowed picklist values: add it to the "
-              "value map of the mapping or to the picklist in {system}",
+              "value of {fields} is not one of the allowed picklist values ({message}): add "
+              "it to the value map of the mapping or to the picklist in {system}",
               code="INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
     ErrorRule(Action.RECORD_ERROR,
-              "value of {fields} is not one of the allowed options: add it to the value map "
-              "of the mapping or to the property options in {system}", code="INVALID_OPTION"),
+              "value of {fields} is not one of the allowed options ({message}): add it to the "
+              "value map of the mapping or to the property options in {system}",
+              code="INVALID_OPTION"),
     ErrorRule(Action.RECORD_ERROR,
               "required field(s) {fields} missing: map a value for it or set a default",
               code="REQUIRED_FIELD_MISSING"),

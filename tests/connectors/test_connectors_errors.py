@@ -130,3 +130,13 @@ def test_record_level_failures_never_ask_for_auth_or_quota() -> None:
     assert picklist.code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
     assert picklist.fields == ("Status",)
     assert "Status" in picklist.message
+
+
+def test_a_refused_option_names_the_value_the_system_refused() -> None:
+    option = DEFAULT_TABLE.write_error(ErrorFacts(
+        status=400, code="INVALID_OPTION", fields=("refsync_status",),
+        message="sandbox-fail was not one of the allowed options: [submitted, accepted]"),
+        system="hubspot")
+    assert option.message.startswith(
+        "value of refsync_status is not one of the allowed options (sandbox-fail was not one "
+        "of the allowed options: [submitted, accepted]): add it to the value map")
