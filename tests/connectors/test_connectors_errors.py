@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from refsync.connectors.errors import (
@@ -140,3 +142,18 @@ def test_a_refused_option_names_the_value_the_system_refused() -> None:
     assert option.message.startswith(
         "value of refsync_status is not one of the allowed options (sandbox-fail was not one "
         "of the allowed options: [submitted, accepted]): add it to the value map")
+
+
+def test_hubspot_facts_take_the_detailed_errors_own_message() -> None:
+    from datetime import UTC, datetime
+
+    from refsync.connectors.hubspot.transport import facts_from_hubspot_error
+
+    detail = "maybe was not one of the allowed options: [submitted, accepted]"
+    body = json.dumps({
+        "status": "error", "category": "VALIDATION_ERROR",
+        "message": f'Property values were not valid: [{{"message":"{detail}"}}]',
+        "errors": [{"message": detail, "code": "INVALID_OPTION", "in": "refsync_status"}]})
+    facts = facts_from_hubspot_error(400, {}, body, datetime.now(UTC))
+    assert (facts.code, facts.message, facts.fields) == (
+        "INVALID_OPTION", detail, ("refsync_status",))

@@ -68,6 +68,7 @@ __all__ = [
     "ApiAnswer",
     "HubSpotTransport",
     "facts_from_hubspot_error",
+    "first_detail_message",
     "hubspot_error_table",
     "no_answer_kind",
     "read_failure",
@@ -147,6 +148,13 @@ def _decode(raw: bytes | str | None) -> Any:
         return None
 
 
+def first_detail_message(details: list[dict[str, Any]]) -> str:
+    """The first detailed error's own message: it names the value and field refused, where the
+    answer's top-level message ("Property values were not valid: [...]") wraps every detail
+    in one JSON text."""
+    return next((str(d["message"]) for d in details if d.get("message")), "")
+
+
 def facts_from_hubspot_error(
     status: int | None, headers: Mapping[str, str], raw_body: bytes | str | None, now: datetime
 ) -> ErrorFacts:
@@ -166,7 +174,7 @@ def facts_from_hubspot_error(
         details = [d for d in body.get("errors") or [] if isinstance(d, dict)]
         code = body.get("policyName") or (details[0].get("code") if details else None)
         code = code or body.get("category") or body.get("status")
-        message = str(body.get("message") or "")
+        message = first_detail_message(details) or str(body.get("message") or "")
         fields = tuple(str(d["in"]) for d in details if d.get("in"))
     elif raw_body:
         text = raw_body.decode("utf-8", "replace") if isinstance(raw_body, bytes) else raw_body

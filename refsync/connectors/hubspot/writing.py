@@ -18,7 +18,7 @@ from typing import Any
 
 from refsync.connectors.base import REMOTE_ID_FIELD, WriteResult
 from refsync.connectors.errors import Action, ErrorFacts, ErrorTable, WriteError
-from refsync.connectors.hubspot.transport import HubSpotTransport
+from refsync.connectors.hubspot.transport import HubSpotTransport, first_detail_message
 from refsync.errors import RecordError, RetryableError
 
 __all__ = ["hubspot_value", "upsert_records"]
@@ -83,7 +83,7 @@ def _facts_of_batch_error(error: Mapping[str, Any]) -> ErrorFacts:
     return ErrorFacts(
         status=409 if category == "CONFLICT" else 400,
         code=str(code),
-        message=str(error.get("message") or ""),
+        message=first_detail_message(details) or str(error.get("message") or ""),
         fields=fields,
     )
 
