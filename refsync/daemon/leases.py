@@ -154,7 +154,8 @@ def hold_sync_lease(
         current = store.get_lease(SYNC_LEASE) or {}
         now = utcnow()
         beat, expires = current.get("heartbeat_at"), current.get("expires_at")
-        silent = beat is not None and now - beat > ttl / 3 + timedelta(seconds=2)
+        silent_after = ttl / 3 + timedelta(seconds=2)
+        silent = beat is not None and now - beat > silent_after
         if silent and expires is not None:
             wait = max(expires - now, timedelta(0)) + timedelta(milliseconds=200)
             say(f"the sync lease is held by {current.get('holder')}, which stopped renewing it; "
@@ -162,10 +163,15 @@ def hold_sync_lease(
             token = wait_for_lease(store, holder, ttl, patience=wait + timedelta(seconds=1),
                                    stopping=threading.Event())
         if token is None:
+            killed = ""
+            if beat is not None and not silent:
+                wait = max((beat + silent_after - now).total_seconds(), 1)
+                killed = (f"; if that process was killed, run this again in {wait:.0f} s: a "
+                          "lease whose holder stopped renewing it is taken over")
             raise StateError(
                 f"{current.get('holder') or 'another process'} is syncing this database right "
                 "now; try again when its run has finished (`refsync runs` shows it), or stop "
-                "that daemon"
+                f"that daemon{killed}"
             )
     abandoned = abandon_previous_holders_runs(store, token)
     if token.taken_from:

@@ -70,6 +70,8 @@ def test_a_manual_sync_waits_its_turn_while_a_daemon_syncs(
         result = CliRunner().invoke(cli, ["sync", "-c", str(path)])
         assert result.exit_code == 1, result.output
         assert "daemon-7@host:42 is syncing this database right now" in result.output
+        # its heartbeat is fresh: a process killed a moment ago looks alive for a while
+        assert "if that process was killed, run this again in" in result.output
         assert store.list_runs() == []
         store.release_lease(store.acquire_lease(SYNC_LEASE, "daemon-7@host:42",
                                                 timedelta(minutes=1)))  # type: ignore[arg-type]
