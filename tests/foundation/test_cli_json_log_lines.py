@@ -74,7 +74,7 @@ def test_check_prints_its_report_on_standard_output_whatever_the_log_format() ->
      "Invalid value for '--log-level': 'loud' is not one of 'debug', 'info', 'warning', "
      "'error'.", "refsync"),
     (["referrals", "--limit", "many"],
-     "Invalid value for '--limit': 'many' is not a valid integer.", "refsync referrals"),
+     "Invalid value for '--limit': 'many' is not a valid integer range.", "refsync referrals"),
     (["mapping", "preview", "--mapping", "builtin:salesforce-lead"],
      "give exactly one of --record or --input", "refsync mapping preview"),
 ])
