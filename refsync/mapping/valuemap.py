@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from refsync.errors import RecordError
@@ -30,10 +31,13 @@ def value_key(value: Any) -> str:
 
     Mapping files keep plain keys as written (``yes`` stays ``"yes"``), so this only matters for
     values that really are booleans or numbers: a checkbox a connector returns, a Python caller's
-    pairs.
+    pairs. A decimal is written without trailing zeros or an exponent, so an amount the state
+    store gives back as ``1000000.00`` finds the value map's ``1000000``.
     """
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, Decimal) and value.is_finite():
+        return format(value.normalize(), "f")
     return str(value)
 
 

@@ -235,3 +235,15 @@ closed_at:
     when = mapping.to_canonical({"Quarter": "Q1-late"}).values["closed_at"]
     assert when == datetime(2026, 1, 1, tzinfo=UTC)
     assert mapping.to_remote({"id": RID, "closed_at": when})["Quarter"] == "Q1"
+
+
+def test_a_decimal_value_map_finds_an_amount_however_many_decimals_it_carries(
+    tmp_path: Path,
+) -> None:
+    """The state store keeps amounts with two decimals: 1000000 comes back as 1000000.00."""
+    path = lead_with_amount(
+        tmp_path, "amount: {remote: AnnualRevenue, values: {big: 1000000, few: 12.50}}")
+    mapping = load_mapping(path)
+    for stored, remote in (("1000000.00", "big"), ("1E+6", "big"), ("12.5", "few")):
+        written = mapping.to_remote({"id": RID, "amount": Decimal(stored)})
+        assert written["AnnualRevenue"] == remote, stored
