@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -33,8 +39,12 @@ def demo(as_json: bool, workdir: str | None) -> None:
                  "name a directory you can write to, or leave --workdir out", EXIT_CONFIG)
     # the summary reports what the runs' warnings would (quarantined records, partial runs)
     configure_logging(level="error", fmt="console")
-    summary = run_demo(Path(workdir) if workdir else None,
-                       say=(lambda _line: None) if as_json else click.echo)
+    try:
+        with _terminated_as_interrupted():
+            summary = run_demo(Path(workdir) if workdir else None,
+                               say=(lambda _line: None) if as_json else click.echo)
+    except _Terminated:
+        sys.exit(128 + signal.SIGTERM)
     if as_json:
         echo_json({
             "runs": [{"run_id": r.run_id, "status": r.status, "counts": r.counts}
@@ -68,3 +78,26 @@ def demo(as_json: bool, workdir: str | None) -> None:
         kept = Path(summary.config_path)
         click.echo(f"Config and state database kept in {kept.parent}: look around with "
                    f"`refsync -c {kept} referrals`, `runs` and `errors`")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM during the demo: raised like Ctrl-C, so the demo cleans up as it does."""
+
+
+@contextmanager
+def _terminated_as_interrupted() -> Iterator[None]:
+    """End the demo on SIGTERM as on Ctrl-C: its sandbox stops and its temporary directory is
+    removed, instead of the process dying with both left behind (outside the main thread,
+    signals are left alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(_signum: int, _frame: FrameType | None) -> None:
+        raise _Terminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

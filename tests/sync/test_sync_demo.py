@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +125,22 @@ def test_a_kept_workdir_is_named_with_how_to_look_around(
     assert result.stdout.splitlines()[-1] == (
         f"Config and state database kept in {tmp_path}: look around with "
         f"`refsync -c {tmp_path / 'refsync.yaml'} referrals`, `runs` and `errors`")
+
+
+def test_a_demo_stopped_by_sigterm_removes_its_temporary_directory(tmp_path: Path) -> None:
+    root = tmp_path / "tmp"
+    root.mkdir()
+    demo = subprocess.Popen([sys.executable, "-m", "refsync", "demo"], cwd=tmp_path,
+                            env={**os.environ, "TMPDIR": str(root)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any((made / "refsync.yaml").exists() for made in root.iterdir()):
+            assert demo.poll() is None and time.monotonic() < deadline, demo.communicate()
+            time.sleep(0.05)
+        demo.send_signal(signal.SIGTERM)
+        demo.communicate(timeout=60)
+    finally:
+        demo.kill()
+    assert demo.returncode == 128 + signal.SIGTERM
+    assert list(root.iterdir()) == []
