@@ -11,7 +11,8 @@ from refsync.state import StateStore
 from refsync.sync.wiring import build_engine
 
 __all__ = ["CONFIG", "CRM_MAPPING", "PRM_MAPPING", "customers_in_crm", "engine_for",
-           "make_workspace", "read_jsonl", "with_crm_settings", "write_jsonl"]
+           "make_workspace", "quarantined_open_and_resolved", "read_jsonl", "with_crm_settings",
+           "write_jsonl"]
 
 PRM_MAPPING = """\
 system: prm
@@ -113,3 +114,21 @@ def customers_in_crm(workspace: Path, config: str, account: dict[str, Any]) -> N
         "rules: {protection_window_days: 90}",
         "rules: {protection_window_days: 90, customers_from: {system: crm, object: Account}}"))
     write_jsonl(workspace / "crm" / "Account.jsonl", [account])
+
+
+def quarantined_open_and_resolved(state_url: str) -> tuple[int, int]:
+    """Two writes quarantined by a run of their own, one of them since resolved: their ids
+    (open, resolved)."""
+    with StateStore(state_url) as store:
+        run_id = store.start_run(trigger="manual", instance="earlier")
+        with store.transaction() as tx:
+            tx.quarantine([{
+                "run_id": run_id, "system": "crm", "stream": "leads", "direction": "out",
+                "external_id": external_id, "error_code": "REQUIRED_FIELD_MISSING",
+                "message": "Required fields are missing: [Company]",
+            } for external_id in ("open-one", "fixed-one")])
+        store.finish_run(run_id, status="partial", counts={"quarantined": 2})
+        rows = {row["external_id"]: row["id"] for row in store.list_quarantine()}
+        with store.transaction() as tx:
+            tx.resolve_quarantine([rows["fixed-one"]])
+    return rows["open-one"], rows["fixed-one"]

@@ -9,8 +9,12 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from refsync.cli import cli
-from refsync.state import StateStore
-from tests.sync.file_workspace import engine_for, read_jsonl, write_jsonl
+from tests.sync.file_workspace import (
+    engine_for,
+    quarantined_open_and_resolved,
+    read_jsonl,
+    write_jsonl,
+)
 
 
 def _flowing(text: str) -> str:
@@ -40,25 +44,8 @@ def test_referrals_show_gives_every_value_and_detail_in_full(workspace: Path) ->
     assert "..." not in result.output
 
 
-def _quarantined_then_resolved(state_url: str) -> tuple[int, int]:
-    """Two quarantined writes, one of them since resolved: their ids (open, resolved)."""
-    with StateStore(state_url) as store:
-        run_id = store.start_run(trigger="manual", instance="earlier")
-        with store.transaction() as tx:
-            tx.quarantine([{
-                "run_id": run_id, "system": "crm", "stream": "leads", "direction": "out",
-                "external_id": external_id, "error_code": "REQUIRED_FIELD_MISSING",
-                "message": "Required fields are missing: [Company]",
-            } for external_id in ("open-one", "fixed-one")])
-        store.finish_run(run_id, status="partial", counts={"quarantined": 2})
-        rows = {row["external_id"]: row["id"] for row in store.list_quarantine()}
-        with store.transaction() as tx:
-            tx.resolve_quarantine([rows["fixed-one"]])
-    return rows["open-one"], rows["fixed-one"]
-
-
 def test_errors_all_tells_resolved_rows_from_open_ones(workspace: Path, state_url: str) -> None:
-    open_id, resolved_id = _quarantined_then_resolved(state_url)
+    open_id, resolved_id = quarantined_open_and_resolved(state_url)
     config = str(workspace / "refsync.yaml")
     result = CliRunner().invoke(cli, ["errors", "--all", "-c", config])
     assert result.exit_code == 0, result.output

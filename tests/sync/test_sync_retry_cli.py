@@ -9,23 +9,7 @@ from click.testing import CliRunner, Result
 
 from refsync.cli import cli
 from refsync.state import StateStore
-
-
-def _quarantine_two(state_url: str) -> tuple[int, int]:
-    """An open and a resolved quarantine row, written by a run of their own: their ids."""
-    with StateStore(state_url) as store:
-        run_id = store.start_run(trigger="manual", instance="earlier")
-        with store.transaction() as tx:
-            tx.quarantine([{
-                "run_id": run_id, "system": "crm", "stream": "leads", "direction": "out",
-                "external_id": external_id, "error_code": "REQUIRED_FIELD_MISSING",
-                "message": "Required fields are missing: [Company]",
-            } for external_id in ("open-one", "fixed-one")])
-        store.finish_run(run_id, status="partial", counts={"quarantined": 2})
-        rows = {row["external_id"]: row["id"] for row in store.list_quarantine()}
-        with store.transaction() as tx:
-            tx.resolve_quarantine([rows["fixed-one"]])
-    return rows["open-one"], rows["fixed-one"]
+from tests.sync.file_workspace import quarantined_open_and_resolved
 
 
 def _retry(workspace: Path, *ids: int) -> Result:
@@ -41,7 +25,7 @@ def _runs(state_url: str) -> int:
 def test_retry_of_an_unknown_or_resolved_id_says_so_and_records_no_run(
     workspace: Path, state_url: str
 ) -> None:
-    open_id, resolved_id = _quarantine_two(state_url)
+    open_id, resolved_id = quarantined_open_and_resolved(state_url)
     for ids, named in [((9999,), "record 9999"), ((resolved_id,), f"record {resolved_id}"),
                        ((open_id, 9999, resolved_id), f"records 9999, {resolved_id}")]:
         result = _retry(workspace, *ids)
@@ -56,7 +40,7 @@ def test_retry_of_an_unknown_or_resolved_id_says_so_and_records_no_run(
 
 
 def test_retry_of_an_open_id_replays_it(workspace: Path, state_url: str) -> None:
-    open_id, _ = _quarantine_two(state_url)
+    open_id, _ = quarantined_open_and_resolved(state_url)
     result = _retry(workspace, open_id)
     assert result.exit_code == 0, result.output
     assert _runs(state_url) == 2
