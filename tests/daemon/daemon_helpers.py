@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,6 +20,7 @@ from refsync.config import load_config
 from refsync.daemon import Daemon
 from refsync.daemon.leases import SYNC_LEASE
 from refsync.logging import configure_logging
+from refsync.sandbox.faults import FaultRule
 from refsync.sandbox.runner import RunningSandbox
 from refsync.state import LeaseToken, StateStore
 
@@ -32,6 +35,9 @@ daemon:
 """A job every minute, a quick lease and a free HTTP port: the in-process daemon tests'."""
 TICK = datetime(2026, 12, 1, 10, 0, 30, tzinfo=UTC)
 """A moment 30 s into the 10:00 tick of ``often``."""
+
+SLOW_SECOND_PAGE = FaultRule(method="GET", path="leads", after=1, delay_ms=4000)
+"""PartnerStack's second page of leads (and every later one) takes 4 s."""
 
 WriteConfig = Callable[..., Path]
 """The ``write_config`` fixture: writes a sandbox config and returns its path."""
@@ -83,3 +89,34 @@ def assert_each_referral_once(sandbox: RunningSandbox, links: dict[str, int]) ->
                 for r in sandbox.emulators["hubspot"].records("contacts")
                 if r.get("properties", {}).get("refsync_id")]
     assert len(contacts) == len(set(contacts)) == links["hubspot"] > 0
+
+
+def wait_for(condition: Callable[[], object], seconds: float, what: str) -> None:
+    """Wait until ``condition()`` holds, failing the test after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def tick_waiting_for_its_second_page(
+    sandbox: RunningSandbox, path: Path
+) -> tuple[Daemon, StateStore, threading.Thread]:
+    """An in-process daemon for the config at ``path`` (its PartnerStack pages of 20 leads)
+    and the thread running a tick of ``often``, once that tick waits for its second page of
+    leads, which takes 4 s."""
+    faults = sandbox.emulators["partnerstack"].faults
+    faults.add([SLOW_SECOND_PAGE])
+    daemon, store = build_daemon(path)
+    worker = threading.Thread(target=daemon.run_tick, args=(daemon.jobs["often"], TICK))
+    worker.start()
+    wait_for(lambda: faults.snapshot()["injected"].get("delay"), 30,
+             "the run to wait for its second page")
+    return daemon, store, worker
+
+
+def slow_down(sandbox: RunningSandbox, delay_ms: int = 100) -> None:
+    """Slow down reads everywhere and batch writes (PartnerStack's one-by-one writes stay fast)."""
+    for system, emulator in sandbox.emulators.items():
+        method = "GET" if system == "partnerstack" else None
+        emulator.faults.add([FaultRule(method=method, path="", delay_ms=delay_ms)])

@@ -80,6 +80,13 @@ def test_a_manual_sync_waits_its_turn_while_a_daemon_syncs(
         assert store.get_lease(SYNC_LEASE)["holder"] is None  # type: ignore[index]
 
 
+def _held_by_a_sync_killed_40s_ago(store: StateStore, holder: str) -> None:
+    """The sync lease of ``holder``, a sync killed 40 s ago: its heartbeat stopped, and its lease
+    expires in a second."""
+    silent_since = datetime.now(UTC) - timedelta(seconds=40)
+    assert store.acquire_lease(SYNC_LEASE, holder, timedelta(seconds=41), now=silent_since)
+
+
 @pytest.mark.postgres
 def test_a_manual_sync_takes_over_from_a_killed_one(
     sandbox: RunningSandbox, write_config: WriteConfig, postgres_server: object
@@ -87,10 +94,7 @@ def test_a_manual_sync_takes_over_from_a_killed_one(
     url = postgres_server.create_database()  # type: ignore[attr-defined]
     path = write_config(url)
     with StateStore(url) as store:
-        # a sync killed 40 s ago: its heartbeat stopped, its lease expires in a second
-        silent_since = datetime.now(UTC) - timedelta(seconds=40)
-        assert store.acquire_lease(SYNC_LEASE, "sync@host:41", timedelta(seconds=41),
-                                   now=silent_since)
+        _held_by_a_sync_killed_40s_ago(store, "sync@host:41")
         dead = store.start_run(trigger="manual", instance="sync@host:41")
         result = CliRunner().invoke(cli, ["sync", "-c", str(path)])
         assert result.exit_code in (0, 4), result.output
@@ -109,9 +113,7 @@ def test_under_json_logging_the_wait_for_a_killed_syncs_lease_is_an_event(
     url = postgres_server.create_database()  # type: ignore[attr-defined]
     path = write_config(url)
     with StateStore(url) as store:
-        silent_since = datetime.now(UTC) - timedelta(seconds=40)
-        assert store.acquire_lease(SYNC_LEASE, "sync@host:43", timedelta(seconds=41),
-                                   now=silent_since)
+        _held_by_a_sync_killed_40s_ago(store, "sync@host:43")
         result = CliRunner().invoke(cli, ["--log-format", "json", "sync", "-c", str(path)])
         assert result.exit_code in (0, 4), result.output
         events = [json.loads(line) for line in result.stderr.splitlines()]

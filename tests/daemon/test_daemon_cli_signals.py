@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,29 +20,13 @@ import pytest
 from refsync.sandbox.faults import FaultRule
 from refsync.sandbox.runner import RunningSandbox
 from refsync.state import StateStore
-from tests.daemon.daemon_helpers import WriteConfig
+from tests.daemon.daemon_helpers import WriteConfig, slow_down, wait_for
 
 SLOW_STREAMS: dict[str, Any] = {
     "settings": {"partnerstack": {"page_size": 20}},
     "streams": {"salesforce.leads": {"batch_size": 25}, "hubspot.contacts": {"batch_size": 25}},
 }
 """Small pages and batches: with 100 ms a call, a sync of the sandbox lasts several seconds."""
-
-
-def _slow(sandbox: RunningSandbox, delay_ms: int = 100) -> None:
-    """Slow down reads everywhere and batch writes (PartnerStack's one-by-one writes stay fast)."""
-    for system, emulator in sandbox.emulators.items():
-        method = "GET" if system == "partnerstack" else None
-        emulator.faults.add([FaultRule(method=method, path="", delay_ms=delay_ms)])
-
-
-def _wait_for(condition: Callable[[], object], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextmanager
@@ -81,11 +65,11 @@ def test_a_signal_stops_a_manual_sync_after_its_page_and_records_it_interrupted(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     config = write_config(url, **SLOW_STREAMS)
-    _slow(sandbox)
+    slow_down(sandbox)
     total = len(sandbox.emulators["partnerstack"].records("leads"))
     with StateStore(url) as reader, _manual_sync(config) as process:
-        _wait_for(lambda: _first_page_committed(reader, process), 60,
-                  "the first page to commit")
+        wait_for(lambda: _first_page_committed(reader, process), 60,
+                 "the first page to commit")
         process.send_signal(signum)
         output = process.communicate(timeout=30)[0].decode()
         referrals = sum(reader.status_counts().values())
@@ -109,8 +93,8 @@ def test_a_second_signal_stops_a_manual_sync_at_once_and_still_records_it(
     sandbox.emulators["partnerstack"].faults.add([FaultRule(method="GET", path="leads",
                                                             after=1, hang=True)])
     with StateStore(url) as reader, _manual_sync(config) as process:
-        _wait_for(lambda: _first_page_committed(reader, process), 60,
-                  "the first page to commit")
+        wait_for(lambda: _first_page_committed(reader, process), 60,
+                 "the first page to commit")
         time.sleep(0.3)  # now waiting for the page that never comes
         process.send_signal(signal.SIGTERM)
         time.sleep(1)

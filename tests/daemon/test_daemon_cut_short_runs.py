@@ -25,6 +25,8 @@ from tests.daemon.daemon_helpers import (
     build_daemon,
     json_log_lines,
     run_left_by_a_dead_daemon,
+    tick_waiting_for_its_second_page,
+    wait_for,
 )
 
 TICK_TIME = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -35,13 +37,6 @@ def _holding(store: StateStore, job: str, tick: datetime) -> list[dict[str, Any]
     return [r for r in store.list_runs(50, job=job) if r["scheduled_for"] == tick]
 
 
-def _wait_for(condition: Any, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_a_run_outlasting_the_shutdown_timeout_is_marked_abandoned(
     sandbox: RunningSandbox, write_config: WriteConfig, state_url: str
 ) -> None:
@@ -49,13 +44,7 @@ def test_a_run_outlasting_the_shutdown_timeout_is_marked_abandoned(
     path = write_config(state_url, SCHEDULE + "  shutdown_timeout: 1s\n",
                         settings={"partnerstack": {"page_size": 20}})
     # the second page of PartnerStack leads takes 4 s: longer than the shutdown timeout
-    faults = sandbox.emulators["partnerstack"].faults
-    faults.add([FaultRule(method="GET", path="leads", after=1, delay_ms=4000)])
-    daemon, store = build_daemon(path)
-    worker = threading.Thread(target=daemon.run_tick, args=(daemon.jobs["often"], TICK))
-    worker.start()
-    _wait_for(lambda: faults.snapshot()["injected"].get("delay"), 30,
-              "the run to wait for its second page")
+    daemon, store, worker = tick_waiting_for_its_second_page(sandbox, path)
     assert store.get_cursor("partnerstack", "leads") is not None
     assert daemon.stop() == 1
     (run,) = store.list_runs()
@@ -194,7 +183,7 @@ def test_a_daemon_starting_within_the_grace_of_a_cut_short_tick_runs_it_again(
             runs = _holding(store, "cut", tick)
             return bool(runs) and runs[0]["id"] != previous and runs[0]["status"] != "running"
 
-        _wait_for(rerun_finished, 60, "the cut-short tick to run again")
+        wait_for(rerun_finished, 60, "the cut-short tick to run again")
     finally:
         daemon.stop()
     (rerun,) = _holding(store, "cut", tick)

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
@@ -21,7 +21,12 @@ import requests
 from refsync.sandbox.faults import FaultRule
 from refsync.sandbox.runner import RunningSandbox
 from refsync.state import StateStore
-from tests.daemon.daemon_helpers import WriteConfig, assert_each_referral_once
+from tests.daemon.daemon_helpers import (
+    WriteConfig,
+    assert_each_referral_once,
+    slow_down,
+    wait_for,
+)
 
 SCHEDULE = """
 schedules:
@@ -89,22 +94,6 @@ def daemons(config: Path, *names: str) -> Iterator[list[DaemonProcess]]:
                 daemon.process.wait()
 
 
-def wait_for(condition: Callable[[], object], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _slow(sandbox: RunningSandbox, delay_ms: int = 100) -> None:
-    """Slow down reads everywhere and batch writes (PartnerStack's one-by-one writes stay fast)."""
-    for system, emulator in sandbox.emulators.items():
-        method = "GET" if system == "partnerstack" else None
-        emulator.faults.add([FaultRule(method=method, path="", delay_ms=delay_ms)])
-
-
 def _slow_config(write_config: WriteConfig, state_url: str, extra: str = SCHEDULE) -> Path:
     return write_config(state_url, extra, **SLOW_STREAMS)
 
@@ -151,7 +140,7 @@ def test_kill_9_of_the_lease_holder_mid_run_is_taken_over_and_nothing_is_doubled
 ) -> None:
     url = postgres_server.create_database()  # type: ignore[attr-defined]
     config = _slow_config(write_config, url)
-    _slow(sandbox)
+    slow_down(sandbox)
     reader = StateStore(url)
     with daemons(config, "a", "b") as (first, second):
         wait_for(lambda: any(r["status"] == "running" for r in reader.list_runs(5)), 30,
@@ -190,7 +179,7 @@ def test_sigterm_mid_run_commits_the_page_marks_the_run_interrupted_and_resumes(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     config = _slow_config(write_config, url)
-    _slow(sandbox)
+    slow_down(sandbox)
     reader = StateStore(url)
     leads = sandbox.emulators["partnerstack"]
     with daemons(config, "only") as (daemon,):

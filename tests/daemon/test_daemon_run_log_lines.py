@@ -5,28 +5,24 @@ daemon, and of a tick that failed unexpectedly."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from refsync.daemon import Daemon
 from refsync.daemon.leases import SYNC_LEASE
-from refsync.sandbox.faults import FaultRule
 from refsync.sandbox.runner import RunningSandbox
 from refsync.state import StateStore
 from refsync.sync.engine import SyncEngine
-from tests.daemon.daemon_helpers import SCHEDULE, TICK, WriteConfig, build_daemon, json_log_lines
-
-
-def _wait_for(condition: Callable[[], Any], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+from tests.daemon.daemon_helpers import (
+    SCHEDULE,
+    TICK,
+    WriteConfig,
+    build_daemon,
+    json_log_lines,
+    tick_waiting_for_its_second_page,
+)
 
 
 def _slow_run(sandbox: RunningSandbox, write_config: WriteConfig, tmp_path: Path,
@@ -34,14 +30,7 @@ def _slow_run(sandbox: RunningSandbox, write_config: WriteConfig, tmp_path: Path
     """A daemon whose tick is waiting for its second page of PartnerStack leads (4 s)."""
     path = write_config(f"sqlite:///{tmp_path / 'state.db'}", SCHEDULE + extra,
                         settings={"partnerstack": {"page_size": 20}})
-    faults = sandbox.emulators["partnerstack"].faults
-    faults.add([FaultRule(method="GET", path="leads", after=1, delay_ms=4000)])
-    daemon, store = build_daemon(path)
-    worker = threading.Thread(target=daemon.run_tick, args=(daemon.jobs["often"], TICK))
-    worker.start()
-    _wait_for(lambda: faults.snapshot()["injected"].get("delay"), 30,
-              "the run to wait for its second page")
-    return daemon, store, worker
+    return tick_waiting_for_its_second_page(sandbox, path)
 
 
 def _run_id(store: StateStore) -> str:

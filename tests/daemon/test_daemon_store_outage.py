@@ -11,21 +11,24 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from refsync.daemon import Daemon
 from refsync.daemon.leases import SYNC_LEASE
-from refsync.sandbox.faults import FaultRule
 from refsync.sandbox.runner import RunningSandbox
 from refsync.state import StateStore
 from refsync.sync.engine import RunReport
-from tests.daemon.daemon_helpers import WriteConfig, build_daemon, json_log_lines
+from tests.daemon.daemon_helpers import (
+    SLOW_SECOND_PAGE,
+    WriteConfig,
+    build_daemon,
+    json_log_lines,
+    wait_for,
+)
 from tests.postgres_server import PostgresServer, PostgresUnavailable, start_postgres
 
 pytestmark = pytest.mark.postgres
@@ -43,7 +46,6 @@ runs), a quick lease and a free HTTP port."""
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 """A moment within the grace of the job's 2026-01-01 tick."""
 
-SLOW_SECOND_PAGE = FaultRule(method="GET", path="leads", after=1, delay_ms=4000)
 """PartnerStack's second page of leads takes 4 s: time to take the store down mid-run."""
 
 SKIPPED = "state store unreachable: the tick is skipped"
@@ -72,13 +74,6 @@ def store_down(server: PostgresServer) -> Iterator[None]:
         server.resume()
 
 
-def _wait_for(condition: Callable[[], Any], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _daemon(sandbox: RunningSandbox, write_config: WriteConfig, server: PostgresServer,
             extra: str = "") -> tuple[Daemon, StateStore]:
     path = write_config(server.create_database(), YEARLY + extra,
@@ -96,10 +91,10 @@ def _tick_cut_short_by_an_outage(daemon: Daemon, sandbox: RunningSandbox,
         target=lambda: reports.append(daemon.run_tick(daemon.jobs["yearly"], NOW)))
     worker.start()
     faults = sandbox.emulators["partnerstack"].faults
-    _wait_for(lambda: faults.snapshot()["injected"].get("delay"), 30,
-              "the run to wait for its second page")
-    _wait_for(lambda: daemon.store.get_cursor("partnerstack", "leads") is not None, 3,
-              "the first page to commit")
+    wait_for(lambda: faults.snapshot()["injected"].get("delay"), 30,
+             "the run to wait for its second page")
+    wait_for(lambda: daemon.store.get_cursor("partnerstack", "leads") is not None, 3,
+             "the first page to commit")
     server.pause()
     worker.join(timeout=60)
     assert not worker.is_alive()
@@ -143,8 +138,8 @@ def test_a_run_cut_short_by_an_outage_is_counted_failed_and_recorded_once_the_st
             finally:
                 outage_server.resume()
             # the periodic check records it soon after the store answers again
-            _wait_for(lambda: not store.unrecorded_runs(daemon.identity), 20,
-                      "the run to be recorded")
+            wait_for(lambda: not store.unrecorded_runs(daemon.identity), 20,
+                     "the run to be recorded")
             logged = lines()
         _assert_recorded_failed(store, report)
         assert daemon.readiness()[0], daemon.readiness()
@@ -188,7 +183,7 @@ def test_a_run_the_store_could_not_record_is_recorded_at_the_next_tick(
     finally:
         outage_server.resume()
     sandbox.emulators["partnerstack"].faults.clear()
-    _wait_for(lambda: daemon.readiness()[1]["state_store"] == "ok", 20, "the store")
+    wait_for(lambda: daemon.readiness()[1]["state_store"] == "ok", 20, "the store")
     # a run still shown running that could not be recorded counts as failed for readiness
     assert daemon.readiness()[1]["jobs"] == {"yearly": "failing"}
 
