@@ -39,11 +39,18 @@ def lead_with(tmp_path: Path, line: str, default: str) -> Path:
         ", transform:", f", default: {default}, transform:")))
 
 
-def line_and_column(path: Path, default: str) -> tuple[int, int]:
+def position_of(path: Path, written: str) -> tuple[int, int]:
+    """Line and column of the first place ``written`` is in the file."""
     for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if f"default: {default}," in text:
-            return number, text.index(f"default: {default}") + len("default: ") + 1
-    raise AssertionError(default)
+        if written in text:
+            return number, text.index(written) + 1
+    raise AssertionError(written)
+
+
+def line_and_column(path: Path, default: str) -> tuple[int, int]:
+    """Where the value of ``default: <default>,`` is in the file."""
+    line, column = position_of(path, f"default: {default},")
+    return line, column + len("default: ")
 
 
 @pytest.mark.parametrize(("line", "default", "message", "fix"), [

@@ -15,19 +15,13 @@ from click.testing import CliRunner
 
 from refsync.cli import cli
 from refsync.mapping import (
-    CompiledMapping,
     MappingSpec,
     compile_mapping,
     default_mapping_path,
     load_mapping,
 )
+from tests.mapping.test_mapping_defaults import AMOUNT, LEAD, RID, position_of, read_blank
 from tests.mapping.test_mapping_loader import problems_of, write
-
-RID = "6f1c1d2e-0000-4000-8000-000000000001"
-AMOUNT = "amount:      {remote: AnnualRevenue, direction: in, rule: remote_wins, " \
-    "transform: [to_decimal]}"
-LEAD = {"Refsync_Id__c": RID, "Email": "a@b.com", "LastName": "X",
-        "Status": "Working - Contacted"}
 
 
 def lead_with_amount(tmp_path: Path, amount: str) -> Path:
@@ -35,14 +29,6 @@ def lead_with_amount(tmp_path: Path, amount: str) -> Path:
     text = default_mapping_path("salesforce-lead").read_text(encoding="utf-8")
     assert AMOUNT in text
     return write(tmp_path, text.replace(AMOUNT, amount))
-
-
-def position_of(path: Path, written: str) -> tuple[int, int]:
-    """Line and column of the first place ``written`` is in the file."""
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if written in text:
-            return number, text.index(written) + 1
-    raise AssertionError(written)
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -112,12 +98,6 @@ def test_a_default_step_is_refused_at_its_value_when_not_of_the_type_where_it_st
     line, column = position_of(path, f"{{default: {value}}}")
     assert (problem.line, problem.column) == (line, column + len("{default: "))
     assert (problem.message, problem.fix) == (message, fix)
-
-
-def read_blank(mapping: CompiledMapping, field: str) -> object:
-    mapped = mapping.to_canonical(LEAD)
-    assert mapped.ok, mapped.errors
-    return mapped.values[field]
 
 
 @pytest.mark.parametrize(("default", "value"), [
