@@ -85,14 +85,20 @@ def test_a_customer_field_the_crm_does_not_have_fails_at_its_line(
     assert "did you mean closed_field: IsClosed?" in result.output
 
 
-def test_customers_read_from_hubspot_with_the_salesforce_defaults_fail(
-    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = config_for(sandbox, tmp_path, monkeypatch)
+def _customers_from_hubspot_companies(path: Path) -> Path:
+    """The config at ``path`` reading existing customers from HubSpot's companies, with the
+    Salesforce field defaults, and no open-deal rule."""
     text = path.read_text().replace(
         "customers_from: {system: salesforce, object: Account}",
         "customers_from: {system: hubspot, object: companies}")
     path.write_text(text[:text.index("  open_opportunities_from:\n    system")])
+    return path
+
+
+def test_customers_read_from_hubspot_with_the_salesforce_defaults_fail(
+    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _customers_from_hubspot_companies(config_for(sandbox, tmp_path, monkeypatch))
     result = CliRunner().invoke(cli, ["check", "-c", str(path), "--online", "--json"])
     assert result.exit_code == 3, result.output
     report = json.loads(result.stdout)["systems"]
@@ -198,11 +204,7 @@ def _hubspot_fault(sandbox: RunningSandbox, rule: dict[str, object]) -> None:
 def test_a_rules_object_that_cannot_be_described_is_pointed_at_only_when_it_does_not_exist(
     sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = config_for(sandbox, tmp_path, monkeypatch)
-    text = path.read_text().replace(
-        "customers_from: {system: salesforce, object: Account}",
-        "customers_from: {system: hubspot, object: companies}")
-    path.write_text(text[:text.index("  open_opportunities_from:\n    system")])
+    path = _customers_from_hubspot_companies(config_for(sandbox, tmp_path, monkeypatch))
     _hubspot_fault(sandbox, {"path": "/crm/v3/properties/companies", "status": 403, "times": 1})
     try:
         refused = CliRunner().invoke(cli, ["check", "-c", str(path), "--online", "--json"])
