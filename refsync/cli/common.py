@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,6 +46,7 @@ __all__ = [
     "print_traceback_redacted",
     "report_config_error",
     "say_on_stderr",
+    "signals_handled_by",
 ]
 
 EXIT_OK = 0
@@ -247,6 +248,26 @@ def handle_refsync_errors(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@contextmanager
+def signals_handled_by(
+    handler: Callable[[int, FrameType | None], Any], signals: Iterable[int]
+) -> Iterator[None]:
+    """Handle ``signals`` with ``handler`` in the block, then put the previous handlers back.
+
+    Outside the main thread (refsync embedded in an application) signals are left alone: only
+    the main thread may set handlers, and they are the application's.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, handler) for number in signals}
+    try:
+        yield
+    finally:
+        for number, kept in previous.items():
+            signal.signal(number, kept)
+
+
 @dataclass
 class StopOnSignals:
     """SIGTERM and Ctrl-C (SIGINT) during a one-off run (``refsync sync``, ``refsync retry``),
@@ -292,20 +313,14 @@ class StopOnSignals:
 
         Outside the main thread (refsync embedded in an application) signals are left alone.
         """
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {number: signal.signal(number, self._on_signal) for number in STOP_SIGNALS}
-        try:
-            yield
-        except KeyboardInterrupt as exc:  # only a second signal raises it while we handle them
-            say_on_stderr("why", f"{exc}: the page or batch in progress was not committed; "
-                          "the run is recorded interrupted", event="run interrupted",
-                          level="warning")
-            sys.exit(128 + (self.signum or signal.SIGINT))
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
+        with signals_handled_by(self._on_signal, STOP_SIGNALS):
+            try:
+                yield
+            except KeyboardInterrupt as exc:  # only a second signal raises it while handled
+                say_on_stderr("why", f"{exc}: the page or batch in progress was not committed; "
+                              "the run is recorded interrupted", event="run interrupted",
+                              level="warning")
+                sys.exit(128 + (self.signum or signal.SIGINT))
 
     def _on_signal(self, signum: int, _: FrameType | None) -> None:
         name = STOP_SIGNALS[signal.Signals(signum)]

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
 import click
 
-from refsync.cli.common import EXIT_CONFIG, echo_json, fail, json_option
+from refsync.cli.common import EXIT_CONFIG, echo_json, fail, json_option, signals_handled_by
 from refsync.logging import configure_logging
 from refsync.sync.demo import DemoWorkdirInUse, refuse_used_workdir, run_demo
 
@@ -40,7 +37,9 @@ def demo(as_json: bool, workdir: str | None) -> None:
     # the summary reports what the runs' warnings would (quarantined records, partial runs)
     configure_logging(level="error", fmt="console")
     try:
-        with _terminated_as_interrupted():
+        # SIGTERM ends the demo as Ctrl-C does: its sandbox stops and its temporary directory
+        # is removed, instead of the process dying with both left behind
+        with signals_handled_by(_terminate, (signal.SIGTERM,)):
             summary = run_demo(Path(workdir) if workdir else None,
                                say=(lambda _line: None) if as_json else click.echo)
     except _Terminated:
@@ -84,20 +83,5 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM during the demo: raised like Ctrl-C, so the demo cleans up as it does."""
 
 
-@contextmanager
-def _terminated_as_interrupted() -> Iterator[None]:
-    """End the demo on SIGTERM as on Ctrl-C: its sandbox stops and its temporary directory is
-    removed, instead of the process dying with both left behind (outside the main thread,
-    signals are left alone)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminated(_signum: int, _frame: FrameType | None) -> None:
-        raise _Terminated("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
+    raise _Terminated("SIGTERM")
