@@ -392,7 +392,7 @@ def _typed_steps(
 ) -> list[Step]:
     """The field's steps, each ``{default: V}`` that follows a converting step built with V as
     a value of the type that step reads (``[to_decimal, {default: 0}]``: ``Decimal("0")``),
-    read as the mapping checks read it (:func:`~refsync.mapping.checks.step_default`).
+    read as the mapping checks read it (:func:`~refsync.mapping.typed.step_default`).
 
     Raises:
         ValueError: such a V is not a value of that type (``load_mapping`` reports that as a
@@ -442,7 +442,7 @@ def compile_field(
 
     ``source`` gives the text of values YAML read as something else (``1200.50`` as the float
     1200.5): a typed value is read as written
-    (:func:`~refsync.mapping.checks.typed_value`).
+    (:func:`~refsync.mapping.typed.typed_value`).
     """
 
     def written(path: tuple[str | int, ...]) -> str | None:
