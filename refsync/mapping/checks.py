@@ -80,16 +80,17 @@ def check_mapping_data(data: Any, source: SourceMap) -> list[Problem]:
             spec = {"remote": spec}
         if not isinstance(spec, Mapping):
             continue
-        default_problem = _check_default(name, spec, source)
+        steps = _buildable_steps(spec.get("transform"))
+        kind = field_kind(name, steps)
+        default_problem = _check_default(name, spec, kind, source)
         if default_problem is not None:
             problems.append(default_problem)
         direction = spec.get("direction", Direction.BOTH.value)
         problems.extend(_check_transforms(name, spec.get("transform"), direction, source))
-        problems.extend(_check_step_defaults(name, spec, source))
+        problems.extend(_check_step_defaults(name, spec, steps, source))
         problems.extend(_check_unindented_values(name, spec, source))
         values = spec.get("values")
         if isinstance(values, Mapping):
-            kind = field_kind(name, _buildable_steps(spec.get("transform")))
             problems.extend(_check_values(name, values, kind, source))
         remote = spec.get("remote")
         if isinstance(remote, str) and direction in (Direction.OUT.value, Direction.BOTH.value):
@@ -123,14 +124,16 @@ def _custom_example(name: str) -> str:
     return example if _CUSTOM.match(f"custom.{example}") else "lead_source"
 
 
-def _check_default(name: str, spec: Mapping[str, Any], source: SourceMap) -> Problem | None:
+def _check_default(
+    name: str, spec: Mapping[str, Any], kind: str | None, source: SourceMap
+) -> Problem | None:
     """The problem with a field's ``default:``, if any: it must be one value of the field's
-    type (:func:`field_kind`): a number for ``amount``, a lifecycle status for ``status``."""
+    type (``kind``, :func:`field_kind`): a number for ``amount``, a lifecycle status for
+    ``status``."""
     value = spec.get("default")
     if value is None:
         return None
     path = ("fields", name, "default")
-    kind = field_kind(name, _buildable_steps(spec.get("transform")))
     typed = TYPED_READERS.get(kind) if kind is not None else None
     if isinstance(value, (dict, list)):
         return source.problem(path, "a default must be a single value",
@@ -236,11 +239,13 @@ def _check_unindented_values(
         key=True) for key in strays]
 
 
-def _check_step_defaults(name: str, spec: Mapping[str, Any], source: SourceMap) -> list[Problem]:
-    """Problems with the ``{default: V}`` steps of a field whose steps all build: V must be a
-    value of the type the value has where the step stands (:func:`step_default`)."""
+def _check_step_defaults(
+    name: str, spec: Mapping[str, Any], steps: list[Step], source: SourceMap
+) -> list[Problem]:
+    """Problems with the ``{default: V}`` steps of a field whose steps all build (``steps``,
+    built from them): V must be a value of the type the value has where the step stands
+    (:func:`step_default`)."""
     step_specs = spec.get("transform")
-    steps = _buildable_steps(step_specs)
     if not isinstance(step_specs, list) or len(steps) != len(step_specs):
         return []
     problems: list[Problem] = []
