@@ -5,7 +5,8 @@
     python scripts/chaos.py --retry --kills 8 --seed 7
 
 With ``--retry`` it kills ``refsync retry --all`` instead, while it replays writes the CRMs
-refused (quarantined by syncs through refused-record faults before each attempt).
+refused (quarantined by syncs through refused-record faults before each attempt) and leads
+that could not be read (a status the syncs' mapping lacks, mapped by the retry's fixed one).
 
 Exit status 0 when no referral was lost or duplicated, 1 otherwise (the seed is printed).
 """
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-record", type=float, default=None,
                         help="with --retry: share of records a CRM batch write refuses "
                              "before each attempt (default 0.2)")
+    parser.add_argument("--held-leads", type=int, default=None,
+                        help="with --retry: leads submitted before each attempt with a status "
+                             "only the retry's fixed mapping knows (default 3)")
     parser.add_argument("--crm-batch-size", type=int, default=None,
                         help="records per CRM write call (default: each API's maximum; "
                              "5 with --retry)")
@@ -47,11 +51,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the uninterrupted reference sync")
     parser.add_argument("--quiet", action="store_true", help="print the report only")
     args = parser.parse_args(argv)
-    if args.rate_record is not None and not args.retry:
-        parser.error("--rate-record needs --retry")
+    for name in ("rate_record", "held_leads"):
+        if getattr(args, name) is not None and not args.retry:
+            parser.error(f"--{name.replace('_', '-')} needs --retry")
     configure_logging(level="error")
     chosen = {name: getattr(args, name) for name in (
-        "referrals", "kills", "crm_batch_size", "rate_record") if getattr(args, name) is not None}
+        "referrals", "kills", "crm_batch_size", "rate_record", "held_leads")
+        if getattr(args, name) is not None}
     options_type = RetryChaosOptions if args.retry else ChaosOptions
     options = options_type(
         seed=args.seed, state_url=args.state_url, workdir=args.workdir,

@@ -354,10 +354,13 @@ def cursor_problems(
     A committed cursor at modstamp M promises that every version changed at or before M has
     been read and committed. So every record refsync must know (each PRM lead; each CRM record
     carrying the id of a referral in the hub) whose current modstamp is at or before M must
-    have a link, and M can never exceed the newest modstamp in the system.
+    have a link, or be held in quarantine (a record that could not be read, kept to be
+    replayed), and M can never exceed the newest modstamp in the system.
     """
     problems = []
     cursors = {(row["system"], row["stream"]): row["value"] for row in store.list_cursors()}
+    held = {(row["system"], row["stream"], row["external_id"])
+            for row in store.list_quarantine(limit=10_000_000) if row["direction"] == "in"}
     referrals = None
     for binding in bindings:
         stored = cursors.get((binding.system, binding.stream))
@@ -377,7 +380,8 @@ def cursor_problems(
                 referrals = {row["id"] for row in store.list_referrals(limit=10_000_000)}
             covered = [r for r in covered if _key_of(binding, r) in referrals]
         links = store.find_links(binding.system, binding.object, [r.id for r in covered])
-        unread = [r.id for r in covered if r.id not in links]
+        unread = [r.id for r in covered if r.id not in links
+                  and (binding.system, binding.stream, r.id) not in held]
         if unread:
             problems.append(f"{binding.label} cursor {cursor.modstamp.isoformat()} is past "
                             f"{len(unread)} records that were never committed: "

@@ -4,15 +4,19 @@
 seed, kill switch, settling and audit), but what it kills is ``python -m refsync retry --all``.
 Before each attempt, partners submit new leads and this process syncs them with the CRMs
 refusing a share of the records in their batch writes (the fault soak's ``record_refused``
-faults), so that the refused referrals sit in quarantine (direction out). The faults are then
-cleared and the retry child replays the quarantine: it resolves every open row and re-enqueues
-its write in one transaction, then pushes; the kill lands after one of its API calls (a CRM
-write call, a chosen call, or a delay after the first), i.e. mid-push. Writes the killed child
-left in the outbox are pushed by the next round's faulty sync (some are refused again) or the
-next retry.
+faults), so that the refused referrals sit in quarantine (direction out). A few of the new
+leads carry a status (``on_hold``) that the mapping those syncs use does not know, so they
+are quarantined when read (direction in, ``unmapped_value``). Then the faults are cleared and
+the retry child replays the quarantine with the mapping an admin fixed (``on_hold`` maps to
+``submitted``): it resolves every open row, maps each failed read again into a referral and
+re-enqueues each failed write, in one transaction, then pushes; the kill lands after one of
+its API calls (a CRM write call, a chosen call, or a delay after the first), i.e. mid-push.
+Writes the killed child left in the outbox are pushed by the next round's faulty sync (some
+are refused again) or the next retry.
 
 Between attempts, and once more after settling, it checks that no resolved quarantine row is
-stranded: its referral must be in the CRM, or still pending in the outbox, or quarantined
+stranded: a replayed write's referral must be in the CRM, or still pending in the outbox, or
+quarantined again; a replayed read's record must be linked to a referral, or quarantined
 again. After one retry and syncs without kills, the audit must find every referral synced to
 every CRM exactly once (by refsync id and email), the outbox empty and no quarantine open.
 """
@@ -24,14 +28,16 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from refsync.config import load_config
+from refsync.mapping.loader import default_mapping_path
 from refsync.sandbox.core import Emulator
 from refsync.sandbox.faults import FaultInjector
 from refsync.sandbox.runner import RunningSandbox
 from refsync.state import StateStore
 from refsync.sync.bindings import StreamBinding
-from refsync.sync.wiring import build_engine
+from refsync.sync.wiring import build_bindings, build_engine
 from refsync.testing.audit import remote_records
 from refsync.testing.chaos import (
     Attempt,
@@ -44,9 +50,22 @@ from refsync.testing.chaos import (
 from refsync.testing.scenario import SANDBOX_SECRETS
 from refsync.testing.soak import SoakOptions, fault_rules
 
-__all__ = ["RetryChaosOptions", "RetryChaosReport", "run_retry_chaos", "stranded_replays"]
+__all__ = [
+    "HELD_STATUS",
+    "RetryChaosOptions",
+    "RetryChaosReport",
+    "fixed_mapping_config",
+    "run_retry_chaos",
+    "stranded_replays",
+]
 
 _EVERYTHING = 10_000_000
+
+#: the lead status the mapping before the fix lacks; the fixed one maps it to ``submitted``
+HELD_STATUS = "on_hold"
+_STATUS_MAP_END = "      expired: expired\n"
+_STATUS_MAP_FIX = (f"      {HELD_STATUS}: submitted\n"
+                   "      out: {submitted: new}\n")
 
 
 @dataclass
@@ -62,6 +81,9 @@ class RetryChaosOptions(ChaosOptions):
         crm_batch_size: records per CRM write call; small, so that a replay takes several
             write calls to kill between.
         max_faulty_runs: in-process syncs per attempt to reach a run with nothing to do.
+        held_leads: leads submitted before each attempt with a status the faulty syncs'
+            mapping does not know (``on_hold``), so that they are quarantined when read
+            and the retry maps them again with the fixed mapping.
     """
 
     referrals: int = 200
@@ -69,6 +91,7 @@ class RetryChaosOptions(ChaosOptions):
     rate_record: float = 0.2
     crm_batch_size: int | None = 5
     max_faulty_runs: int = 4
+    held_leads: int = 3
 
 
 @dataclass
@@ -77,12 +100,15 @@ class RetryChaosReport(ChaosReport):
 
     Attributes:
         quarantined: per attempt, the open outgoing quarantine rows the retry child found.
+        held: per attempt, the open incoming quarantine rows (leads that could not be read)
+            the retry child found.
         refused: records the CRMs refused while the faults were on, by system.
         stranded: after settling, resolved quarantine rows whose referral never reached the
-            CRM (see :func:`stranded_replays`).
+            CRM, or whose record never became a referral (see :func:`stranded_replays`).
     """
 
     quarantined: list[int] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)
     refused: Counter[str] = field(default_factory=Counter)
     stranded: list[str] = field(default_factory=list)
 
@@ -109,7 +135,8 @@ class RetryChaosReport(ChaosReport):
         verdict = out.pop()
         refused = ", ".join(f"{system} {n}" for system, n in sorted(self.refused.items()))
         out.append(f"records refused while faulty: {refused or 'none'}; open outgoing "
-                   f"quarantine before each retry: {self.quarantined}")
+                   f"quarantine before each retry: {self.quarantined}; leads that could "
+                   f"not be read before each retry: {self.held}")
         out.extend(f"PROBLEM: {problem}" for problem in self._replay_problems())
         out.append(verdict)
         return out
@@ -118,14 +145,34 @@ class RetryChaosReport(ChaosReport):
 def stranded_replays(
     store: StateStore, bindings: Sequence[StreamBinding], emulators: Mapping[str, Emulator]
 ) -> list[str]:
-    """Resolved outgoing quarantine rows whose write is nowhere: a replay that was lost.
+    """Resolved quarantine rows whose record is nowhere: a replay that was lost.
 
-    ``refsync retry`` resolves a row and re-enqueues its write in one transaction; from then
-    on the referral must be in the CRM (by refsync id), or its write pending in the outbox,
-    or quarantined again (an open row). Anything else lost the referral for that CRM.
+    ``refsync retry`` resolves a row and, in the same transaction, re-enqueues its write (a
+    failed write) or maps its kept record again (a failed read). From then on a replayed
+    write's referral must be in the CRM (by refsync id), or its write pending in the outbox,
+    or quarantined again (an open row); a replayed read's record must be linked to a
+    referral, or quarantined again. Anything else lost the referral.
     """
     rows = store.list_quarantine(include_resolved=True, limit=_EVERYTHING)
+    resolved = [row for row in rows if row["resolved_at"] is not None]
     held = {(row["referral_id"], row["system"]) for row in rows if row["resolved_at"] is None}
+    held_reads = {(row["system"], row["external_id"]) for row in rows
+                  if row["resolved_at"] is None and row["direction"] == "in"}
+    stranded = _stranded_writes(store, bindings, emulators, resolved, held)
+    stranded += _stranded_reads(store, bindings, resolved, held_reads)
+    if not stranded:
+        return []
+    shown = ", ".join(sorted(stranded)[:5])
+    return [f"{len(stranded)} resolved quarantine rows whose referral is neither in the CRM "
+            f"(or linked to the record read), nor pending in the outbox, nor quarantined "
+            f"again: {shown}{' ...' if len(stranded) > 5 else ''}"]
+
+
+def _stranded_writes(
+    store: StateStore, bindings: Sequence[StreamBinding], emulators: Mapping[str, Emulator],
+    resolved: Sequence[Mapping[str, Any]], held: set[tuple[str, str]],
+) -> list[str]:
+    """Replayed writes whose referral is neither in the CRM, nor pending, nor held again."""
     present: dict[str, set[str]] = {}
     pending: dict[tuple[str, str], set[str]] = {}
     with store.snapshot() as view:
@@ -138,20 +185,35 @@ def stranded_replays(
             pending[(binding.system, binding.stream)] = {
                 row["referral_id"] for row in view.pending_outbox(binding.system,
                                                                   binding.stream)}
-    stranded = sorted({
+    return sorted({
         f"{row['referral_id'][:8]} ({row['system']}, quarantine row {row['id']})"
-        for row in rows
-        if row["resolved_at"] is not None and row["direction"] == "out" and row["referral_id"]
+        for row in resolved
+        if row["direction"] == "out" and row["referral_id"]
         and row["system"] in present
         and (row["referral_id"], row["system"]) not in held
         and row["referral_id"] not in present[row["system"]]
         and row["referral_id"] not in pending.get((row["system"], row["stream"]), set())})
-    if not stranded:
-        return []
-    shown = ", ".join(stranded[:5])
-    return [f"{len(stranded)} resolved quarantine rows whose referral is neither in the CRM, "
-            f"nor pending in the outbox, nor quarantined again: {shown}"
-            f"{' ...' if len(stranded) > 5 else ''}"]
+
+
+def _stranded_reads(
+    store: StateStore, bindings: Sequence[StreamBinding],
+    resolved: Sequence[Mapping[str, Any]], held: set[tuple[str, str]],
+) -> list[str]:
+    """Replayed reads whose record is linked to no referral and is not held again."""
+    stranded = []
+    with store.snapshot() as view:
+        for binding in bindings:
+            if not binding.reads:
+                continue
+            replayed = {str(row["external_id"]): row for row in resolved
+                        if row["direction"] == "in" and row["external_id"]
+                        and row["system"] == binding.system and row["stream"] == binding.stream
+                        and (row["system"], row["external_id"]) not in held}
+            linked = view.links_by_external(binding.system, binding.object, list(replayed))
+            stranded += [f"{external_id} ({binding.system}, quarantine row {row['id']})"
+                         for external_id, row in replayed.items()
+                         if external_id not in linked]
+    return stranded
 
 
 class _RetryCampaign(Campaign):
@@ -164,7 +226,14 @@ class _RetryCampaign(Campaign):
     def __init__(self, options: ChaosOptions, report: ChaosReport, sandbox: RunningSandbox,
                  workdir: Path, per_call: float) -> None:
         super().__init__(options, report, sandbox, workdir, per_call)
-        self.loaded = load_config(self.config, environ={**SANDBOX_SECRETS})
+        # the faulty syncs read with the shipped mapping, which lacks HELD_STATUS; the retry
+        # child and the settling syncs read with the mapping the admin fixed
+        before_fix = workdir / "refsync-before-fix.yaml"
+        text = self.config.read_text("utf-8")
+        before_fix.write_text(text, "utf-8")
+        self.config.write_text(fixed_mapping_config(text, workdir), "utf-8")
+        self.loaded = load_config(before_fix, environ={**SANDBOX_SECRETS})
+        self.bindings = build_bindings(load_config(self.config, environ={**SANDBOX_SECRETS}))
         self.crms = [b for b in self.bindings if b.role != "prm" and b.writes]
         self.injectors: dict[str, FaultInjector] = {}
         for number, (system, emulator) in enumerate(sorted(sandbox.emulators.items())):
@@ -190,6 +259,7 @@ class _RetryCampaign(Campaign):
         options = self.options
         if number > 1:
             self.submit_leads()
+        self._submit_held_leads()
         self._faults(on=True)
         runs = 0
         try:
@@ -203,18 +273,29 @@ class _RetryCampaign(Campaign):
             refused = self._faults(on=False)
         self._lease_free()
         with StateStore(self.state_url, migrate=False) as store:
-            open_rows = [row for row in store.list_quarantine(limit=_EVERYTHING)
-                         if row["direction"] == "out"]
+            open_rows = store.list_quarantine(limit=_EVERYTHING)
             backlog = store.backlog()
-        self.report.quarantined.append(len(open_rows))
+        outgoing = sum(1 for row in open_rows if row["direction"] == "out")
+        self.report.quarantined.append(outgoing)
+        self.report.held.append(len(open_rows) - outgoing)
         options.say(f"attempt {number}: {runs} syncs through refused records ({refused} "
-                    f"refused), {len(open_rows)} outgoing records in quarantine, "
+                    f"refused), {outgoing} outgoing records and {len(open_rows) - outgoing} "
+                    f"leads that could not be read in quarantine, "
                     f"{sum(backlog['outbox'].values())} writes pending")
         batch = options.crm_batch_size or 100
         # a sign-in, then a write call per batch of each CRM's replayed and pending writes
         return 1 + sum(math.ceil((backlog["outbox"].get(b.system, 0)
                                   + backlog["quarantine"].get(b.system, 0)) / batch)
                        for b in self.crms)
+
+    def _submit_held_leads(self) -> None:
+        """Partners submit leads with a status only the fixed mapping knows."""
+        if not self.options.held_leads:
+            return
+        partnerstack = self.sandbox.emulators["partnerstack"]
+        with partnerstack.lock:
+            partnerstack.simulate({"new_leads": self.options.held_leads, "status": HELD_STATUS})
+        self.report.new_leads += self.options.held_leads
 
     def _faults(self, *, on: bool) -> int:
         """Turn the refused-record faults on or off; return the records refused meanwhile."""
@@ -262,6 +343,25 @@ class _RetryCampaign(Campaign):
         with StateStore(self.state_url, migrate=False) as store:
             self.report.stranded = stranded_replays(store, self.bindings,
                                                     self.sandbox.emulators)
+
+
+def fixed_mapping_config(config_text: str, workdir: Path) -> str:
+    """The scenario config reading PartnerStack leads with a mapping that knows HELD_STATUS.
+
+    The fixed mapping is the shipped one with ``on_hold: submitted`` added to its status map
+    (and ``out:`` saying ``new`` is what ``submitted`` writes back), as an admin would fix it.
+    """
+    shipped = default_mapping_path("partnerstack-leads").read_text("utf-8")
+    if shipped.count(_STATUS_MAP_END) != 1:
+        raise RuntimeError("the shipped partnerstack-leads mapping changed: update "
+                           "chaos_retry's status map fix")
+    fixed = workdir / "partnerstack-leads-fixed.yaml"
+    fixed.write_text(shipped.replace(_STATUS_MAP_END, _STATUS_MAP_END + _STATUS_MAP_FIX),
+                     "utf-8")
+    reference = "builtin:partnerstack-leads"
+    if config_text.count(reference) != 1:
+        raise RuntimeError(f"the scenario config must read PartnerStack with {reference}")
+    return config_text.replace(reference, str(fixed))
 
 
 def run_retry_chaos(options: RetryChaosOptions) -> RetryChaosReport:

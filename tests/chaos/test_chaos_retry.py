@@ -1,11 +1,13 @@
 """kill -9 in the middle of ``refsync retry``: no replayed referral is lost or duplicated.
 
 Before each attempt the CRMs refuse a fifth of the records in their batch writes, so syncs
-quarantine them; the faults are then cleared and a ``refsync retry --all`` child replaying the
-quarantine is killed mid-push (6 kills on SQLite; 4 on PostgreSQL, where each kill also waits
-for the dead run's sync lease to expire: 10 in all). After a retry and syncs without kills,
-every referral must be in both CRMs exactly once, nothing pending or quarantined, no replay
-stranded, and (on SQLite) every referral must end as in an uninterrupted sync without faults.
+quarantine them, and partners submit a few leads with a status the syncs' mapping does not
+know, so they are quarantined when read; the faults are then cleared and a ``refsync retry
+--all`` child replaying the quarantine with the fixed mapping is killed mid-push (6 kills on
+SQLite; 4 on PostgreSQL, where each kill also waits for the dead run's sync lease to expire:
+10 in all). After a retry and syncs without kills, every referral must be in both CRMs
+exactly once, nothing pending or quarantined, no replay stranded, and (on SQLite) every
+referral must end as in an uninterrupted sync without faults.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from refsync.config import load_config
 from refsync.sandbox.faults import FaultInjector
 from refsync.state import StateStore
 from refsync.sync.wiring import build_engine
-from refsync.testing.chaos_retry import RetryChaosOptions, run_retry_chaos, stranded_replays
+from refsync.testing.audit import cursor_problems
+from refsync.testing.chaos_retry import (
+    HELD_STATUS,
+    RetryChaosOptions,
+    fixed_mapping_config,
+    run_retry_chaos,
+    stranded_replays,
+)
 from refsync.testing.scenario import (
     SANDBOX_SECRETS,
     scenario_config,
@@ -51,6 +60,8 @@ def test_retries_killed_mid_replay_lose_and_duplicate_nothing(
     assert killed_mid_run >= kills // 2, text
     # a few dozen writes refused by the first syncs, and fresh ones before every retry
     assert report.quarantined[0] >= 30 and all(report.quarantined), text
+    # leads that could not be read wait for every retry, and the retries map them again
+    assert all(held >= 3 for held in report.held), text
     assert report.refused["salesforce"] and report.refused["hubspot"], text
     assert report.audit is not None and not report.stranded
     assert report.audit.outbox_pending == 0 and not report.audit.quarantine_open, text
@@ -98,3 +109,34 @@ def test_a_resolved_quarantine_row_whose_write_is_nowhere_is_reported(tmp_path: 
             engine.run()
             assert stranded_replays(store, engine.bindings, sandbox.emulators) == []
             assert store.counts()["outbox_pending"] == 0
+
+
+def test_a_resolved_read_whose_record_became_no_referral_is_reported(tmp_path: Path) -> None:
+    """Leads that could not be read are held in quarantine (the cursor may pass them); a
+    read resolved without becoming a referral is reported, one replayed with the fixed
+    mapping is not."""
+    with scenario_sandbox(scenario_seed(6, 40), tmp_path) as sandbox:
+        before_fix = tmp_path / "before-fix.yaml"
+        text = scenario_config(sandbox, f"sqlite:///{tmp_path / 'state.db'}")
+        before_fix.write_text(text, "utf-8")
+        fixed = tmp_path / "refsync.yaml"
+        fixed.write_text(fixed_mapping_config(text, tmp_path), "utf-8")
+        sandbox.emulators["partnerstack"].simulate({"new_leads": 2, "status": HELD_STATUS})
+        with StateStore(f"sqlite:///{tmp_path / 'state.db'}") as store:
+            engine = build_engine(load_config(before_fix, environ={**SANDBOX_SECRETS}), store)
+            engine.run()
+            held = [r for r in store.list_quarantine() if r["direction"] == "in"]
+            assert [r["error_code"] for r in held] == ["unmapped_value"] * 2
+            assert cursor_problems(store, engine.bindings, sandbox.emulators) == []
+            assert stranded_replays(store, engine.bindings, sandbox.emulators) == []
+            lost, replayed = held
+            with store.transaction() as tx:
+                tx.resolve_quarantine([lost["id"]])
+            found = stranded_replays(store, engine.bindings, sandbox.emulators)
+            assert len(found) == 1 and lost["external_id"] in found[0], found
+            assert cursor_problems(store, engine.bindings, sandbox.emulators) != []
+            fixed_engine = build_engine(load_config(fixed, environ={**SANDBOX_SECRETS}), store)
+            assert fixed_engine.retry([replayed["id"]]).status == "succeeded"
+            assert store.find_links("partnerstack", "leads", [replayed["external_id"]])
+            found = stranded_replays(store, engine.bindings, sandbox.emulators)
+            assert len(found) == 1 and lost["external_id"] in found[0], found

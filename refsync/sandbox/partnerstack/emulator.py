@@ -86,12 +86,14 @@ class PartnerStackEmulator(Emulator):
         """Deterministic partner activity: approved partners submit new leads in turn.
 
         Args:
-            payload: ``new_leads`` (default 1): how many leads to submit, one write each.
+            payload: ``new_leads`` (default 1): how many leads to submit, one write each;
+                ``status`` (default ``new``): the status they are submitted with.
 
         Raises:
             EmulatorRequestError: there is no approved partnership to submit them.
         """
         count = int(payload.get("new_leads", 1))
+        status = str(payload.get("status") or "new")
         partners = sorted(
             key for key, item in self.program.stores["partnerships"].items.items()
             if item.get("approved_status") == "approved")
@@ -106,7 +108,7 @@ class PartnerStackEmulator(Emulator):
                 "email": f"prospect{serial:05d}@sim-prospect.example",
                 "name": f"Simulated Prospect {serial}",
                 "company": f"Sim Prospect {serial} Ltd",
-                "status": "new",
+                "status": status,
             })
             created.append(item["key"])
         return {"new_leads": created}
