@@ -45,6 +45,7 @@ __all__ = [
     "pass_cli",
     "print_traceback_redacted",
     "report_config_error",
+    "say_failed",
     "say_on_stderr",
     "signals_handled_by",
 ]
@@ -162,10 +163,11 @@ def report_config_error(error: ConfigError, *, as_json: bool = False) -> NoRetur
     if as_json:
         echo_json({"ok": False, "problems": [_redacted(p.as_dict()) for p in error.problems]})
     elif renders_json():
-        log = get_logger("refsync.cli")
         for problem in error.problems:
-            log.error("config problem", **problem.as_dict())
-        log.error("command failed", error=summary)
+            say_failed(str(problem), EXIT_CONFIG, event="config problem", file=problem.file,
+                       line=problem.line, column=problem.column, message=problem.message,
+                       fix=problem.fix)
+        say_failed(summary, EXIT_CONFIG)
     else:
         for problem in error.problems:
             click.echo(redact_text(str(problem)), err=True)
@@ -177,7 +179,7 @@ def _redacted(problem: dict[str, object]) -> dict[str, object]:
     return {k: redact_text(v) if isinstance(v, str) else v for k, v in problem.items()}
 
 
-def say_on_stderr(label: str, message: str, *, event: str, level: str = "error",
+def say_on_stderr(label: str, message: str, /, *, event: str, level: str = "error",
                   **context: Any) -> None:
     """Tell the user something on standard error, secrets and tokens masked.
 
@@ -191,9 +193,29 @@ def say_on_stderr(label: str, message: str, *, event: str, level: str = "error",
         click.echo(f"{label}: {redact_text(message)}", err=True)
 
 
+def say_failed(message: str, exit_code: int, /, *, event: str = "command failed",
+               command: str | None = None, **context: Any) -> None:
+    """Tell the user why the command fails with ``exit_code``: every failure is told here.
+
+    Printed as ``error: message`` (secrets and tokens masked). When log lines are JSON, an
+    error event of the same shape whatever failed: ``event`` (``command failed``, or what a
+    line among several says: ``config problem``, ``check failed``, ``run failed``), ``level``,
+    ``error`` (the message), ``command`` (``refsync sync``; the running command's unless
+    given) and ``exit_code``, then ``context``.
+    """
+    say_on_stderr("error", message, event=event, command=command or _running_command(),
+                  exit_code=exit_code, **context)
+
+
+def _running_command() -> str | None:
+    """The command being run, as typed (``refsync referrals show``); None outside one."""
+    context = click.get_current_context(silent=True)
+    return context.command_path if context is not None else None
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print an actionable error message (secrets and tokens masked) and exit."""
-    say_on_stderr("error", message, event="command failed")
+    say_failed(message, code)
     sys.exit(code)
 
 
@@ -202,8 +224,8 @@ class ErrorEvent(click.ClickException):
     a bad value, a command's own failure), shown as a log event instead.
 
     Raised in place of click's error when ``--log-format json`` was given, so that standard
-    error stays one JSON object a line: ``{"event": "command failed", "error": ...,
-    "command": ..., "exit_code": ...}``, with the exit code click would use (2 for usage).
+    error stays one JSON object a line: a ``command failed`` event as :func:`say_failed`
+    writes every failure, with the exit code click would use (2 for usage).
     """
 
     def __init__(self, error: click.ClickException, message: str | None = None) -> None:
@@ -216,8 +238,7 @@ class ErrorEvent(click.ClickException):
         """Write the error as a ``command failed`` event, with the command it concerns and
         click's exit code, on standard error with the other log lines (``file`` is unused)."""
         configure_logging(fmt="json")
-        say_on_stderr("error", self.message, event="command failed", command=self.command,
-                      exit_code=self.exit_code)
+        say_failed(self.message, self.exit_code, command=self.command)
 
 
 def print_traceback_redacted(

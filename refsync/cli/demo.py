@@ -20,8 +20,8 @@ __all__ = ["demo"]
 @json_option
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
               help="Keep the demo's config, state database and TLS files in this directory, "
-                   "new or without a refsync.db (default: a temporary directory, removed when "
-                   "the demo ends).")
+                   "new or holding none of them (one with a refsync.yaml or refsync.db is "
+                   "refused; default: a temporary directory, removed when the demo ends).")
 def demo(as_json: bool, workdir: str | None) -> None:
     """Run refsync on local emulators of PartnerStack, Salesforce and HubSpot, and summarise."""
     if workdir is not None:

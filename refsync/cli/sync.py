@@ -24,6 +24,7 @@ from refsync.cli.common import (
     handle_refsync_errors,
     json_option,
     pass_cli,
+    say_failed,
     say_on_stderr,
 )
 from refsync.cli.state import print_table
@@ -146,11 +147,11 @@ def _print_run(report: RunReport) -> None:
     click.echo(f"run {report.run_id[:8]} {report.status}: {summary}")
     for label, stream_counts in report.counts.get("streams", {}).items():
         click.echo(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in stream_counts.items()))
-    if report.error:
-        # a failed run's error, or why a run is partial or interrupted
-        failed = report.status == "failed"
-        say_on_stderr("error" if failed else "why", report.error,
-                      event=f"run {report.status}", level="error" if failed else "warning",
+    if report.error and report.status == "failed":
+        say_failed(report.error, STATUS_EXIT["failed"], event="run failed", run_id=report.run_id)
+    elif report.error:
+        # why a run is partial or interrupted
+        say_on_stderr("why", report.error, event=f"run {report.status}", level="warning",
                       run_id=report.run_id)
     if report.counts.get("quarantined"):
         click.echo("Quarantined records: `refsync errors`; replay them with `refsync retry --all`.")

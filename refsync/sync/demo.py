@@ -8,6 +8,7 @@ ends, unless the caller names one to keep.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -18,21 +19,27 @@ from typing import Any
 from refsync.config import load_config
 from refsync.sandbox.config import sandbox_config
 from refsync.sandbox.runner import start_sandbox
+from refsync.sandbox.tls import TLSMaterial
 from refsync.state import StateStore
 from refsync.sync.engine import RunReport
 from refsync.sync.wiring import build_engine
 
-__all__ = ["DemoSummary", "DemoWorkdirInUse", "demo_config", "refuse_used_workdir", "run_demo"]
+__all__ = ["DemoSummary", "DemoWorkdirInUse", "demo_config", "refuse_used_workdir", "run_demo",
+           "written_files"]
 
 CONFIG_NAME = "refsync.yaml"
 STATE_NAME = "refsync.db"
+TLS_NAME = "tls"
+_STATE_SIDE_FILES = ("-journal", "-wal", "-shm")
+"""What SQLite writes beside the state database while the demo runs."""
 
 
 class DemoWorkdirInUse(ValueError):
-    """The work directory already holds a demo's state database.
+    """The work directory already holds a file the demo would write.
 
-    A second demo there would sync nothing (its fresh emulators' records are older than the
-    stored cursors) and report the first demo's referrals.
+    A demo state database: a second demo there would sync nothing (its fresh emulators'
+    records are older than the stored cursors) and report the first demo's referrals. Any
+    other (a ``refsync.yaml``, TLS files): the demo would overwrite it.
     """
 
 
@@ -74,7 +81,7 @@ def run_demo(
         say: receives a line per step.
 
     Raises:
-        DemoWorkdirInUse: ``workdir`` holds a demo state database already (nothing started).
+        DemoWorkdirInUse: ``workdir`` holds a file the demo writes already (nothing started).
     """
     if workdir is None:
         directory = Path(tempfile.mkdtemp(prefix="refsync-demo-")).resolve()
@@ -91,10 +98,12 @@ def run_demo(
 
 
 def refuse_used_workdir(directory: Path) -> None:
-    """Refuse a work directory a demo has run in already.
+    """Refuse a work directory a demo has run in already, or holding any file a demo writes
+    (a user's own ``refsync.yaml`` among them), before anything is written.
 
     Raises:
-        DemoWorkdirInUse: ``directory`` holds a demo state database.
+        DemoWorkdirInUse: ``directory`` holds a demo state database, or another file the demo
+            would overwrite.
     """
     state = directory / STATE_NAME
     if state.exists():
@@ -102,13 +111,29 @@ def refuse_used_workdir(directory: Path) -> None:
             f"{directory} already holds a demo state database ({state}): a demo there would "
             "sync nothing new and report the earlier demo's referrals — use an empty or new "
             f"directory, or delete {state}")
+    held = [str(path) for path in written_files(directory) if os.path.lexists(path)]
+    if held:
+        these = "it" if len(held) == 1 else "them"
+        raise DemoWorkdirInUse(
+            f"{directory} already holds {', '.join(held)}: the demo would overwrite {these} "
+            "with its own — use an empty or new directory")
+
+
+def written_files(directory: Path) -> list[Path]:
+    """Every file a demo writes in ``directory``: its config, its state database (with the
+    files SQLite keeps beside it) and the sandbox's TLS files."""
+    state = directory / STATE_NAME
+    tls = TLSMaterial.in_directory(directory / TLS_NAME)
+    return [directory / CONFIG_NAME, state,
+            *(state.with_name(state.name + suffix) for suffix in _STATE_SIDE_FILES),
+            tls.ca_bundle, tls.certfile, tls.keyfile]
 
 
 def _run_in(directory: Path, say: Callable[[str], None]) -> DemoSummary:
     """The demo itself, with every file it writes in ``directory``."""
     summary = DemoSummary()
     with start_sandbox(seed="demo", ports=dict.fromkeys(
-            ("salesforce", "hubspot", "partnerstack"), 0), workdir=directory / "tls") as sandbox:
+            ("salesforce", "hubspot", "partnerstack"), 0), workdir=directory / TLS_NAME) as sandbox:
         say("sandbox started: PartnerStack (PRM), Salesforce and HubSpot with demo data")
         config_path = directory / CONFIG_NAME
         config_path.write_text(

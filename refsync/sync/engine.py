@@ -33,6 +33,7 @@ from refsync.sync.bindings import RunCounts, StreamBinding, run_transaction
 from refsync.sync.customers import CustomerIndex, load_customers
 from refsync.sync.pull import FieldChange, PageProcessor
 from refsync.sync.push import OutboxDrainer, PlannedWrite
+from refsync.sync.reasons import RunReasons
 
 __all__ = ["PLAN_PAGE", "PlanReport", "RunReport", "SyncEngine", "default_instance_name"]
 
@@ -157,7 +158,7 @@ class SyncEngine:
                  instance=self.instance,
                  **({"tick": scheduled_for.isoformat()} if scheduled_for else {}))
         counts = RunCounts()
-        reasons: list[str] = []
+        reasons = RunReasons()
         stopped: list[str] = []
 
         def cycle() -> str:
@@ -174,25 +175,24 @@ class SyncEngine:
                 inputs = [b for b in inputs if b.role != "prm"]
                 customers, status = None, "partial"
                 stopped.extend(b.label for b in waiting)
-                reasons.append(f"existing customers could not be read ({exc.message}); "
-                               f"{', '.join(b.label for b in waiting) or 'no stream'} "
-                               "waits for the next run")
+                reasons.add(f"existing customers could not be read ({exc.message}); "
+                            f"{', '.join(b.label for b in waiting) or 'no stream'} "
+                            "waits for the next run")
                 log.warning("customers not read; partner streams wait", error=exc.message)
             for binding in inputs:
                 if self.should_stop():
                     break
-                why = self._pull(binding, run_id, counts, full=full, lease=lease,
-                                 customers=customers)
-                if why is not None:
+                finished = self._pull(binding, run_id, counts, reasons, full=full,
+                                      lease=lease, customers=customers)
+                if not finished:
                     status = "partial"
                     stopped.append(binding.label)
-                    reasons.append(f"{binding.label}: {why}")
             return self._push_all(run_id, counts, lease, status, reasons, stopped)
 
         return self._recorded(run_id, counts, log, cycle, reasons=reasons, stopped=stopped)
 
     def _push_all(self, run_id: str, counts: RunCounts, lease: LeaseToken | None,
-                  status: str, reasons: list[str], stopped: list[str]) -> str:
+                  status: str, reasons: RunReasons, stopped: list[str]) -> str:
         """Drain every output stream's outbox; return the run's status so far, updated, and
         add to ``reasons`` why it is not ``succeeded`` (and to ``stopped`` the streams that
         did not go through)."""
@@ -204,21 +204,20 @@ class SyncEngine:
             if not drainer.drain() and not drainer.stopped:
                 status = "partial"
                 stopped.append(binding.label)
-                reasons.append(f"{binding.label}: daily API allowance spent; the remaining "
-                               "writes wait in the outbox for the next run")
+                reasons.allowance_spent(binding.system, binding.label, writing=True)
         stop = self.should_stop()
         if stop:
             why = stop if isinstance(stop, str) else "a stop was requested"
-            reasons.append(f"stopped: {why}; everything committed so far stays, and the next run "
-                           "resumes from there")
+            reasons.add(f"stopped: {why}; everything committed so far stays, and the next run "
+                        "resumes from there")
             return "interrupted"
         deferred, quarantined = counts.total["deferred"], counts.total["quarantined"]
         if deferred:
-            reasons.append(f"{deferred} write(s) deferred after remote failures; they are "
-                           "retried automatically (`refsync state show` counts them)")
+            reasons.add(f"{deferred} write(s) deferred after remote failures; they are "
+                        "retried automatically (`refsync state show` counts them)")
         if quarantined:
-            reasons.append(f"{quarantined} record(s) quarantined: `refsync errors` says why, "
-                           "`refsync retry` replays them")
+            reasons.add(f"{quarantined} record(s) quarantined: `refsync errors` says why, "
+                        "`refsync retry` replays them")
         if status == "succeeded" and (quarantined or deferred):
             return "partial"
         return status
@@ -229,7 +228,7 @@ class SyncEngine:
         counts: RunCounts,
         log: Any,
         work: Callable[[], str],
-        reasons: Sequence[str] = (),
+        reasons: RunReasons | None = None,
         stopped: Sequence[str] = (),
     ) -> RunReport:
         """Do a run's ``work`` (which returns its status) and record how it ended.
@@ -242,6 +241,7 @@ class SyncEngine:
         succeed records why: the error, or the ``reasons`` its work gave.
         """
         started = time.monotonic()
+        reasons = reasons if reasons is not None else RunReasons()
         error = None
         interruption: KeyboardInterrupt | None = None
         try:
@@ -253,14 +253,14 @@ class SyncEngine:
             log.error("run failed", error=exc.message)
         except KeyboardInterrupt as exc:
             status, interruption = "interrupted", exc
-            reasons = [*reasons, _cut_short(exc)]
+            reasons.add(_cut_short(exc))
         except BaseException as exc:
             # an unexpected bug: record the run as failed, then let the error surface
             self.store.finish_run(run_id, status="failed", counts=counts.as_dict(),
                                   error=redact_text(error_text(exc)))
             raise
         if error is None and status != "succeeded" and reasons:
-            error = redact_text("; ".join(reasons))
+            error = redact_text(reasons.text())
         summary = counts.as_dict()
         if stopped:
             summary["stopped_streams"] = sorted(set(stopped))
@@ -281,12 +281,14 @@ class SyncEngine:
         binding: StreamBinding,
         run_id: str,
         counts: RunCounts,
+        reasons: RunReasons,
         *,
         full: bool,
         lease: LeaseToken | None,
         customers: CustomerIndex | None = None,
-    ) -> str | None:
-        """Pull one stream page by page; return why it stopped early (None: it finished)."""
+    ) -> bool:
+        """Pull one stream page by page; return whether it finished, adding to ``reasons`` why
+        it did not."""
         stored = None if full else self.store.get_cursor(binding.system, binding.stream)
         cursor = Cursor.from_dict(stored) if stored else None
         processor = PageProcessor(binding, self._outputs(), self.config, self.lifecycle,
@@ -306,14 +308,17 @@ class SyncEngine:
                     break
         except QuotaExhaustedError as exc:
             log.warning("daily API allowance spent; stopping this stream", error=exc.message)
-            return f"daily API allowance spent ({exc.message}); it resumes next run"
+            reasons.allowance_spent(binding.system, binding.label, said=exc.message)
+            return False
         except ConnectorError as exc:
             if exc.action == "fatal":
                 raise
             log.warning("stream stopped by a remote failure; it resumes next run",
                         error=exc.message)
-            return f"stopped by a remote failure ({exc.message}); it resumes next run"
-        return None
+            reasons.add(f"stopped by a remote failure ({exc.message}); reading resumes next run",
+                        binding.label)
+            return False
+        return True
 
     def retry(
         self, quarantine_ids: Sequence[int] | None = None, *, lease: LeaseToken | None = None
@@ -336,7 +341,7 @@ class SyncEngine:
         log = get_logger("refsync.sync", run_id=run_id, job="retry")
         log.info("run started", trigger="retry", instance=self.instance)
         counts = RunCounts(run_totals={"replayed": 0})
-        reasons: list[str] = []
+        reasons = RunReasons()
 
         def replay_and_push() -> str:
             self._replay_quarantine(run_id, counts, quarantine_ids, lease)
