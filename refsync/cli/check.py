@@ -16,7 +16,7 @@ from refsync.cli.common import (
     json_option,
     pass_cli,
     report_config_error,
-    say_on_stderr,
+    say_failed,
 )
 from refsync.config import (
     CustomerSourceConfig,
@@ -29,7 +29,7 @@ from refsync.logging import configure_logging, renders_json
 from refsync.yamlsource import did_you_mean
 
 if TYPE_CHECKING:
-    from refsync.connectors.base import Connector
+    from refsync.connectors.base import Connector, ConnectorContext
     from refsync.connectors.schema import ObjectSchema
 
 __all__ = ["check", "online_findings"]
@@ -40,12 +40,17 @@ Report = dict[str, dict[str, Any]]
 
 def online_findings(loaded: LoadedConfig) -> Report:
     """Contact every system: credentials, API budget, each mapping against ``discover()``, and
-    the fields the rules read customers and open deals from."""
+    the fields the rules read customers and open deals from.
+
+    A person waits on the answer: a call that gets no answer is not retried (the connectors'
+    contexts are interactive), so a system that cannot be reached is reported after one
+    attempt instead of after the backoff a sync would wait out.
+    """
     from refsync.mapping import validate_against
     from refsync.sync.wiring import build_bindings
 
     report: Report = {}
-    bindings = build_bindings(loaded)
+    bindings = build_bindings(loaded, context_factory=_interactive_context)
     checked: dict[int, bool] = {}
     for binding in bindings:
         entry = _entry(report, binding.system)
@@ -79,6 +84,14 @@ def online_findings(loaded: LoadedConfig) -> Report:
         for problem in _source_field_problems(loaded, key, source, fields, schema):
             _fails(entry, str(problem), problem.fix)
     return report
+
+
+def _interactive_context(system: str) -> ConnectorContext:
+    """The context of a connector whose calls a person waits on (see
+    :attr:`~refsync.connectors.base.ConnectorContext.interactive`)."""
+    from refsync.connectors.base import ConnectorContext
+
+    return ConnectorContext(system=system, interactive=True)
 
 
 def _entry(report: Report, system: str) -> dict[str, Any]:
@@ -241,10 +254,9 @@ def _log_failures(report: Report, failed: list[str]) -> None:
     for name in failed:
         for finding in report[name]["findings"]:
             if finding["severity"] == "error":
-                say_on_stderr("error", finding["message"], event="check failed", system=name,
-                              fix=finding["fix"])
-    say_on_stderr("error", f"the online check failed for {', '.join(failed)}",
-                  event="command failed", exit_code=EXIT_CHECK_FAILED)
+                say_failed(finding["message"], EXIT_CHECK_FAILED, event="check failed",
+                           system=name, fix=finding["fix"])
+    say_failed(f"the online check failed for {', '.join(failed)}", EXIT_CHECK_FAILED)
 
 
 def _counted(count: int, noun: str) -> str:

@@ -30,7 +30,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from refsync.connectors.cursor import Cursor, CursorPolicy, IncrementalWindow
-from refsync.connectors.errors import TLS_CODES, WriteError
+from refsync.connectors.errors import NOT_TLS, TLS_CODES, WriteError
 from refsync.connectors.http import (
     ApiSession,
     EventLogger,
@@ -174,8 +174,9 @@ class CheckReport:
                     ) -> CheckReport:
         """The report of a check whose system could not be reached.
 
-        Its one finding says what failed and gives the fix of a connection problem: the
-        ``ca_bundle`` setting for a TLS failure, else the URL setting and the network path.
+        Its one finding says what failed and gives the fix of a connection problem: the URL's
+        scheme and port for a server that did not speak TLS, the ``ca_bundle`` setting for
+        another TLS failure, else the URL setting and the network path.
 
         Args:
             system: the configured system name.
@@ -183,7 +184,9 @@ class CheckReport:
                 :func:`~refsync.connectors.errors.got_no_answer` holds.
             url_setting: the setting naming the host that was called.
         """
-        if error.code in TLS_CODES:
+        if error.code == NOT_TLS:
+            fix = f"check the scheme (https:// or http://) and the port of {url_setting}"
+        elif error.code in TLS_CODES:
             fix = "check the ca_bundle setting"
         else:
             fix = (f"check {url_setting} (host and port) and that the system is up and "
@@ -345,6 +348,9 @@ class ConnectorContext:
             ``system`` bound (and whatever :func:`refsync.logging.log_context` binds, such as
             the run id).
         configure_session: called on every new HTTP session (mount adapters, set proxies).
+        interactive: a person waits on the calls (``refsync check --online``): a call that
+            gets no answer (refused or unresolvable connection, timeout) is not retried, so a
+            system that cannot be reached is reported at once (see :meth:`retry_policy`).
     """
 
     system: str
@@ -354,6 +360,7 @@ class ConnectorContext:
     rate_limiters: RateLimiters | None = None
     logger: EventLogger = field(default=_SYSTEM_LOGGER)
     configure_session: Callable[[ApiSession], None] | None = None
+    interactive: bool = False
 
     def __post_init__(self) -> None:
         if self.rate_limiters is None:
@@ -370,6 +377,11 @@ class ConnectorContext:
         if self.configure_session is not None:
             self.configure_session(session)
         return session
+
+    def retry_policy(self, configured: RetryPolicy) -> RetryPolicy:
+        """The retry policy of this context's calls: the ``configured`` one, giving up at once
+        on a call that got no answer when the context is :attr:`interactive`."""
+        return configured.without_no_answer_retries() if self.interactive else configured
 
     def bucket(
         self, credential_key: str, *, capacity: float, interval_seconds: float, reserve: int = 0
@@ -480,11 +492,13 @@ class ConnectorBase:
     ) -> T:
         """Run ``call`` under the retry policy, sleeping through the injected sleep.
 
-        Each retry is logged with ``operation`` (a short name of the call).
+        ``policy`` (the default one when not given) is adjusted by the context (see
+        :meth:`ConnectorContext.retry_policy`). Each retry is logged with ``operation`` (a
+        short name of the call).
         """
         return call_with_retry(
             call,
-            policy=policy or RetryPolicy(),
+            policy=self.context.retry_policy(policy or RetryPolicy()),
             sleep=self.context.sleep,
             refresh_auth=refresh_auth,
             system=self.system,

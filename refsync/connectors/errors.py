@@ -30,6 +30,7 @@ from refsync.errors import (
 __all__ = [
     "DEFAULT_RULES",
     "DEFAULT_TABLE",
+    "NOT_TLS",
     "NO_ANSWER_CODES",
     "TLS_CODES",
     "UNKNOWN_OBJECT",
@@ -44,9 +45,14 @@ __all__ = [
     "to_exception",
 ]
 
-TLS_CODES = frozenset({"ca_bundle", "tls_certificate"})
+NOT_TLS = "not_tls"
+"""The code of a call to an ``https://`` URL whose server did not speak TLS (a plain-HTTP
+server, or the port of another service)."""
+
+TLS_CODES = frozenset({"ca_bundle", "tls_certificate", NOT_TLS})
 """Codes of a TLS connection that could not be set up: the configured CA bundle cannot be read
-(``ca_bundle``), or the server's certificate failed the check (``tls_certificate``)."""
+(``ca_bundle``), the server's certificate failed the check (``tls_certificate``), or the server
+did not speak TLS (:data:`NOT_TLS`)."""
 
 NO_ANSWER_CODES = frozenset({"timeout", "connection_error", *TLS_CODES})
 """Codes of a call that got no answer at all: the system was never reached."""

@@ -6,12 +6,14 @@
   bucket the usage headers of every response.
 * :func:`facts_from_response` / :func:`raise_for_response` turn a failed response into the
   exception the :mod:`~refsync.connectors.errors` table says; :func:`transport_error` does the
-  same for a call that got no answer, and makes a failed TLS certificate check fatal
-  (:func:`untrusted_certificate`): retrying cannot fix it.
+  same for a call that got no answer, and makes a TLS connection that cannot be set up fatal
+  (:func:`tls_failure`: a certificate that fails the check, a server that does not speak
+  TLS): retrying cannot fix it.
 * :func:`call_with_retry` retries what the type says is retryable (tenacity), honours
   ``Retry-After``, refreshes credentials once on an expired session, logs every retry with
   its wait, and sleeps through an injected ``sleep`` so tests assert the waits instead of
-  waiting.
+  waiting. A :class:`RetryPolicy` may give up at once on a call that got no answer (for an
+  interactive check).
 * :class:`HttpClient` bundles all of it for connectors speaking plain ``requests``.
 """
 
@@ -21,8 +23,8 @@ import email.utils
 import json
 import os
 import ssl
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -31,7 +33,14 @@ import requests
 import structlog
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from refsync.connectors.errors import DEFAULT_TABLE, ErrorFacts, ErrorTable, to_exception
+from refsync.connectors.errors import (
+    DEFAULT_TABLE,
+    NOT_TLS,
+    ErrorFacts,
+    ErrorTable,
+    got_no_answer,
+    to_exception,
+)
 from refsync.connectors.usage import ApiCallCounter, TokenBucket
 from refsync.errors import (
     AuthExpiredError,
@@ -53,8 +62,11 @@ __all__ = [
     "facts_from_exception",
     "facts_from_response",
     "log_retry",
+    "not_a_tls_server",
     "parse_retry_after",
+    "plaintext_failure",
     "raise_for_response",
+    "tls_failure",
     "transport_error",
     "untrusted_certificate",
 ]
@@ -227,10 +239,10 @@ def facts_from_exception(error: requests.RequestException) -> ErrorFacts:
     return ErrorFacts(status=None, code=code, message=str(error))
 
 
-def certificate_failure(error: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The failed certificate check behind a transport error, or ``None`` if it is not one.
+def _wrapped(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and every error it wraps.
 
-    ``requests`` and urllib3 wrap the :class:`ssl.SSLCertVerificationError` several times (as
+    ``requests``, urllib3 and the HubSpot client wrap the :mod:`ssl` error several times (as
     cause, context, ``reason`` or argument); every link is followed.
     """
     pending: list[BaseException] = [error]
@@ -240,12 +252,39 @@ def certificate_failure(error: BaseException) -> ssl.SSLCertVerificationError | 
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
+        yield current
         linked = (current.__cause__, current.__context__, getattr(current, "reason", None),
                   *current.args)
         pending.extend(link for link in linked if isinstance(link, BaseException))
-    return None
+
+
+def certificate_failure(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The failed certificate check behind a transport error, or ``None`` if it is not one."""
+    return next((wrapped for wrapped in _wrapped(error)
+                 if isinstance(wrapped, ssl.SSLCertVerificationError)), None)
+
+
+_PLAINTEXT_REASONS = frozenset({"WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG",
+                                "UNKNOWN_PROTOCOL"})
+"""What OpenSSL says when the first bytes the server sends back are not a TLS record (most
+often a plain-HTTP server answering the TLS greeting with an HTTP error)."""
+
+
+def plaintext_failure(error: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a transport error that says the server did not speak TLS, or
+    ``None`` if it is not one.
+
+    Other TLS errors (a connection dropped during the handshake) may be transient: they are
+    not matched here.
+    """
+    return next((wrapped for wrapped in _wrapped(error) if isinstance(wrapped, ssl.SSLError)
+                 and getattr(wrapped, "reason", None) in _PLAINTEXT_REASONS), None)
+
+
+def _server(url: str | None) -> str:
+    """``scheme://host:port`` of ``url`` (no credentials, no path), or "the server"."""
+    parts = urlsplit(url or "")
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.netloc else "the server"
 
 
 def untrusted_certificate(
@@ -264,8 +303,7 @@ def untrusted_certificate(
             trust store.
         failure: the failed check (see :func:`certificate_failure`).
     """
-    parts = urlsplit(url or "")
-    server = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.netloc else "the server"
+    server = _server(url)
     said = str(failure.verify_message or failure.reason or failure).rstrip(".")
     if isinstance(ca_bundle, str | os.PathLike):
         fix = (f"check the ca_bundle setting ({os.fspath(ca_bundle)}): it must hold the "
@@ -283,6 +321,53 @@ def untrusted_certificate(
     )
 
 
+def not_a_tls_server(system: str, url: str | None, failure: ssl.SSLError) -> FatalConnectorError:
+    """The fatal error of a server that did not speak TLS when called with ``https://``.
+
+    Most often a plain-HTTP server (a sandbox, a local proxy) addressed with ``https://``, or
+    the port of another service: the answer stays the same however often the call is repeated.
+
+    Args:
+        system: the configured system name.
+        url: the URL called; only its scheme, host and port are named.
+        failure: the TLS error (see :func:`plaintext_failure`).
+    """
+    said = str(failure.reason or failure).lower().replace("_", " ")
+    return FatalConnectorError(
+        f"{system or 'the system'}: the server at {_server(url)} did not speak TLS ({said}): "
+        "check the scheme and the port of that URL in the settings (http:// for a server "
+        "without TLS, or the port that serves https://)",
+        system=system,
+        code=NOT_TLS,
+        detail=str(failure),
+    )
+
+
+def tls_failure(
+    error: BaseException, *, system: str, url: str | None, ca_bundle: object
+) -> FatalConnectorError | None:
+    """The fatal error of a TLS connection that cannot be set up, or ``None`` if ``error`` is
+    not one.
+
+    A certificate that fails the check (:func:`untrusted_certificate`) and a server that does
+    not speak TLS (:func:`not_a_tls_server`) stay so however often the call is repeated.
+
+    Args:
+        error: the transport error, as ``requests``, urllib3 or a client library raised it.
+        system: the configured system name.
+        url: the URL called.
+        ca_bundle: the configured CA bundle (a path), or ``True``/``None`` for the system's
+            trust store.
+    """
+    certificate = certificate_failure(error)
+    if certificate is not None:
+        return untrusted_certificate(system, url, ca_bundle, certificate)
+    plaintext = plaintext_failure(error)
+    if plaintext is not None:
+        return not_a_tls_server(system, url, plaintext)
+    return None
+
+
 def transport_error(
     error: requests.RequestException,
     *,
@@ -292,7 +377,7 @@ def transport_error(
 ) -> ConnectorError | RecordError:
     """The exception for a call that got no answer.
 
-    A failed certificate check is fatal (:func:`untrusted_certificate`); a timeout or a
+    A TLS connection that cannot be set up is fatal (:func:`tls_failure`); a timeout or a
     refused connection is classified by ``table`` (retried by default).
 
     Args:
@@ -301,11 +386,11 @@ def transport_error(
         verify: the session's ``verify`` (the CA bundle, or ``True``).
         table: the classification table of the connector.
     """
-    failure = certificate_failure(error)
-    if failure is not None:
-        url = getattr(error.request, "url", None)
-        return untrusted_certificate(system, url if isinstance(url, str) else None, verify,
-                                     failure)
+    url = getattr(error.request, "url", None)
+    fatal = tls_failure(error, system=system, url=url if isinstance(url, str) else None,
+                        ca_bundle=verify)
+    if fatal is not None:
+        return fatal
     found = table.classify(facts_from_exception(error), system=system)
     return to_exception(found, system=system)
 
@@ -341,12 +426,26 @@ class RetryPolicy:
         max_delay: the longest backoff wait.
         max_retry_after: the longest ``Retry-After`` honoured; a longer request is capped here
             (the next attempt will be refused again and the run ends as partial).
+        retry_no_answer: False to give up at once on a call that got no answer (refused or
+            unresolvable connection, timeout): an interactive check reports such a system at
+            once instead of waiting out the backoff. Other failures are retried all the same.
     """
 
     max_attempts: int = 5
     base_delay: float = 1.0
     max_delay: float = 60.0
     max_retry_after: float = 300.0
+    retry_no_answer: bool = True
+
+    def without_no_answer_retries(self) -> RetryPolicy:
+        """This policy, giving up at once on a call that got no answer."""
+        return replace(self, retry_no_answer=False)
+
+    def retries(self, error: BaseException) -> bool:
+        """True when this policy retries ``error`` (while attempts are left)."""
+        if not isinstance(error, RetryableError):
+            return False
+        return self.retry_no_answer or not got_no_answer(error)
 
     def wait_seconds(self, attempt: int, error: BaseException | None) -> float:
         """Return how long to wait after failed attempt number ``attempt`` (1-based)."""
@@ -367,7 +466,8 @@ def call_with_retry(
     operation: str = "call",
     logger: EventLogger | None = None,
 ) -> T:
-    """Run ``call``, retrying :class:`RetryableError` as ``policy`` allows.
+    """Run ``call``, retrying :class:`RetryableError` as ``policy`` allows (see
+    :meth:`RetryPolicy.retries`).
 
     An :class:`AuthExpiredError` triggers ``refresh_auth`` once and an immediate retry; a
     second expiry (or no way to refresh) becomes a :class:`FatalConnectorError` telling the
@@ -412,7 +512,7 @@ def call_with_retry(
     retrying = Retrying(
         stop=stop_after_attempt(policy.max_attempts),
         wait=wait,
-        retry=retry_if_exception(lambda error: isinstance(error, RetryableError)),
+        retry=retry_if_exception(policy.retries),
         sleep=sleep,
         before_sleep=before_sleep,
         reraise=True,

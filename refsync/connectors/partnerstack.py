@@ -59,7 +59,7 @@ from refsync.connectors.errors import (
     got_no_answer,
     to_exception,
 )
-from refsync.connectors.http import call_with_retry, parse_retry_after, transport_error
+from refsync.connectors.http import parse_retry_after, transport_error
 from refsync.connectors.schema import FieldSchema, ObjectSchema
 from refsync.errors import ConnectorError, FatalConnectorError, RecordError, RetryableError
 
@@ -345,14 +345,7 @@ class PartnerStackConnector(ConnectorBase):
         raise failure
 
     def _retried(self, call: Callable[[], T], operation: str) -> T:
-        return call_with_retry(
-            call,
-            policy=self.ps_settings.retry_policy(),
-            sleep=self.context.sleep,
-            system=self.system,
-            operation=operation,
-            logger=self.context.logger,
-        )
+        return self.retried(call, policy=self.ps_settings.retry_policy(), operation=operation)
 
     def _call(self, method: str, path: str, *, record_level: bool = False, **kwargs: Any) -> Any:
         return self._retried(lambda: self._once(method, path, record_level=record_level, **kwargs),

@@ -328,3 +328,20 @@ def test_call_with_retry_logs_to_the_logger_it_is_given(sleeps: SleepRecorder) -
                            operation="list leads", logger=Recorder()) == "done"
     assert [(event, kw["operation"], kw["code"], kw["wait_s"]) for event, kw in logged] == [
         ("call retried", "list leads", "timeout", 1.0)]
+
+
+def test_a_policy_without_no_answer_retries_gives_up_on_those_only(
+    mocked: responses.RequestsMock, clock: ManualClock, sleeps: SleepRecorder
+) -> None:
+    mocked.get(f"{API}/leads", status=503)
+    mocked.get(f"{API}/leads", json={})
+    mocked.get(f"{API}/slow", body=requests.ConnectTimeout("slow"))
+    http = client(sleeps, clock)
+    http.policy = RetryPolicy().without_no_answer_retries()
+    http.request("GET", "/leads")
+    assert sleeps.calls == [1.0], "a system that answered is retried as configured"
+    with pytest.raises(RetryableError) as raised:
+        http.request("GET", "/slow")
+    assert raised.value.code == "timeout"
+    assert sleeps.calls == [1.0], "a call that got no answer is not retried"
+    assert len(mocked.calls) == 3

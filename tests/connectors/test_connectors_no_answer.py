@@ -2,8 +2,10 @@
 
 A refused connection is a connection error and a silent server a timeout (in messages, codes
 and the call counter's outcomes); a server whose TLS certificate fails the check is a fatal
-error naming the ca_bundle setting, never retried; and ``check()`` reports a system it could
-not reach once, with the fix of a connection problem.
+error naming the ca_bundle setting, and a server that does not speak TLS at an https:// URL one
+naming the URL's scheme and port, neither ever retried; and ``check()`` reports a system it
+could not reach once, with the fix of a connection problem, after one attempt when a person
+waits on it (an interactive context).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from refsync.connectors.salesforce import SalesforceConnector, SalesforceSetting
 from refsync.connectors.usage import ApiCallCounter
 from refsync.errors import ConnectorError, FatalConnectorError, RetryableError
 from refsync.testing import ManualClock, SleepRecorder
+from refsync.testing.partnerstack import running_partnerstack
 from refsync.testing.salesforce import SalesforcePeer, running_salesforce
 
 SYSTEM = "crm"
@@ -46,6 +49,13 @@ def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("other-ca") / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def plain_http_as_https() -> Iterator[str]:
+    """An https:// URL at a plain-HTTP server (the PartnerStack emulator speaks no TLS)."""
+    with running_partnerstack() as peer:
+        yield peer.url.replace("http://", "https://")
 
 
 @pytest.fixture
@@ -69,11 +79,12 @@ def silent_url() -> Iterator[str]:
 class Harness:
     """A connector of one kind pointed at ``url``, its counter and its waits."""
 
-    def __init__(self, kind: str, url: str, **settings: Any) -> None:
+    def __init__(self, kind: str, url: str, *, interactive: bool = False, **settings: Any
+                 ) -> None:
         self.counter = ApiCallCounter()
         self.sleeps = SleepRecorder()
         context = ConnectorContext(system=SYSTEM, clock=ManualClock(), sleep=self.sleeps,
-                                   api_calls=self.counter)
+                                   api_calls=self.counter, interactive=interactive)
         common = {"base_url": url, "settle_lag_seconds": 0, **settings}
         self.connector: Any
         if kind == "salesforce":
@@ -186,6 +197,22 @@ def test_a_salesforce_data_call_whose_certificate_fails_is_fatal_too(
     assert sleeps.calls == []
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_server_that_does_not_speak_tls_is_fatal_at_once_naming_scheme_and_port(
+    kind: str, plain_http_as_https: str
+) -> None:
+    harness = Harness(kind, plain_http_as_https)
+    with pytest.raises(FatalConnectorError) as caught:
+        harness.call()
+    message = caught.value.message
+    assert f"the server at {plain_http_as_https} did not speak TLS (" in message
+    assert "check the scheme and the port of that URL in the settings" in message
+    assert "certificate" not in message and "could not connect" not in message
+    assert caught.value.code == "not_tls" and got_no_answer(caught.value)
+    assert harness.counter.count(SYSTEM, "connection_error") == 1
+    assert harness.sleeps.calls == [], "a server that does not speak TLS is not retried"
+
+
 def test_an_oauth_token_endpoint_whose_certificate_fails_is_not_a_refused_refresh(
     tls_server: SalesforcePeer, other_ca: Path
 ) -> None:
@@ -202,9 +229,22 @@ def test_an_oauth_token_endpoint_whose_certificate_fails_is_not_a_refused_refres
     assert sleeps.calls == []
 
 
+def test_an_oauth_token_endpoint_that_does_not_speak_tls_is_not_a_refused_refresh(
+    plain_http_as_https: str,
+) -> None:
+    sleeps = SleepRecorder()
+    settings = HubSpotSettings(client_id="id", client_secret="secret", refresh_token="refresh",
+                               base_url=plain_http_as_https)
+    connector = HubSpotConnector(settings, ConnectorContext(system=SYSTEM, clock=ManualClock(),
+                                                            sleep=sleeps))
+    report = connector.check()
+    assert not report.reachable and len(report.findings) == 1
+    assert "did not speak TLS" in report.findings[0].message
+    assert "refused the OAuth refresh" not in report.findings[0].message
+    assert sleeps.calls == []
+
+
 # --- check() ------------------------------------------------------------------------------
-
-
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -223,6 +263,52 @@ def test_check_reports_a_system_it_cannot_reach_once_with_a_connection_fix(
     assert "base_url (host and port)" in finding.fix and "reachable" in finding.fix
     assert "scope" not in finding.fix and "keys" not in finding.fix
     assert harness.sleeps.calls == [1.0], "one failed call, not one per object"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_interactive_check_reports_a_system_it_cannot_reach_after_one_attempt(
+    kind: str, closed_url: str
+) -> None:
+    harness = Harness(kind, closed_url, interactive=True)  # the default 5 attempts
+    report = harness.connector.check()
+    assert not report.reachable and len(report.findings) == 1, report.findings
+    assert "could not" in report.findings[0].message
+    assert harness.counter.count(SYSTEM, "connection_error") == 1
+    assert harness.sleeps.calls == []
+
+
+def test_an_interactive_check_gives_an_oauth_token_endpoint_one_attempt(closed_url: str) -> None:
+    counter = ApiCallCounter()
+    sleeps = SleepRecorder()
+    settings = HubSpotSettings(client_id="id", client_secret="secret", refresh_token="refresh",
+                               base_url=closed_url)
+    context = ConnectorContext(system=SYSTEM, clock=ManualClock(), sleep=sleeps,
+                               api_calls=counter, interactive=True)
+    report = HubSpotConnector(settings, context).check()
+    assert not report.reachable and "could not" in report.findings[0].message
+    assert counter.count(SYSTEM, "connection_error") == 1
+    assert sleeps.calls == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_sync_still_retries_a_system_it_cannot_reach(kind: str, closed_url: str) -> None:
+    harness = Harness(kind, closed_url)  # not interactive: the configured 5 attempts
+    with pytest.raises(RetryableError):
+        harness.call()
+    assert harness.counter.count(SYSTEM, "connection_error") == 5
+    assert harness.sleeps.calls == [1.0, 2.0, 4.0, 8.0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_check_reports_a_server_that_does_not_speak_tls_with_the_scheme_fix(
+    kind: str, plain_http_as_https: str
+) -> None:
+    harness = Harness(kind, plain_http_as_https)
+    report = harness.connector.check()
+    assert not report.reachable
+    assert [finding.fix for finding in report.findings] == [
+        "check the scheme (https:// or http://) and the port of base_url"]
+    assert "did not speak TLS" in report.findings[0].message
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -249,6 +335,7 @@ def test_only_a_failed_certificate_check_is_a_certificate_failure() -> None:
     (RetryableError("x", code="timeout"), True, False),
     (FatalConnectorError("x", code="tls_certificate"), True, False),
     (FatalConnectorError("x", code="ca_bundle"), True, False),
+    (FatalConnectorError("x", code="not_tls"), True, False),
     (RetryableError("x", status=504, code="timeout"), False, False),
     (FatalConnectorError("x", status=404, code="NOT_FOUND"), False, True),
     (FatalConnectorError("x", status=400, code="UNKNOWN_OBJECT"), False, True),

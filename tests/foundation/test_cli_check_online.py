@@ -6,10 +6,12 @@ import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 import trustme
+import urllib3.util.connection
 from click.testing import CliRunner
 
 from refsync.cli import cli
@@ -150,20 +152,36 @@ def _closed_url(scheme: str = "http") -> str:
         return f"{scheme}://127.0.0.1:{probe.getsockname()[1]}"
 
 
-def _attempting_once(path: Path) -> None:
-    """Give every system of the config one attempt per call (no retry waits in a test)."""
+def _without_backoff(path: Path) -> None:
+    """Give every system of the config retries that do not wait (the default attempts)."""
     path.write_text(path.read_text().replace("    settings:\n",
-                                             "    settings:\n      max_attempts: 1\n"))
+                                             "    settings:\n      backoff_seconds: 0\n"))
 
 
-def test_systems_that_cannot_be_reached_are_reported_once_each_with_a_connection_fix(
+def _counting_connections(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the port of every TCP connection attempted from now on (HTTP clients included)."""
+    ports: list[int] = []
+    connect = urllib3.util.connection.create_connection
+
+    def counted(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        ports.append(address[1])
+        return connect(address, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", counted)
+    return ports
+
+
+def test_systems_that_cannot_be_reached_are_reported_once_each_after_one_attempt(
     sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = config_for(sandbox, tmp_path, monkeypatch)
-    monkeypatch.setenv("SALESFORCE_URL", _closed_url("https"))
-    monkeypatch.setenv("HUBSPOT_URL", _closed_url())
-    monkeypatch.setenv("PARTNERSTACK_URL", _closed_url() + "/api/v2")
-    _attempting_once(path)
+    urls = {"salesforce": _closed_url("https"), "hubspot": _closed_url(),
+            "partnerstack": _closed_url()}
+    monkeypatch.setenv("SALESFORCE_URL", urls["salesforce"])
+    monkeypatch.setenv("HUBSPOT_URL", urls["hubspot"])
+    monkeypatch.setenv("PARTNERSTACK_URL", urls["partnerstack"] + "/api/v2")
+    _without_backoff(path)  # a sync would retry each call 5 times: the check must not
+    ports = _counting_connections(monkeypatch)
     result = CliRunner().invoke(cli, ["check", "-c", str(path), "--online", "--json"])
     assert result.exit_code == 3, result.output
     report = json.loads(result.stdout)["systems"]
@@ -174,6 +192,32 @@ def test_systems_that_cannot_be_reached_are_reported_once_each_with_a_connection
         finding = entry["findings"][0]
         assert "could not" in finding["message"] and "in time" not in finding["message"], name
         assert finding["fix"].startswith("check base_url (host and port)"), (name, finding)
+        port = int(urls[name].rpartition(":")[2])
+        assert ports.count(port) == 1, (name, ports)
+    assert "call retried" not in result.stderr
+
+
+def test_an_https_url_at_a_plain_http_server_is_reported_at_once_with_the_scheme_fix(
+    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = config_for(sandbox, tmp_path, monkeypatch)
+    plain = sandbox.urls["partnerstack"].replace("http://", "https://")
+    monkeypatch.setenv("PARTNERSTACK_URL", plain + "/api/v2")
+    monkeypatch.setenv("HUBSPOT_URL", sandbox.urls["hubspot"].replace("http://", "https://"))
+    _without_backoff(path)
+    result = CliRunner().invoke(cli, ["check", "-c", str(path), "--online", "--json"])
+    assert result.exit_code == 3, result.output
+    report = json.loads(result.stdout)["systems"]
+    assert report["salesforce"]["ok"]
+    for name in ("partnerstack", "hubspot"):
+        findings = report[name]["findings"]
+        assert len(findings) == 1, (name, findings)
+        assert "did not speak TLS" in findings[0]["message"], (name, findings)
+        assert findings[0]["fix"] == \
+            "check the scheme (https:// or http://) and the port of base_url", name
+    assert f"the server at {plain} did not speak TLS" in \
+        report["partnerstack"]["findings"][0]["message"]
+    assert "call retried" not in result.stderr, "a server that does not speak TLS is not retried"
 
 
 def test_a_ca_bundle_that_does_not_sign_the_server_is_reported_at_once_with_its_fix(

@@ -12,7 +12,8 @@ gives those calls the same treatment instead:
 * a failure (``ApiException`` with ``.status``, ``.body``, ``.headers``, or a urllib3
   transport error) is described as :class:`~refsync.connectors.errors.ErrorFacts`, looked up
   in :data:`HUBSPOT_TABLE` and raised as the matching exception of :mod:`refsync.errors`; a
-  server certificate that fails the TLS check is fatal at once, as for the other connectors;
+  server certificate that fails the TLS check, or a server that does not speak TLS, is fatal
+  at once, as for the other connectors;
 * retries belong to refsync (:func:`~refsync.connectors.http.call_with_retry`): the client is
   built with urllib3 retries switched off, so a retried POST is never sent twice behind
   refsync's back;
@@ -54,13 +55,12 @@ from refsync.connectors.errors import (
 from refsync.connectors.http import (
     HttpClient,
     call_with_retry,
-    certificate_failure,
     parse_retry_after,
-    untrusted_certificate,
+    tls_failure,
 )
 from refsync.connectors.hubspot.settings import HubSpotSettings
 from refsync.connectors.usage import TokenBucket
-from refsync.errors import ConnectorError, FatalConnectorError, RecordError, RetryableError
+from refsync.errors import ConnectorError, FatalConnectorError, RecordError
 from refsync.logging import register_secret
 
 __all__ = [
@@ -235,7 +235,7 @@ class _OAuthTokens:
             system=context.system,
             clock=context.clock,
             sleep=context.sleep,
-            policy=settings.retry_policy(),
+            policy=context.retry_policy(settings.retry_policy()),
             logger=context.logger,
         )
 
@@ -385,7 +385,7 @@ class HubSpotTransport:
     def _retrying(self, once: Callable[[], ApiAnswer], operation: str) -> ApiAnswer:
         return call_with_retry(
             once,
-            policy=self.settings.retry_policy(),
+            policy=self.context.retry_policy(self.settings.retry_policy()),
             sleep=self.context.sleep,
             refresh_auth=self.refresh_auth if self._oauth is not None else None,
             system=self.system,
@@ -406,12 +406,20 @@ class HubSpotTransport:
                 code="ca_bundle",
             )
 
-    def _check_certificate(self, error: Exception) -> None:
-        """After a TLS failure: a server certificate that failed the check is not transient."""
-        failure = certificate_failure(error)
-        if failure is not None:
-            raise untrusted_certificate(self.system, self.settings.api_url,
-                                        self.settings.ca_bundle, failure) from error
+    def _check_tls(self, error: Exception) -> None:
+        """After a TLS failure: a server certificate that failed the check, or a server that
+        does not speak TLS, is not transient."""
+        fatal = tls_failure(error, system=self.system, url=self.settings.api_url,
+                            ca_bundle=self.settings.ca_bundle)
+        if fatal is not None:
+            raise fatal from error
+
+    def _no_answer(self, kind: str, said: object) -> ConnectorError | RecordError:
+        """The classified error of a call that got no answer (``kind``: ``timeout`` or
+        ``connection_error``, see :func:`no_answer_kind`)."""
+        found = self.table.classify(ErrorFacts(status=None, code=kind, message=str(said)),
+                                    system=self.system)
+        return to_exception(found, system=self.system)
 
     def _send_once(
         self,
@@ -431,13 +439,9 @@ class HubSpotTransport:
             if status == 0:  # the client reports TLS failures as status 0
                 counter.record(self.system, "connection_error")
                 self._check_ca_bundle()
-                self._check_certificate(error)
-                raise RetryableError(
-                    f"could not connect to {self.system}; retrying",
-                    system=self.system,
-                    code="connection_error",
-                    detail=str(getattr(error, "reason", error)),
-                ) from error
+                self._check_tls(error)
+                raise self._no_answer("connection_error", getattr(error, "reason", error)) \
+                    from error
             counter.record(self.system, _outcome(status))
             self.bucket.update_from_headers(headers)
             facts = facts_from_hubspot_error(
@@ -455,10 +459,7 @@ class HubSpotTransport:
         except urllib3.exceptions.HTTPError as error:
             kind = no_answer_kind(error)
             counter.record(self.system, kind)
-            found = self.table.classify(
-                ErrorFacts(status=None, code=kind, message=str(error)), system=self.system
-            )
-            raise to_exception(found, system=self.system) from error
+            raise self._no_answer(kind, error) from error
         try:
             data = raw.data
         finally:
