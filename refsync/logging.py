@@ -11,7 +11,8 @@ processors.
 Text that leaves refsync by another way (an error printed by the CLI, stored in the state
 database) goes through :func:`redact_text`, the same masking as a log line. Values bound with
 :func:`log_context` (such as ``run_id``) are added to every line written inside the block,
-whichever logger writes it.
+whichever logger writes it; values bound with :func:`process_log_context` (the CLI's
+``command``) to every line written meanwhile by any thread of the process.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "configure_logging",
     "get_logger",
     "log_context",
+    "process_log_context",
     "redact_text",
     "redactor",
     "register_secret",
@@ -220,6 +222,43 @@ def log_context(**values: Any) -> Iterator[None]:
         yield
 
 
+_for_process: dict[str, dict[str, Any]] = {"values": {}}
+_for_process_lock = threading.Lock()
+
+
+@contextmanager
+def process_log_context(**values: Any) -> Iterator[None]:
+    """Add ``values`` to every log line written while the block runs, by any thread.
+
+    Unlike :func:`log_context`, whose values stay with the thread that bound them, these reach
+    the lines of threads started before or during the block too (a daemon's scheduler, lease
+    and HTTP threads): for what holds for the whole process while the block runs, such as the
+    command being run. Values bound with :func:`log_context`, or on a logger, win. Earlier
+    values of the same names come back when the block ends (blocks end in the reverse order
+    of their start)::
+
+        with process_log_context(command="refsync run"):
+            ...
+    """
+    with _for_process_lock:
+        previous = _for_process["values"]
+        _for_process["values"] = {**previous, **values}
+    try:
+        yield
+    finally:
+        with _for_process_lock:
+            _for_process["values"] = previous
+
+
+def _merge_process_context(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor adding the values of :func:`process_log_context` to a line."""
+    for key, value in _for_process["values"].items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
 _rendering = {"json": False}
 
 
@@ -261,6 +300,7 @@ def configure_logging(
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _merge_process_context,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,

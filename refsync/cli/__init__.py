@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import sys
 from typing import Any
 
 import click
 
 from refsync import __version__
-from refsync.cli.common import CliContext, ErrorEvent
+from refsync.cli.common import EXIT_FAILED, CliContext, ErrorEvent, log_command, say_crashed
 
 __all__ = ["RefsyncGroup", "cli", "main"]
 
@@ -16,13 +18,20 @@ _HELP_SHOWN: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 class RefsyncGroup(click.Group):
-    """The ``refsync`` group: with ``--log-format json``, click's errors are log events.
+    """The ``refsync`` group: under JSON log lines, click's errors and crashes are log events.
 
     An unknown option, a missing argument or a bad choice, in the group's options or in a
     command's, and a command's own failure that click would print (``Error: ...``), are then
     written as one JSON line (see :class:`ErrorEvent`) with click's exit code; so is a group
-    given no command, which click answers with its help. Without it, click prints its usual
-    text. ``--help`` and ``--version`` are unchanged.
+    given no command, which click answers with its help. A command that crashes (an exception
+    refsync did not expect) writes a ``command crashed`` event (see
+    :func:`~refsync.cli.common.say_crashed`) and exits 1. Without JSON log lines, click prints
+    its usual text and a crash its traceback. ``--help`` and ``--version`` are unchanged.
+
+    Log lines are JSON with ``--log-format json`` and, once a command has loaded the
+    configuration, with its ``logging.format: json`` (see :meth:`CliContext.logs_json`). An
+    error in the options, found before any configuration is loaded, is an event only with
+    ``--log-format json``.
     """
 
     def make_context(
@@ -40,13 +49,13 @@ class RefsyncGroup(click.Group):
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; a click error in it is an event if JSON was asked. An option of
-        the group written after the command is told where it goes."""
+        """Run the command; a click error or a crash in it is an event under JSON log lines.
+        An option of the group written after the command is told where it goes."""
         try:
             return super().invoke(ctx)
         except click.ClickException as raised:
             error = self._placed_after_the_command(raised)
-            if ctx.params.get("log_format") != "json" or isinstance(error, ErrorEvent):
+            if not _logs_json(ctx) or isinstance(error, ErrorEvent):
                 if error is raised:
                     raise
                 raise error from raised
@@ -55,6 +64,15 @@ class RefsyncGroup(click.Group):
                 raise ErrorEvent(error, f"missing command: `{path} --help` lists them") \
                     from error
             raise ErrorEvent(error) from error
+        except (click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as crash:
+            if not _logs_json(ctx) or _is_a_closed_pipe(crash):
+                raise  # Python's traceback (masked), or click's quiet exit on a closed pipe
+            cli_context = ctx.find_object(CliContext)
+            say_crashed(type(crash), crash, crash.__traceback__,
+                        command=cli_context.command if cli_context is not None else None)
+            sys.exit(EXIT_FAILED)
 
     def _placed_after_the_command(self, error: click.ClickException) -> click.ClickException:
         """``refsync sync --log-format json``: the option is the group's, so it goes before
@@ -81,6 +99,17 @@ class RefsyncGroup(click.Group):
         return ctx.params.get("log_format")
 
 
+def _logs_json(ctx: click.Context) -> bool:
+    """Whether the command run in ``ctx`` (the group's) writes JSON log lines."""
+    cli_context = ctx.find_object(CliContext) or CliContext(log_format=ctx.params.get("log_format"))
+    return cli_context.logs_json()
+
+
+def _is_a_closed_pipe(error: Exception) -> bool:
+    """Standard output closed by its reader (``refsync runs | head``), which click ends quietly."""
+    return isinstance(error, OSError) and error.errno == errno.EPIPE
+
+
 @click.group(cls=RefsyncGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="refsync")
 @click.option(
@@ -101,6 +130,7 @@ def cli(
 ) -> None:
     """refsync keeps partner referrals in step between PRMs, CRMs and marketing automation."""
     ctx.obj = CliContext(config_option=config_path, log_level=log_level, log_format=log_format)
+    log_command(ctx)
     # from here on, a command's failure before it loads a config is a JSON event too
     ctx.obj.log_json_if_asked()
 

@@ -25,7 +25,13 @@ import click
 
 from refsync.config import LoadedConfig, config_path_from, load_config
 from refsync.errors import ConfigError, RefsyncError, StateError
-from refsync.logging import configure_logging, get_logger, redact_text, renders_json
+from refsync.logging import (
+    configure_logging,
+    get_logger,
+    process_log_context,
+    redact_text,
+    renders_json,
+)
 from refsync.state import StateStore
 
 __all__ = [
@@ -42,9 +48,11 @@ __all__ = [
     "echo_json",
     "fail",
     "json_option",
+    "log_command",
     "pass_cli",
     "print_traceback_redacted",
     "report_config_error",
+    "say_crashed",
     "say_failed",
     "say_on_stderr",
     "signals_handled_by",
@@ -73,6 +81,8 @@ class CliContext:
     config_option: str | None = None
     log_level: str | None = None
     log_format: str | None = None
+    command: str | None = None
+    """The command being run, as typed (``refsync referrals show``): see :func:`log_command`."""
     _loaded: LoadedConfig | None = field(default=None, repr=False)
 
     def load(
@@ -113,6 +123,13 @@ class CliContext:
         """
         if self.log_format == "json":
             configure_logging(level=self.log_level or "info", fmt="json")
+
+    def logs_json(self) -> bool:
+        """Whether log lines are JSON by name, as logging was configured for the command:
+        ``--log-format json``, else, once the configuration is loaded, its
+        ``logging.format: json``. Before it is loaded, only the option is known."""
+        configured = self._loaded.config.logging.format if self._loaded is not None else None
+        return (self.log_format or configured) == "json"
 
     @contextmanager
     def store(
@@ -207,6 +224,21 @@ def say_failed(message: str, exit_code: int, /, *, event: str = "command failed"
                   exit_code=exit_code, **context)
 
 
+def log_command(ctx: click.Context) -> None:
+    """Add ``command``, the command being run as typed (``refsync referrals show``), to every
+    log line written until ``ctx`` closes, by any thread (the daemon's too).
+
+    Called by the callback of each group, which runs once the command under it is known (a
+    nested group's call names the deeper command): the value is the one :func:`say_failed`
+    gives its events, kept on the :class:`CliContext` too. It is taken back when the command
+    ends, so commands run one after another in one process do not share it.
+    """
+    path = ctx.command_path if ctx.invoked_subcommand is None \
+        else f"{ctx.command_path} {ctx.invoked_subcommand}"
+    ctx.ensure_object(CliContext).command = path
+    ctx.with_resource(process_log_context(command=path))
+
+
 def _running_command() -> str | None:
     """The command being run, as typed (``refsync referrals show``); None outside one."""
     context = click.get_current_context(silent=True)
@@ -247,10 +279,35 @@ def print_traceback_redacted(
     """Print an unexpected exception's traceback, as Python would, with secrets masked.
 
     Installed as ``sys.excepthook`` once the configuration (and so its secrets) is loaded: a
-    bug's traceback may quote a value that holds a credential.
+    bug's traceback may quote a value that holds a credential. When log lines are JSON, a
+    ``command crashed`` event instead (see :func:`say_crashed`).
     """
-    text = "".join(traceback.format_exception(kind, error, trace))
-    sys.stderr.write(redact_text(text))
+    if renders_json():
+        say_crashed(kind, error, trace)
+        return
+    sys.stderr.write(_traceback_redacted(kind, error, trace))
+
+
+def say_crashed(kind: type[BaseException], error: BaseException, trace: TracebackType | None,
+                /, *, command: str | None = None) -> None:
+    """Tell, as a ``command crashed`` event, of an exception refsync did not expect: what
+    :func:`say_failed` writes for exit code 1, its ``error`` the exception's first line
+    (``RuntimeError: ...``) and its ``traceback`` the whole traceback, masked as
+    :func:`print_traceback_redacted` prints it.
+
+    For JSON log lines: standard error stays one JSON object a line even when a bug ends the
+    command.
+    """
+    told = _traceback_redacted(kind, error, trace)
+    first_line = redact_text("".join(traceback.format_exception_only(kind, error)))
+    say_failed(first_line.splitlines()[0], EXIT_FAILED, event="command crashed",
+               command=command, traceback=told)
+
+
+def _traceback_redacted(
+    kind: type[BaseException], error: BaseException, trace: TracebackType | None
+) -> str:
+    return redact_text("".join(traceback.format_exception(kind, error, trace)))
 
 
 def handle_refsync_errors(function: F) -> F:

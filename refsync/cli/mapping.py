@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from refsync.cli.common import fail, report_config_error
+from refsync.cli.common import fail, log_command, report_config_error
 from refsync.errors import ConfigError, Problem, RecordError
 from refsync.mapping import CompiledMapping, MappedRecord, load_mapping
 from refsync.mapping.paths import path_getter
@@ -27,8 +27,10 @@ EXIT_CONFIG = 2
 
 
 @click.group("mapping")
-def mapping() -> None:
+@click.pass_context
+def mapping(ctx: click.Context) -> None:
     """Check field mappings and preview them on sample records."""
+    log_command(ctx)
 
 
 @mapping.command("check")

@@ -17,6 +17,7 @@ from refsync.cli.common import (
     echo_json,
     fail,
     json_option,
+    log_command,
     pass_cli,
 )
 from refsync.domain.ids import short_referral_id
@@ -46,8 +47,10 @@ def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
 
 
 @click.group()
-def state() -> None:
+@click.pass_context
+def state(ctx: click.Context) -> None:
     """Inspect and maintain the state database."""
+    log_command(ctx)
 
 
 @state.command("migrate")

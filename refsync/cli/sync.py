@@ -23,6 +23,7 @@ from refsync.cli.common import (
     fail,
     handle_refsync_errors,
     json_option,
+    log_command,
     pass_cli,
     say_failed,
     say_on_stderr,
@@ -274,6 +275,7 @@ def retry(cli_context: CliContext, config_path: str | None, as_json: bool, retry
 def referrals(ctx: click.Context, config_path: str | None, as_json: bool, status: str | None,
               partner: str | None, limit: int) -> None:
     """List referrals in the hub (or `referrals show ID`)."""
+    log_command(ctx)
     if ctx.invoked_subcommand is not None:
         return
     cli_context: CliContext = ctx.ensure_object(CliContext)

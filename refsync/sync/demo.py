@@ -39,7 +39,8 @@ class DemoWorkdirInUse(ValueError):
 
     A demo state database: a second demo there would sync nothing (its fresh emulators'
     records are older than the stored cursors) and report the first demo's referrals. Any
-    other (a ``refsync.yaml``, TLS files): the demo would overwrite it.
+    other (a ``refsync.yaml``, TLS files, a file named ``tls`` where the demo makes its TLS
+    directory): the demo would overwrite it.
     """
 
 
@@ -99,7 +100,8 @@ def run_demo(
 
 def refuse_used_workdir(directory: Path) -> None:
     """Refuse a work directory a demo has run in already, or holding any file a demo writes
-    (a user's own ``refsync.yaml`` among them), before anything is written.
+    (a user's own ``refsync.yaml`` among them) or anything but a directory where it makes its
+    TLS directory, before anything is written.
 
     Raises:
         DemoWorkdirInUse: ``directory`` holds a demo state database, or another file the demo
@@ -112,6 +114,9 @@ def refuse_used_workdir(directory: Path) -> None:
             "sync nothing new and report the earlier demo's referrals — use an empty or new "
             f"directory, or delete {state}")
     held = [str(path) for path in written_files(directory) if os.path.lexists(path)]
+    tls = directory / TLS_NAME
+    if os.path.lexists(tls) and not tls.is_dir():  # its TLS files could not be written
+        held.append(str(tls))
     if held:
         these = "it" if len(held) == 1 else "them"
         raise DemoWorkdirInUse(

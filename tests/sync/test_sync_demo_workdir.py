@@ -83,3 +83,25 @@ def test_the_files_named_are_the_files_a_demo_writes(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     left = {path for path in (tmp_path / "demo").rglob("*") if path.is_file()}
     assert left and left <= set(written_files(tmp_path / "demo"))
+
+
+def test_a_file_where_the_demo_makes_its_tls_directory_is_refused_and_left_alone(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "tls").write_text("mine")
+    result = CliRunner().invoke(cli, ["demo", "--workdir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: {tmp_path} already holds {tmp_path / 'tls'}: the demo would overwrite it with "
+        "its own — use an empty or new directory\n")
+    assert held(tmp_path) == {"tls": b"mine"}
+
+
+def test_a_tls_directory_of_other_files_is_not_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "tls").mkdir()
+    refuse_used_workdir(tmp_path)
+    (tmp_path / "tls").rmdir()
+    (tmp_path / "tls").symlink_to(tmp_path / "elsewhere")  # dangling: no directory there
+    with pytest.raises(DemoWorkdirInUse, match="the demo would overwrite it"):
+        refuse_used_workdir(tmp_path)
