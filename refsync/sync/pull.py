@@ -583,7 +583,10 @@ class PageProcessor:
                     self.on_change(change)
         else:
             self.counts.add(binding, "unchanged")
-        self._link(tx, record, row["id"], read_hash)
+        # the record disagrees with the hub on a field refsync writes: it no longer holds what
+        # refsync last wrote (someone edited it since), so that write's hash must not make the
+        # push skip writing the same values again
+        self._link(tx, record, row["id"], read_hash, written_over=write_back)
         if changed or write_back:
             self._enqueue(tx, row, changed=bool(changed), write_back=write_back)
 
@@ -616,14 +619,19 @@ class PageProcessor:
                    (entry["system"], entry["stream"], entry["referral_id"]), entry)
 
     def _link(
-        self, tx: StateTransaction, record: ReadRecord, canonical_id: str, read_hash: str
+        self, tx: StateTransaction, record: ReadRecord, canonical_id: str, read_hash: str,
+        *, written_over: bool = False,
     ) -> None:
-        row = {
+        """Queue the link of a record read at ``read_hash``; ``written_over``: it was changed
+        since refsync last wrote it, so the hash of that write no longer says what it holds."""
+        row: dict[str, Any] = {
             "system": self.binding.system, "object": self.binding.object,
             "external_id": record.id, "canonical_id": canonical_id,
             "last_read_hash": read_hash, "remote_modstamp": record.modstamp,
             "updated_at": self._time(),
         }
+        if written_over:
+            row["last_written_hash"] = None
         fill_only = self.binding.fill_only
         if fill_only is not None:
             row["remote_values"] = _json_safe(fill_only.read(record.data))
