@@ -195,10 +195,15 @@ class StateStore:
             ) from exc
 
     def acquire_daemon_lock(self) -> None:
-        """Refuse to share a SQLite file with another daemon (no-op on PostgreSQL)."""
+        """Refuse to share a SQLite file with another daemon (no-op on PostgreSQL).
+
+        The lock sits beside the file the path leads to, symbolic links followed, so a second
+        daemon reaching the same file through a link is refused too.
+        """
         path = sqlite_path(self.url)
         if path is None or self._daemon_lock is not None:
             return
+        path = path.resolve()
         lock = DaemonLock(path.with_name(path.name + ".lock"))
         lock.acquire()
         self._daemon_lock = lock

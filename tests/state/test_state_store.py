@@ -203,6 +203,22 @@ def test_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
         store.acquire_daemon_lock()  # the kernel released the dead holder's lock
 
 
+def test_a_second_daemon_reaching_the_sqlite_file_through_a_link_is_refused(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "real").mkdir()
+    database = tmp_path / "real" / "state.db"
+    linked = tmp_path / "linked.db"
+    linked.symlink_to(database)
+    with StateStore(f"sqlite:///{database}") as first:
+        first.acquire_daemon_lock()
+        with StateStore(f"sqlite:///{linked}") as second, \
+                pytest.raises(StoreLockedError) as refused:
+            second.acquire_daemon_lock()
+    assert f"pid {os.getpid()}" in refused.value.message
+    assert str(database) in refused.value.message
+
+
 @pytest.mark.postgres
 def test_several_daemons_may_share_postgresql(postgres_server: object) -> None:
     from postgres_server import PostgresServer
