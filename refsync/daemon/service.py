@@ -14,7 +14,8 @@ half its period). A tick of a job:
 
 SIGTERM or SIGINT stops new ticks and asks the current run to stop after the page it is on; the
 daemon exits when the run has committed, or after ``daemon.shutdown_timeout`` regardless,
-marking the run ``abandoned`` first (a second signal exits at once). Nothing depends on a clean
+marking the run ``abandoned`` first (a second signal exits at once, marking it ``abandoned`` too
+if the state store answers within SECOND_SIGNAL_GRACE_S). Nothing depends on a clean
 exit: every page is committed with its cursor, and a daemon killed outright leaves a lease that
 expires and is taken over. A daemon starting within the grace of a tick whose run was cut short
 runs that tick again at once.
@@ -71,6 +72,9 @@ _log = get_logger("refsync.daemon")
 
 # APScheduler narrates every job start and end at INFO; refsync logs its own lines per run.
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+SECOND_SIGNAL_GRACE_S = 2.0
+"""How long a second signal waits for the state store to mark the run left behind abandoned."""
 
 _RERUN = "#rerun"
 """Suffix of the scheduler job that runs a cut-short tick again when the daemon starts."""
@@ -200,7 +204,8 @@ class Daemon:
         if not clean:
             _log.error("run did not stop in time; exiting anyway (its committed pages are "
                        "kept, and its lease expires for another daemon)", job=running, **run)
-            self._abandon_own_runs()
+            self._abandon_own_runs(f"exited after its shutdown timeout of "
+                                   f"{self.shutdown_timeout:g} s")
         for left in self.store.unrecorded_runs(self.identity):
             _log.error("could not record the run failed: the state store is still unreachable; "
                        "it shows running until a daemon takes the sync lease over and marks it "
@@ -211,11 +216,11 @@ class Daemon:
         self._stopped.set()
         return 0 if clean else 1
 
-    def _abandon_own_runs(self) -> None:
+    def _abandon_own_runs(self, exited: str) -> None:
         """Mark the run this daemon is leaving behind ``abandoned``, so that run history does
-        not show it running in a process that is gone (and its tick may be run again)."""
-        reason = (f"{self.identity} exited after its shutdown timeout of "
-                  f"{self.shutdown_timeout:g} s before the run stopped; the pages it committed "
+        not show it running in a process that is gone (and its tick may be run again);
+        ``exited`` says how the daemon left it (``exited after its shutdown timeout…``)."""
+        reason = (f"{self.identity} {exited} before the run stopped; the pages it committed "
                   "are kept, and the next run continues from them")
         try:
             abandoned = self.store.abandon_runs(self.identity, reason=reason)
@@ -224,6 +229,15 @@ class Daemon:
                        "lease over next will", error=error_text(exc))
             return
         _log.warning("unfinished run marked abandoned", runs=abandoned)
+
+    def _abandon_in_passing(self, exited: str) -> None:
+        """Mark the run left behind ``abandoned`` on the way out, waiting at most
+        SECOND_SIGNAL_GRACE_S for the state store (the run's own thread may hold a write
+        transaction): past that, the next lease take-over marks it instead."""
+        marking = threading.Thread(target=self._abandon_own_runs, args=(exited,),
+                                   name="refsync-abandon", daemon=True)
+        marking.start()
+        marking.join(SECOND_SIGNAL_GRACE_S)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: stop gracefully; the second one exits at once."""
@@ -235,7 +249,10 @@ class Daemon:
             return  # already stopped: exiting with the stop's own code
         self._signals += 1
         if self._signals > 1:
-            _log.warning("second signal: exiting now", signal=signal.Signals(signum).name)
+            name = signal.Signals(signum).name
+            _log.warning("second signal: exiting now", signal=name)
+            if self._running is not None:
+                self._abandon_in_passing(f"exited at once on a second signal ({name})")
             os._exit(128 + signum)
         _log.info("stopping: no new runs; the current one stops after its page",
                   signal=signal.Signals(signum).name, timeout_s=self.shutdown_timeout)

@@ -239,3 +239,28 @@ def test_a_run_stuck_in_a_remote_call_cannot_hold_up_shutdown(
         assert again.stop() == 0
     assert_each_referral_once(sandbox, reader.link_counts())
     reader.close()
+
+
+def test_a_second_signal_exits_at_once_and_marks_the_run_left_behind_abandoned(
+    sandbox: RunningSandbox, write_config: WriteConfig, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    config = _slow_config(write_config, url)
+    # the second page of PartnerStack leads never answers: the first signal cannot end the run
+    sandbox.emulators["partnerstack"].faults.add([FaultRule(method="GET", path="leads",
+                                                            after=1, hang=True)])
+    reader = StateStore(url)
+    with daemons(config, "twice") as (daemon,):
+        wait_for(lambda: reader.get_cursor("partnerstack", "leads") is not None, 30,
+                 "the first page to commit")
+        time.sleep(0.3)  # now waiting for the page that never comes
+        daemon.process.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        assert daemon.process.poll() is None, "the first signal did not wait for the page"
+        # well before the shutdown timeout (10 s)
+        assert daemon.stop(signal.SIGTERM, timeout=5) == 128 + signal.SIGTERM
+    (left,) = reader.list_runs()
+    assert left["status"] == "abandoned", left
+    assert f":{daemon.process.pid} exited at once on a second signal (SIGTERM) before the run " \
+        "stopped" in left["error"]
+    reader.close()
