@@ -11,6 +11,9 @@ never executed twice across daemons (only a run cut short gives its tick up to a
 
 Cron expressions are read as crontab reads them (weekday 0 and 7 are Sunday), by
 :func:`refsync.config.cron_trigger`: the reading the config check validates is the one that runs.
+Their local times meet clock changes as they do in cron (see :class:`CrontabTrigger`): a fixed
+time an autumn change repeats fires once, and one a spring change skips fires as the clocks
+resume.
 """
 
 from __future__ import annotations
@@ -26,13 +29,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from refsync.config import ScheduleConfig, cron_trigger, parse_duration
 
-__all__ = ["MAX_GRACE", "CalendarDaysTrigger", "ScheduledJob", "scheduled_job"]
+__all__ = ["MAX_GRACE", "CalendarDaysTrigger", "CrontabTrigger", "ScheduledJob", "scheduled_job"]
 
 MAX_GRACE = timedelta(hours=1)
 """The longest a late tick may still start; later ones are counted as missed."""
 
 _GRID_ORIGIN = datetime(2000, 1, 1)
 _DAY = timedelta(days=1)
+_MICROSECOND = timedelta(microseconds=1)
+_LONGEST_CLOCK_CHANGE = timedelta(hours=3)
+"""More than any clock change a zone makes for summer time (cron's own bound too)."""
 
 
 class CalendarDaysTrigger(BaseTrigger):
@@ -94,6 +100,94 @@ class CalendarDaysTrigger(BaseTrigger):
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} (days={self.days}, origin='{self.origin.isoformat()}', "
+                f"timezone='{self.timezone}')>")
+
+
+class CrontabTrigger(BaseTrigger):
+    """Fires at the local times a crontab expression names, placed on the zone's clocks as cron
+    (Vixie cron, Debian's) places them.
+
+    The expression is matched against the zone's local times, and each matching time fires at
+    the instant the zone's clocks show it. Two kinds of schedule meet a clock change differently:
+
+    * a fixed time (``30 1 * * *``, ``0 9 * * 1-5``): a time an autumn change repeats fires
+      once, at its first occurrence; a time a spring change skips fires at the first instant
+      after the gap (the change itself), as the calendar intervals do;
+    * a schedule running every minute or every hour, whose minute or hour field starts with
+      ``*`` (``*/15 * * * *``, ``0 * * * *``): it runs on the clock as it is, so the repeated
+      hour runs twice and the skipped hour not at all.
+
+    Attributes:
+        expression: the five crontab fields.
+        timezone: the zone whose clocks the expression is read on.
+        follows_the_clock: whether the schedule runs every minute or hour (runs on the clock as
+            it is) rather than at fixed times.
+    """
+
+    __slots__ = ("_local_times", "expression", "follows_the_clock", "timezone")
+
+    def __init__(self, expression: str, timezone: ZoneInfo) -> None:
+        self.expression = expression
+        self.timezone = timezone
+        minute, hour = expression.split()[:2]
+        self.follows_the_clock = minute.startswith("*") or hour.startswith("*")
+        # read in UTC, which never changes its clocks, the trigger lists the matching local times
+        self._local_times = cron_trigger(expression, UTC)
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        """The first fire time after ``previous_fire_time``; without one, the first at or after
+        ``now`` (as a cron trigger answers)."""
+        start = _utc(now) if previous_fire_time is None else _utc(previous_fire_time) + _MICROSECOND
+        folds = (0, 1) if self.follows_the_clock else (0,)
+        fires = [fire for fold in folds if (fire := self._first_fire(start, fold)) is not None]
+        return min(fires).astimezone(self.timezone) if fires else None
+
+    def _first_fire(self, start: datetime, fold: int) -> datetime | None:
+        """The first instant (in UTC) at or after ``start`` that a matching local time fires at,
+        a local time an autumn change repeats being read as its ``fold`` occurrence.
+
+        Read so, the instants follow the local times in order, so the first local time that
+        fires at or after ``start`` gives the answer.
+        """
+        local = self._next_local_time(self._earliest_local_time(start))
+        while local is not None:
+            fire = self._instant(local, fold)
+            if fire is not None and fire >= start:
+                return fire
+            local = self._next_local_time(local + _MICROSECOND)
+        return None
+
+    def _earliest_local_time(self, start: datetime) -> datetime:
+        """A local time no later than any that fires at or after ``start``.
+
+        Near a clock change that is not the local time at ``start``: a skipped time fires at the
+        change itself, after the clocks passed it; a time the clocks are about to repeat fires
+        again though they already showed it.
+        """
+        zone = self.timezone
+        return min(_wall(start - _MICROSECOND, zone), _wall(start, zone),
+                   _wall(start + _LONGEST_CLOCK_CHANGE, zone) - _LONGEST_CLOCK_CHANGE)
+
+    def _next_local_time(self, local: datetime) -> datetime | None:
+        """The first local time at or after ``local`` the expression matches."""
+        fire = self._local_times.get_next_fire_time(None, local.replace(tzinfo=UTC))
+        return None if fire is None else fire.replace(tzinfo=None)
+
+    def _instant(self, local: datetime, fold: int) -> datetime | None:
+        """The instant (in UTC) the local time ``local`` fires at, read as its ``fold``
+        occurrence, or None when a schedule following the clock never sees it."""
+        if not self.follows_the_clock:
+            return _utc(_local_instant(local, self.timezone))
+        moment = local.replace(tzinfo=self.timezone, fold=fold)
+        return _utc(moment) if _wall(moment, self.timezone) == local else None
+
+    def __str__(self) -> str:
+        return f"crontab['{self.expression}', {self.timezone}]"
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} (expression='{self.expression}', "
                 f"timezone='{self.timezone}')>")
 
 
@@ -194,7 +288,8 @@ def scheduled_job(config: ScheduleConfig, now: datetime) -> ScheduledJob:
     calendar: every N local days from the grid, at local midnight, through clock changes. Any
     other ``every`` (shorter than a day, or not whole days such as ``36h``) steps absolute time
     from the grid's origin, so its runs stay exactly that far apart and their local time moves
-    with a clock change. The period of a calendar interval is its nominal N days.
+    with a clock change. The period of a calendar interval is its nominal N days. A ``cron``
+    fires as cron would through clock changes (:class:`CrontabTrigger`).
     """
     zone = ZoneInfo(config.timezone)
     trigger: BaseTrigger
@@ -209,7 +304,7 @@ def scheduled_job(config: ScheduleConfig, now: datetime) -> ScheduledJob:
             )
     else:
         assert config.cron is not None  # the config validator guarantees one of the two
-        trigger = cron_trigger(config.cron, zone)
+        trigger = CrontabTrigger(config.cron, zone)
         # the usual gap between the next fire times: one gap alone may be the hour a clock
         # change repeats, or a weekend
         fires = [trigger.get_next_fire_time(None, now)]

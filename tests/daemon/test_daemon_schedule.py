@@ -118,9 +118,10 @@ def test_weekdays_crontab_does_not_know_are_refused(cron: str, reason: str) -> N
 
 
 @pytest.mark.parametrize(("cron", "zone", "now", "tick"), [
-    # the second 01:30 of the night London's clocks go back (01:30 GMT)
+    # during the second 01:00-02:00 of the night London's clocks go back, a run belongs to the
+    # first 01:30 (00:30 UTC): the second does not fire
     ("30 1 * * *", "Europe/London", datetime(2026, 10, 25, 1, 45, tzinfo=UTC),
-     datetime(2026, 10, 25, 1, 30, tzinfo=UTC)),
+     datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
     # New York's repeated 01:00-02:00: 01:00 EST is 06:00 UTC
     ("0 * * * *", "America/New_York", datetime(2026, 11, 1, 6, 30, tzinfo=UTC),
      datetime(2026, 11, 1, 6, 0, tzinfo=UTC)),
