@@ -13,7 +13,7 @@ from ``detail`` (internal context for logs and debugging)::
     └── ConnectorError         talking to a remote system failed; ``action`` says what to do
         ├── RetryableError     5xx, timeouts: retry with backoff
         ├── RateLimitedError   429 / REQUEST_LIMIT_EXCEEDED: wait (``retry_after``), then retry
-        ├── AuthExpiredError   401 / INVALID_SESSION_ID: refresh credentials once, then retry
+        ├── AuthExpiredError   401 / INVALID_SESSION_ID: sign in again, then retry (each time)
         ├── QuotaExhaustedError daily limit: checkpoint and stop the run as partial
         └── FatalConnectorError permission or configuration problem: stop and say what to fix
 
@@ -162,7 +162,8 @@ class RateLimitedError(RetryableError):
 
 
 class AuthExpiredError(RetryableError):
-    """The session or token expired: refresh once, then retry."""
+    """The session or token expired: sign in again and retry, after each expiry (within the
+    retry policy's attempts)."""
 
     action = "refresh_auth"
 

@@ -10,7 +10,7 @@
   (:func:`tls_failure`: a certificate that fails the check, a server that does not speak
   TLS): retrying cannot fix it.
 * :func:`call_with_retry` retries what the type says is retryable (tenacity), honours
-  ``Retry-After``, refreshes credentials once on an expired session, logs every retry with
+  ``Retry-After``, refreshes credentials after each expired session, logs every retry with
   its wait, and sleeps through an injected ``sleep`` so tests assert the waits instead of
   waiting. A :class:`RetryPolicy` may give up at once on a call that got no answer (for an
   interactive check).
@@ -469,34 +469,33 @@ def call_with_retry(
     """Run ``call``, retrying :class:`RetryableError` as ``policy`` allows (see
     :meth:`RetryPolicy.retries`).
 
-    An :class:`AuthExpiredError` triggers ``refresh_auth`` once and an immediate retry; a
-    second expiry (or no way to refresh) becomes a :class:`FatalConnectorError` telling the
-    user to fix the credentials. Other errors propagate unchanged.
+    An :class:`AuthExpiredError` triggers ``refresh_auth`` and an immediate retry, each time
+    it follows a successful refresh, within ``policy.max_attempts``: a session can expire again
+    during a long call's retries. A call refused as expired on every one of several attempts
+    (or with no way to refresh) becomes a :class:`FatalConnectorError` telling the user to fix
+    the credentials; so does a refresh that is refused (``refresh_auth`` raises it). A call
+    whose attempts run out on an expiry otherwise (after other failures, or with one attempt
+    allowed) refreshes all the same, so the next call starts signed in, and raises that
+    :class:`AuthExpiredError`, spent like any retryable error. Other errors propagate
+    unchanged.
 
     Every retry is logged before its wait (see :func:`log_retry`), with ``system`` and
     ``operation``; ``logger`` defaults to the connectors' logger.
     """
-    refreshed = False
+    expiries = 0  # attempts refused as expired
     log = logger if logger is not None else structlog.get_logger("refsync.connectors")
 
     def attempt() -> T:
-        nonlocal refreshed
+        nonlocal expiries
         try:
             return call()
         except AuthExpiredError as error:
-            if refreshed or refresh_auth is None:
-                raise FatalConnectorError(
-                    f"{system or 'the system'} rejected the credentials"
-                    f"{' even after signing in again' if refreshed else ''}: check the "
-                    "client id, secret or key in the settings and that the integration user "
-                    "is active",
-                    system=system,
-                    status=error.status,
-                    code=error.code,
-                    detail=error.detail,
-                ) from error
+            expiries += 1
+            refused_every_time = 1 < policy.max_attempts <= expiries
+            if refresh_auth is None or refused_every_time:
+                raise _credentials_refused(error, system=system,
+                                           refreshes=expiries - 1) from error
             refresh_auth()
-            refreshed = True
             raise
 
     def wait(state: RetryCallState) -> float:
@@ -518,6 +517,22 @@ def call_with_retry(
         reraise=True,
     )
     return retrying(attempt)
+
+
+def _credentials_refused(
+    error: AuthExpiredError, *, system: str, refreshes: int
+) -> FatalConnectorError:
+    """The fatal error of a call refused as expired however often refsync signed in again."""
+    again = {0: "", 1: " even after signing in again"}.get(
+        refreshes, f" even after signing in again {refreshes} times")
+    return FatalConnectorError(
+        f"{system or 'the system'} rejected the credentials{again}: check the client id, "
+        "secret or key in the settings and that the integration user is active",
+        system=system,
+        status=error.status,
+        code=error.code,
+        detail=error.detail,
+    )
 
 
 def log_retry(
@@ -563,7 +578,8 @@ class HttpClient:
         sleep: injected sleep for retry waits.
         policy: the retry policy.
         table: the error classification table.
-        refresh_auth: re-authenticates the session; called at most once per call.
+        refresh_auth: re-authenticates the session after an expired one (see
+            :func:`call_with_retry`).
         extract: reads the vendor's error bodies into :class:`ErrorFacts`.
         logger: where retries are logged (the connectors' logger by default).
     """

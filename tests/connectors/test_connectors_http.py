@@ -152,15 +152,15 @@ def test_expired_session_is_refreshed_once_then_retried(
     assert sleeps.calls == [0.0]
 
 
-def test_a_second_expiry_after_refresh_is_fatal(
+def test_an_expiry_after_every_refresh_is_fatal_once_attempts_are_spent(
     mocked: responses.RequestsMock, clock: ManualClock, sleeps: SleepRecorder
 ) -> None:
     mocked.get(f"{API}/me", status=401, json={"message": "bad token", "category": "X"})
     refreshes: list[int] = []
-    with pytest.raises(FatalConnectorError, match="even after signing in again"):
+    with pytest.raises(FatalConnectorError, match="even after signing in again 4 times"):
         client(sleeps, clock, refresh=refreshes).request("GET", "/me")
-    assert refreshes == [1]
-    assert len(mocked.calls) == 2
+    assert refreshes == [1, 1, 1, 1]
+    assert len(mocked.calls) == 5
 
 
 def test_expiry_without_a_way_to_refresh_is_fatal(

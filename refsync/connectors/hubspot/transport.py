@@ -17,7 +17,7 @@ gives those calls the same treatment instead:
 * retries belong to refsync (:func:`~refsync.connectors.http.call_with_retry`): the client is
   built with urllib3 retries switched off, so a retried POST is never sent twice behind
   refsync's back;
-* with OAuth, the access token is renewed shortly before it expires and once more on a 401;
+* with OAuth, the access token is renewed shortly before it expires and again after each 401;
   every token obtained is registered with the log redactor at once.
 
 Answers are read raw (``_preload_content=False``) and decoded as JSON: refsync needs a few
@@ -333,7 +333,7 @@ class HubSpotTransport:
             api.api_client.configuration.access_token = token
 
     def refresh_auth(self) -> None:
-        """Renew the OAuth access token now (called once after a 401)."""
+        """Renew the OAuth access token now (called after each 401 a call gets)."""
         if self._oauth is not None:
             self._use_token(self._oauth.refresh())
 
