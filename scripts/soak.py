@@ -2,9 +2,10 @@
 
     python scripts/soak.py --referrals 3000 --rate-429 0.05 --rate-5xx 0.05 --rate-401 0.02
 
-Prints how many faults of each kind were injected and what became of every referral
-(synced, quarantined with its reason, missing, duplicated). Exit status 0 when none is missing
-or duplicated, 1 otherwise.
+Prints how many faults of each kind were injected, what became of every referral (synced,
+quarantined with its reason, pending in the outbox, missing, duplicated) and every reason the
+soak failed (a sync that never settled included). Exit status 0 when nothing went wrong, 1
+otherwise.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@
 
 * every PRM lead has exactly one referral and every referral comes from exactly one lead;
 * every referral that belongs in a CRM is there exactly once (by refsync id and by email),
-  linked once, with the fields its mapping writes; or sits in quarantine with its reason;
+  linked once, with the fields its mapping writes; or sits in quarantine with its reason; or
+  waits in the outbox (told apart from a missing one: nothing is lost, the sync has not
+  settled);
 * what refsync writes back to the PRM (its id, the status, the decision's reason) is there;
 * nothing is left in the outbox, and no cursor points past data it has not committed.
 
@@ -61,7 +63,10 @@ class SystemAudit:
         expected: referrals that belong there.
         synced: referrals found there exactly once with the expected fields.
         quarantined: referrals kept out, by quarantine error code.
-        missing: referrals neither there nor quarantined (their ids).
+        pending: referrals not there (or there in an older version) whose write to this
+            system still waits in the outbox (their ids): not lost, not settled either.
+        missing: referrals neither there, nor pending in the outbox, nor quarantined (their
+            ids): lost.
         duplicated: refsync ids held by more than one record.
         duplicated_emails: emails held by more than one record refsync wrote.
         untouched: records refsync never wrote (no refsync id), present before and after.
@@ -71,6 +76,7 @@ class SystemAudit:
     expected: int = 0
     synced: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
+    pending: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
     duplicated_emails: list[str] = field(default_factory=list)
@@ -82,7 +88,8 @@ class SystemAudit:
         reasons = ", ".join(f"{code} {n}" for code, n in sorted(self.quarantined.items()))
         return (f"{self.system}: {self.expected} expected, {self.synced} synced, "
                 f"{quarantined} quarantined{f' ({reasons})' if reasons else ''}, "
-                f"{len(self.missing)} missing, {len(self.duplicated)} duplicated")
+                f"{len(self.pending)} pending in the outbox, {len(self.missing)} missing, "
+                f"{len(self.duplicated)} duplicated")
 
 
 @dataclass
@@ -211,6 +218,12 @@ class _Auditor:
     def _records(self, binding: StreamBinding) -> list[RemoteRecord]:
         return remote_records(self.emulators[binding.system], binding.object)
 
+    def _pending(self, binding: StreamBinding) -> set[str]:
+        """The referrals with a write to ``binding``'s stream still waiting in the outbox."""
+        with self.store.snapshot() as view:
+            rows = view.pending_outbox(binding.system, binding.stream)
+        return {str(row["referral_id"]) for row in rows if row["referral_id"]}
+
     def _check_prm(self) -> set[str]:
         """Every PRM lead has one referral and carries its id, status and reason back."""
         binding = self.prm
@@ -237,13 +250,20 @@ class _Auditor:
         stray_links = self.store.link_counts().get(binding.system, 0) - len(links)
         if stray_links:
             self.problem(f"{stray_links} {binding.system} links point at no live PRM lead")
-        wrong = []
+        pending = self._pending(binding)
+        wrong: list[str] = []
+        waiting: list[str] = []
         for lead in leads:
             found = links.get(lead.id)
             referral = self.referrals.get(found["canonical_id"]) if found else None
             if referral is None or self.quarantine.get((referral["id"], binding.system)):
                 continue
-            wrong.extend(self._field_problem(binding, referral, lead))
+            differs = self._field_problem(binding, referral, lead)
+            (waiting if differs and referral["id"] in pending else wrong).extend(differs)
+        if waiting:
+            self.problem(f"{len(waiting)} PRM leads do not show what refsync wrote back yet: "
+                         f"the writes are pending in the outbox (not lost): "
+                         f"{_examples([w.split(' ', 1)[0] for w in waiting])}")
         if wrong:
             self.problem(f"{len(wrong)} PRM leads do not show what refsync wrote back: "
                          f"{_examples(wrong)}")
@@ -286,6 +306,7 @@ class _Auditor:
         if unknown:
             self.problem(f"{binding.system} holds records for {len(unknown)} refsync ids the hub "
                          f"does not know: {_examples(unknown)}")
+        pending = self._pending(binding)
         wrong: list[str] = []
         link_trouble: list[str] = []
         strays: list[str] = []
@@ -312,6 +333,8 @@ class _Auditor:
                     audit.synced += 1
                 elif held:  # an earlier version is there; the latest write was refused
                     audit.quarantined[str(held[0]["error_code"])] += 1
+                elif rid in pending:  # an earlier version is there; the latest still waits
+                    audit.pending.append(rid)
                 else:
                     wrong.extend(problem)
                 continue
@@ -320,6 +343,8 @@ class _Auditor:
             held = self.quarantine.get((rid, binding.system))
             if held:
                 audit.quarantined[str(held[0]["error_code"])] += 1
+            elif rid in pending:
+                audit.pending.append(rid)
             else:
                 audit.missing.append(rid)
         emails = Counter(str(r.data.get("Email") or r.data.get("email") or "").strip().lower()
@@ -332,8 +357,12 @@ class _Auditor:
         if audit.duplicated_emails:
             self.problem(f"{len(audit.duplicated_emails)} emails are in {name} more than once "
                          f"with a refsync id: {_examples(audit.duplicated_emails)}")
+        if audit.pending:
+            self.problem(f"{len(audit.pending)} referrals are not in {name} yet: their writes "
+                         f"are pending in the outbox (not lost): {_examples(audit.pending)}")
         if audit.missing:
-            self.problem(f"{len(audit.missing)} referrals are missing from {name}: "
+            self.problem(f"{len(audit.missing)} referrals are missing from {name} (neither "
+                         f"there, nor pending in the outbox, nor quarantined): "
                          f"{_examples(audit.missing)}")
         if strays:
             self.problem(f"{len(strays)} referrals reached {name} though their status keeps "

@@ -14,15 +14,17 @@ of its API calls with a fault, and syncs in this process until a run has nothing
 
 Writes deferred after their retries are spent wait for their backoff; the soak moves the
 engine's clock forward (an injected clock) instead of waiting. At the end every referral must
-be in every CRM exactly once or sit in quarantine with its reason, none missing, none
-duplicated. With ``recover``, the faults are then cleared, the quarantine replayed and the
-audit repeated: everything must be synced.
+be in every CRM exactly once or sit in quarantine with its reason, none missing, none pending
+in the outbox, none duplicated. With ``recover``, the faults are then cleared, the quarantine
+replayed and the audit repeated: everything must be synced. The report names every reason a
+soak failed, a sync that never settled (and why its last run ended) included.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -109,20 +111,35 @@ class SoakReport:
     @property
     def steady(self) -> bool:
         """True when the last faulty run had nothing left to do."""
-        return bool(self.runs) and self.runs[-1].status == "succeeded" and \
-            not sync_work(self.runs[-1].counts)
+        return _settled(self.runs)
 
     @property
     def problems(self) -> list[str]:
         """Everything that went wrong; empty when no referral was lost or duplicated."""
         found = [] if self.audit is None else list(self.audit.problems)
-        if not self.steady:
-            found.append(f"no steady state within {self.options.max_runs} runs")
+        found.extend(self._soak_problems())
         if self.recovered is not None:
             found.extend(f"after recovery: {p}" for p in self.recovered.problems)
-            open_quarantine = sum(self.recovered.quarantine_open.values())
-            if open_quarantine:
-                found.append(f"after recovery: {open_quarantine} records still quarantined")
+        found.extend(self._recovery_problems())
+        return found
+
+    def _soak_problems(self) -> list[str]:
+        """What went wrong beyond the first audit's findings (printed by no audit)."""
+        if self.steady:
+            return []
+        return [_unsettled(self.runs, self.options.max_runs)]
+
+    def _recovery_problems(self) -> list[str]:
+        """What went wrong with the recovery beyond the second audit's findings."""
+        if self.recovered is None:
+            return []
+        found = []
+        if not _settled(self.recovery_runs):
+            found.append("after recovery: "
+                         + _unsettled(self.recovery_runs, self.options.max_runs))
+        open_quarantine = sum(self.recovered.quarantine_open.values())
+        if open_quarantine:
+            found.append(f"after recovery: {open_quarantine} records still quarantined")
         return found
 
     @property
@@ -131,7 +148,7 @@ class SoakReport:
         return not self.problems
 
     def lines(self) -> list[str]:
-        """A readable report."""
+        """A readable report: every problem is on a ``PROBLEM:`` line, the verdict last."""
         options = self.options
         out = [f"seed {options.seed}: {options.referrals} referrals; fault rates 429 "
                f"{options.rate_429}, 5xx {options.rate_5xx}, slow {options.rate_slow} "
@@ -144,15 +161,44 @@ class SoakReport:
         out.append(f"injected in all: {total}; retry waits asked for: {len(self.waits)} "
                    f"({sum(self.waits):.1f} s, recorded, not slept)")
         out.append("runs until steady: " + ", ".join(r.status for r in self.runs))
+        out.extend(_run_errors(self.runs))
         if self.audit is not None:
             out.extend(self.audit.lines())
+        out.extend(f"PROBLEM: {problem}" for problem in self._soak_problems())
         if self.recovered is not None:
             out.append("after clearing the faults and replaying the quarantine: " + ", ".join(
                 r.status for r in self.recovery_runs))
+            out.extend(_run_errors(self.recovery_runs))
             out.extend(self.recovered.lines())
+        out.extend(f"PROBLEM: {problem}" for problem in self._recovery_problems())
+        problems = len(self.problems)
         out.append(f"{'OK' if self.ok else 'FAILED'} in {self.seconds:.1f} s "
-                   f"(seed {options.seed})")
+                   f"(seed {options.seed})"
+                   + (f": {problems} problem{'s' if problems > 1 else ''} above" if problems
+                      else ""))
         return out
+
+
+def _settled(runs: list[RunReport]) -> bool:
+    """True when the last of ``runs`` succeeded with nothing left to do."""
+    return bool(runs) and runs[-1].status == "succeeded" and not sync_work(runs[-1].counts)
+
+
+def _unsettled(runs: list[RunReport], allowed: int) -> str:
+    """Why ``runs`` reached no steady state: how many there were and how the last ended."""
+    if not runs:
+        return f"no steady state within {allowed} runs (no run was made)"
+    last = runs[-1]
+    ended = (f"{last.status}: {last.error}" if last.error else
+             f"{last.status}, {sync_work(last.counts)} records of work done")
+    return f"no steady state within {allowed} runs (the last one {ended})"
+
+
+def _run_errors(runs: list[RunReport]) -> list[str]:
+    """One line per distinct error that ended a run, with how many runs it ended."""
+    errors = Counter(run.error for run in runs if run.error)
+    return [f"  {n} run{'s' if n > 1 else ''} ended with: {error}"
+            for error, n in errors.items()]
 
 
 def fault_rules(system: str, emulator: Emulator, options: SoakOptions) -> list[FaultRule]:
