@@ -99,6 +99,11 @@ def _compact(value: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in value.items()) or "—"
 
 
+def _nonzero_counts(counts: dict[str, Any]) -> str:
+    """A run's counts as ``sync`` prints them: the counters that are not zero (or empty)."""
+    return _compact({k: v for k, v in counts.items() if v not in (0, None, "", [], {})})
+
+
 @click.command()
 @config_option
 @json_option
@@ -126,7 +131,7 @@ def runs(cli_context: CliContext, config_path: str | None, as_json: bool, limit:
         ["run", "job", "trigger", "status", "started", "finished", "counts", "instance"],
         [
             [r["id"][:8], r["job"], r["trigger"], r["status"], _when(r["started_at"]),
-             _when(r["finished_at"]), _compact(r["counts"]), r["instance"]]
+             _when(r["finished_at"]), _nonzero_counts(r["counts"]), r["instance"]]
             for r in rows
         ],
     )

@@ -59,7 +59,7 @@ from refsync.daemon.leases import (
 from refsync.daemon.metrics import COMPLETED, DaemonMetrics
 from refsync.daemon.schedule import CalendarDaysTrigger, ScheduledJob, scheduled_job
 from refsync.errors import TickAlreadyRunError
-from refsync.logging import get_logger
+from refsync.logging import get_logger, redact_text
 from refsync.state import LeaseToken, StateStore
 from refsync.state.outage import error_text, unreachable_reason
 from refsync.state.store import StartedRun
@@ -461,7 +461,9 @@ class Daemon:
     def _on_scheduler_event(self, event: JobEvent) -> None:
         job = event.job_id.removesuffix(_RERUN)
         if event.code == EVENT_JOB_MISSED:
-            _log.warning("tick missed: it could not start within its grace", job=job)
+            when = getattr(event, "scheduled_run_time", None)
+            _log.warning("tick missed: it could not start within its grace", job=job,
+                         **({"tick": when.isoformat()} if when is not None else {}))
             self.metrics.missed.labels(job=job).inc()
         elif event.code == EVENT_JOB_MAX_INSTANCES:
             _log.info("tick skipped: the previous run of the job is still going", job=job)
@@ -474,7 +476,9 @@ class Daemon:
             self.store.schema_revision()
             checks["state_store"] = "ok"
         except Exception as exc:  # report, don't crash the probe
-            checks["state_store"] = f"unreachable: {type(exc).__name__}"
+            # the driver's words (never a statement), as the daemon's log line gives them
+            said = unreachable_reason(exc) or error_text(exc)
+            checks["state_store"] = f"unreachable: {redact_text(said)}"
         checks["scheduler"] = "running" if self.scheduler.running and \
             not self.stopping.is_set() else "stopped"
         threshold = self.loaded.config.daemon.unready_after_failures

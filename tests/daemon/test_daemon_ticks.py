@@ -222,6 +222,8 @@ def test_skipped_and_missed_ticks_are_logged_once_in_refsyncs_words(
         logged = lines()
     events = [(line["event"], line.get("job")) for line in logged]
     assert ("tick missed: it could not start within its grace", "late") in events
+    (missed,) = [line for line in logged if line["event"].startswith("tick missed")]
+    assert missed["tick"] == (now - timedelta(seconds=10)).isoformat(), missed  # which tick
     assert ("tick skipped: the previous run of the job is still going", "busy") in events
     assert not [line for line in logged
                 if line["event"].startswith(("Run time of job", "Execution of job"))]

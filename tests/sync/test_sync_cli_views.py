@@ -82,3 +82,14 @@ def test_list_filters_are_checked_and_an_empty_job_says_why(workspace: Path) -> 
     other = runner.invoke(cli, ["runs", "--job", "nightly", *config])
     assert other.exit_code == 0
     assert "No runs of job 'nightly': `refsync runs` lists every job's." in other.output
+
+
+def test_runs_show_the_counts_that_are_not_zero(workspace: Path) -> None:
+    engine, store = engine_for(workspace)
+    report = engine.run()
+    store.close()
+    listed = CliRunner(env={"COLUMNS": "400"}).invoke(
+        cli, ["runs", "-c", str(workspace / "refsync.yaml")])
+    assert listed.exit_code == 0, listed.output
+    assert f"created={report.counts['created']}" in listed.output
+    assert "=0" not in listed.output, listed.output  # zero counters are left out, as sync does
