@@ -36,12 +36,20 @@ def run(cli_context: CliContext, config_path: str | None, http_host: str | None,
     scheduled tick runs once. On SQLite only one daemon may use the file.
     """
     from refsync.daemon import Daemon
+    from refsync.daemon.http import bound_socket
 
     loaded = cli_context.load(config_path, with_named_files=True)
     if not loaded.config.schedules:
         fail(f"{loaded.path}: no schedules to run; add a 'schedules:' list, e.g.\n"
              "  schedules:\n    - name: every-five-minutes\n      every: 5m", EXIT_CONFIG)
     build_bindings(loaded)  # everything the config names is checked before the database opens
+    settings = loaded.config.daemon
+    host = http_host or settings.http_host
+    port = settings.http_port if http_port is None else http_port
+    try:  # a port another process holds is refused before the database is created
+        bound_socket(host, port).close()
+    except OSError as exc:
+        fail(f"{exc}; choose another with --http-port or daemon.http_port")
     with cli_context.store(config_path) as store:
         store.acquire_daemon_lock()
         daemon = Daemon(loaded, store, http_host=http_host, http_port=http_port)

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from refsync.daemon.metrics import CONTENT_TYPE
 
-__all__ = ["HttpServer", "build_http_app"]
+__all__ = ["HttpServer", "bound_socket", "build_http_app"]
 
 ReadinessCheck = Callable[[], tuple[bool, dict[str, Any]]]
 
@@ -51,6 +51,22 @@ def build_http_app(readiness: ReadinessCheck, render_metrics: Callable[[], bytes
     ])
 
 
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``; OSError "cannot listen on host:port: why" if it cannot be.
+
+    ``refsync run`` calls it once before it opens the state store (closing the socket), so a
+    port another process holds is refused before anything is created.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
 class HttpServer:
     """uvicorn serving ``app`` from a background thread.
 
@@ -71,13 +87,7 @@ class HttpServer:
 
     def start(self, timeout: float = 10.0) -> None:
         """Bind and start serving; raise OSError when the address cannot be bound."""
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError as exc:
-            sock.close()
-            raise OSError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from exc
+        sock = bound_socket(self.host, self.port)
         self._socket = sock
         self.port = int(sock.getsockname()[1])
         self._thread = threading.Thread(target=self._serve, name="refsync-http", daemon=True)

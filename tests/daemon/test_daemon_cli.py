@@ -57,6 +57,9 @@ def test_run_reports_a_busy_http_port(
     assert result.exit_code == 1, result.output
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
     assert "--http-port" in result.output
+    # refused before the state database (or its lock) is created
+    assert not (tmp_path / "state.db").exists()
+    assert not (tmp_path / "state.db.lock").exists()
 
 
 @pytest.mark.postgres
