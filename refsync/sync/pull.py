@@ -24,6 +24,7 @@ from refsync.domain.ids import new_referral_id, short_referral_id
 from refsync.errors import RecordError
 from refsync.logging import get_logger, redact_text
 from refsync.mapping.compiled import MappedRecord
+from refsync.mapping.hashing import hash_normaliser
 from refsync.mapping.paths import path_getter
 from refsync.mapping.rules import FieldState, decide
 from refsync.state import StateTransaction
@@ -149,6 +150,20 @@ def _raw(compiled: Any, record: ReadRecord) -> Any:
 
 
 _UNWRITABLE = object()
+
+
+def _edited_since_written(compiled: Any, row: Mapping[str, Any], record: ReadRecord) -> bool:
+    """Whether ``record`` holds something else in a field refsync only writes than what it
+    writes there for the hub's ``row``: compared as echoes are (blank is blank, ``"1200"`` is
+    1200), and never for the key field or a ``set_if_empty`` field (left alone by design)."""
+    if not compiled.writes or compiled.canonical == "id" or \
+            compiled.rule.value == "set_if_empty":
+        return False
+    written = _writes_as(compiled, _hub_value(row, compiled.canonical))
+    if written is _UNWRITABLE:
+        return False
+    same = hash_normaliser(compiled.kind)
+    return bool(same(written) != same(_raw(compiled, record)))
 
 
 def _jsonable(value: Any) -> Any:
@@ -519,7 +534,12 @@ class PageProcessor:
         write_back = False
         for compiled in binding.mapping.fields:
             name = compiled.canonical
-            if not compiled.reads or name == "id" or name not in values:
+            if not compiled.reads:
+                # a field refsync only writes (a status or reason shown to the partner): edited
+                # there since, it is written back over
+                write_back = write_back or _edited_since_written(compiled, row, record)
+                continue
+            if name == "id" or name not in values:
                 continue
             hub_value = _hub_value(row, name)
             remote_value = values[name]

@@ -69,3 +69,32 @@ def test_a_partner_edit_of_hub_owned_fields_is_written_back_over(
         quiet = engine.run()
         assert quiet.counts["written"] == 0, quiet.counts
         assert _lead(sandbox, key)["company"] == before["company"]
+
+
+def test_a_partner_edit_of_a_field_refsync_only_writes_is_written_back_over(
+    sandbox: RunningSandbox, tmp_path: Path, state_url: str
+) -> None:
+    """``status_reason`` goes out only (``fields.refsync_reason``: why refsync decided a
+    status); a partner who edits it gets refsync's reason back, and no write follows."""
+    config = tmp_path / "refsync.yaml"
+    config.write_text(sandbox_config(sandbox.urls, sandbox.ca_bundle, state_url,
+                                     comment="write-back test", instance="refsync-test"))
+    with StateStore(state_url) as store:
+        engine = build_engine(load_config(config), store)
+        engine.run()
+        engine.run()
+        explained = [lead for lead in sandbox.emulators["partnerstack"].records("leads")
+                     if (lead.get("fields") or {}).get("refsync_reason")]
+        key, reason = explained[0]["key"], explained[0]["fields"]["refsync_reason"]
+        edited = requests.patch(f"{sandbox.urls['partnerstack']}/api/v2/leads/{key}", auth=AUTH,
+                                json={"fields": {**explained[0]["fields"],
+                                                 "refsync_reason": "edited by the partner"}},
+                                timeout=10)
+        assert edited.status_code < 300, edited.text
+        assert _lead(sandbox, key)["fields"]["refsync_reason"] == "edited by the partner"
+
+        report = engine.run()
+
+        assert _lead(sandbox, key)["fields"]["refsync_reason"] == reason
+        assert report.counts["streams"]["partnerstack.leads"]["written"] == 1, report.counts
+        assert engine.run().counts["written"] == 0
