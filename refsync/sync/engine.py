@@ -196,12 +196,15 @@ class SyncEngine:
         """Drain every output stream's outbox; return the run's status so far, updated, and
         add to ``reasons`` why it is not ``succeeded`` (and to ``stopped`` the streams that
         did not go through)."""
+        held_by_quota = 0  # deferred writes the allowance's reason already tells of
         for binding in self._outputs():
             if self.should_stop():
                 break
             drainer = OutboxDrainer(self.store, binding, run_id, counts, self.clock, lease,
                                     should_stop=self.should_stop)
-            if not drainer.drain() and not drainer.stopped:
+            finished = drainer.drain()
+            held_by_quota += drainer.held_by_quota
+            if not finished and not drainer.stopped:
                 status = "partial"
                 stopped.append(binding.label)
                 reasons.allowance_spent(binding.system, binding.label, writing=True)
@@ -212,8 +215,9 @@ class SyncEngine:
                         "resumes from there")
             return "interrupted"
         deferred, quarantined = counts.total["deferred"], counts.total["quarantined"]
-        if deferred:
-            reasons.add(f"{deferred} write(s) deferred after remote failures; they are "
+        if deferred > held_by_quota:
+            reasons.add(f"{deferred - held_by_quota} write(s) deferred after remote failures; "
+                        "they are "
                         "retried automatically (`refsync state show` counts them)")
         if quarantined:
             reasons.add(f"{quarantined} record(s) quarantined: `refsync errors` says why, "

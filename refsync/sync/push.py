@@ -67,6 +67,8 @@ class OutboxDrainer:
     should_stop: Callable[[], bool | str] = lambda: False
     stopped: bool = False
     """Set when :meth:`drain` returned early because ``should_stop`` asked it to."""
+    held_by_quota: int = 0
+    """Writes a spent daily allowance refused, kept in the outbox (counted ``deferred`` too)."""
 
     @property
     def _log(self) -> Any:
@@ -164,6 +166,7 @@ class OutboxDrainer:
                 )
             except QuotaExhaustedError as exc:
                 failure, stop = exc, True
+                self.held_by_quota += len(sendable)
             except RetryableError as exc:
                 failure = exc
         with run_transaction(self.store, self.run_id, self.counts, self.lease) as tx:
