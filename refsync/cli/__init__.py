@@ -63,7 +63,8 @@ class RefsyncGroup(click.Group):
                 path = error.ctx.command_path if error.ctx is not None else "refsync"
                 raise ErrorEvent(error, f"missing command: `{path} --help` lists them") \
                     from error
-            raise ErrorEvent(error) from error
+            running = ctx.find_object(CliContext)
+            raise ErrorEvent(error, command=running.command if running else None) from error
         except (click.exceptions.Exit, click.Abort):
             raise
         except Exception as crash:

@@ -260,11 +260,13 @@ class ErrorEvent(click.ClickException):
     writes every failure, with the exit code click would use (2 for usage).
     """
 
-    def __init__(self, error: click.ClickException, message: str | None = None) -> None:
+    def __init__(self, error: click.ClickException, message: str | None = None, *,
+                 command: str | None = None) -> None:
         super().__init__(message or error.format_message())
         self.exit_code = error.exit_code  # type: ignore[misc]  # per error, not per class
         context = getattr(error, "ctx", None)
-        self.command = context.command_path if context is not None else None
+        # a command's own ClickException carries no context: ``command`` names the command
+        self.command = context.command_path if context is not None else command
 
     def show(self, file: IO[Any] | None = None) -> None:
         """Write the error as a ``command failed`` event, with the command it concerns and

@@ -149,7 +149,9 @@ def _print_run(report: RunReport) -> None:
     for label, stream_counts in report.counts.get("streams", {}).items():
         click.echo(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in stream_counts.items()))
     if report.error and report.status == "failed":
-        say_failed(report.error, STATUS_EXIT["failed"], event="run failed", run_id=report.run_id)
+        # `command failed`: the engine has logged the run's own `run failed` line already, so
+        # an alert on that event fires once a failure
+        say_failed(report.error, STATUS_EXIT["failed"], run_id=report.run_id)
     elif report.error:
         # why a run is partial or interrupted
         say_on_stderr("why", report.error, event=f"run {report.status}", level="warning",

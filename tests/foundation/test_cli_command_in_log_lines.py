@@ -63,9 +63,9 @@ def test_every_line_of_a_failed_sync_carries_the_command(
 ) -> None:
     lines = json_lines(failing_sync(sandbox, tmp_path, monkeypatch).stderr)
     assert [line["command"] for line in lines] == ["refsync sync"] * len(lines), lines
-    failed = [line for line in lines if line["event"] == "run failed"]
-    assert len(failed) == 2, lines  # the engine's line, then the command's last word
-    assert failed[0]["run_id"] == failed[1]["run_id"]
+    failed = [line for line in lines if line["event"] in ("run failed", "command failed")]
+    assert [line["event"] for line in failed] == ["run failed", "command failed"], lines
+    assert failed[0]["run_id"] == failed[1]["run_id"]  # the engine's line, the command's word
 
 
 def test_the_command_ends_with_it(

@@ -81,6 +81,10 @@ def retry_without_ids(_: Path, __: pytest.MonkeyPatch) -> list[str]:
     return ["retry"]
 
 
+def missing_sandbox_seed(tmp_path: Path, _: pytest.MonkeyPatch) -> list[str]:
+    return ["sandbox", "--seed", str(tmp_path / "absent.json"), "--workdir", str(tmp_path)]
+
+
 Case = Callable[[Path, pytest.MonkeyPatch], list[str]]
 
 
@@ -99,6 +103,7 @@ def error_lines(result: Result) -> list[dict[str, Any]]:
     (users_config_as_demo_workdir, 2, "refsync demo", ["command failed"]),
     (usage_error, 2, "refsync sync", ["command failed"]),
     (retry_without_ids, 2, "refsync retry", ["command failed"]),
+    (missing_sandbox_seed, 1, "refsync sandbox", ["command failed"]),
 ])
 def test_every_error_event_of_a_failing_command_has_the_same_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: Case, exit_code: int, command: str,
@@ -150,6 +155,8 @@ def test_a_failed_run_says_so_with_the_same_keys(
                                 prog_name="refsync")
     assert result.exit_code == 1, result.output
     said = error_lines(result)[-1]  # the command's last word, after the run's own log lines
-    assert said["event"] == "run failed" and set(said) >= REQUIRED, said
+    assert said["event"] == "command failed" and set(said) >= REQUIRED, said
+    # the engine's own line says `run failed`, once: an alert on it fires once a failure
+    assert [line["event"] for line in error_lines(result)].count("run failed") == 1
     assert said["command"] == "refsync sync" and said["exit_code"] == 1 and said["run_id"]
     assert "rejected the private-app access token" in said["error"]
