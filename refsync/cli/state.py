@@ -100,8 +100,10 @@ def _compact(value: dict[str, Any]) -> str:
 
 
 def _nonzero_counts(counts: dict[str, Any]) -> str:
-    """A run's counts as ``sync`` prints them: the counters that are not zero (or empty)."""
-    return _compact({k: v for k, v in counts.items() if v not in (0, None, "", [], {})})
+    """A run's counts as ``sync`` prints them: the counters that are not zero (the per-stream
+    counts are in ``runs --json``)."""
+    return _compact({k: v for k, v in counts.items()
+                     if k not in ("streams", "stopped_streams") and v not in (0, None, "", [], {})})
 
 
 @click.command()

@@ -46,8 +46,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import (
+    DatabaseError,
     IntegrityError,
-    OperationalError,
     SQLAlchemyError,
 )
 
@@ -188,7 +188,13 @@ class StateStore:
         try:
             with self.engine.connect() as connection:
                 return MigrationContext.configure(connection).get_current_revision()
-        except OperationalError as exc:
+        except DatabaseError as exc:  # OperationalError included
+            if "file is not a database" in str(exc.orig):
+                raise StateError(
+                    f"{sqlite_path(self.url)} is not a SQLite database ({exc.orig}) — point "
+                    "state.url at refsync's state database, or at a new file for it to create",
+                    detail=str(exc),
+                ) from exc
             raise StateError(
                 f"cannot open the state database {self._display_url()}: {exc.orig}",
                 detail=str(exc),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from refsync.errors import LeaseLostError, StoreLockedError
+from refsync.errors import LeaseLostError, StateError, StoreLockedError
 from refsync.state import StateStore
 
 TABLES = {"referral", "partner", "link", "cursor", "event", "outbox", "quarantine", "run", "lease"}
@@ -201,6 +201,16 @@ def test_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
         holder.wait()
     with StateStore(url) as store:
         store.acquire_daemon_lock()  # the kernel released the dead holder's lock
+
+
+def test_a_file_that_is_not_a_database_is_one_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.write_text("notes, not a database\n")
+    with pytest.raises(StateError) as refused:
+        StateStore(f"sqlite:///{path}")
+    assert refused.value.message.startswith(f"{path} is not a SQLite database"), refused.value
+    assert "point state.url at refsync's state database" in refused.value.message
+    assert path.read_text() == "notes, not a database\n"  # left as it was
 
 
 def test_a_second_daemon_reaching_the_sqlite_file_through_a_link_is_refused(

@@ -93,3 +93,4 @@ def test_runs_show_the_counts_that_are_not_zero(workspace: Path) -> None:
     assert listed.exit_code == 0, listed.output
     assert f"created={report.counts['created']}" in listed.output
     assert "=0" not in listed.output, listed.output  # zero counters are left out, as sync does
+    assert "streams=" not in listed.output and "{" not in listed.output  # per stream: --json
