@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +28,6 @@ from refsync.errors import (
 from refsync.testing.fakes import ManualClock, SleepRecorder
 
 API = "https://api.example.test"
-
-
-@pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    # assert_all_requests_are_fired: a registered route that was never called fails the test.
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture

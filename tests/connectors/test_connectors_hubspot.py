@@ -64,11 +64,6 @@ def peer(sandbox: RunningSandbox) -> Peer:
     return peer
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
 def _iso(moment: Any) -> str:
     return str(moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
 

@@ -70,11 +70,6 @@ def peer(sandbox: RunningSandbox) -> Peer:
     return peer
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
 def _connector(
     peer: Peer,
     clock: ManualClock,

@@ -32,17 +32,6 @@ HS_TOKEN_ROUTE = "POST /oauth/v1/token"
 # --- the shared retry loop ------------------------------------------------------------------
 
 
-@pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
 def _client(clock: ManualClock, sleeps: SleepRecorder, refresh: Any) -> HttpClient:
     return HttpClient(session=ApiSession(system="crm"), base_url=API, system="crm", clock=clock,
                       sleep=sleeps, policy=RetryPolicy(max_attempts=5), refresh_auth=refresh)
