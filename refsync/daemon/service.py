@@ -222,13 +222,14 @@ class Daemon:
         ``exited`` says how the daemon left it (``exited after its shutdown timeout…``)."""
         reason = (f"{self.identity} {exited} before the run stopped; the pages it committed "
                   "are kept, and the next run continues from them")
+        run = self._run_in_progress()  # in memory: named on the line even if the store is down
         try:
             abandoned = self.store.abandon_runs(self.identity, reason=reason)
         except Exception as exc:  # exiting anyway: the next lease take-over marks it instead
             _log.error("could not mark the unfinished run abandoned; the daemon that takes the "
                        "lease over next will", error=error_text(exc))
             return
-        _log.warning("unfinished run marked abandoned", runs=abandoned)
+        _log.warning("unfinished run marked abandoned", runs=abandoned, **run)
 
     def _abandon_in_passing(self, exited: str) -> None:
         """Mark the run left behind ``abandoned`` on the way out, waiting at most

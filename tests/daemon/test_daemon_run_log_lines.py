@@ -63,7 +63,8 @@ def test_a_stopping_daemons_lines_about_its_run_carry_the_run_id(
         assert daemon.stop() == 1
         logged = lines()
     run_id = _run_id(store)
-    for event in ("waiting for the current page to commit", "run did not stop in time"):
+    for event in ("waiting for the current page to commit", "run did not stop in time",
+                  "unfinished run marked abandoned"):
         (line,) = [line for line in logged if line["event"].startswith(event)]
         assert line["run_id"] == run_id, line
     worker.join(timeout=30)
