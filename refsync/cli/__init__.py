@@ -59,8 +59,9 @@ class RefsyncGroup(click.Group):
                 if error is raised:
                     raise
                 raise error from raised
-            if isinstance(error, _HELP_SHOWN):
-                path = error.ctx.command_path if error.ctx is not None else "refsync"
+            if isinstance(error, _HELP_SHOWN) or _is_missing_command(error):
+                given = getattr(error, "ctx", None)  # a UsageError's, or the help's
+                path = given.command_path if given is not None else "refsync"
                 raise ErrorEvent(error, f"missing command: `{path} --help` lists them") \
                     from error
             running = ctx.find_object(CliContext)
@@ -104,6 +105,12 @@ def _logs_json(ctx: click.Context) -> bool:
     """Whether the command run in ``ctx`` (the group's) writes JSON log lines."""
     cli_context = ctx.find_object(CliContext) or CliContext(log_format=ctx.params.get("log_format"))
     return cli_context.logs_json()
+
+
+def _is_missing_command(error: click.ClickException) -> bool:
+    """``refsync --log-format json`` and nothing more: click's "Missing command." (a group given
+    no arguments at all shows its help instead)."""
+    return isinstance(error, click.UsageError) and error.message == "Missing command."
 
 
 def _is_a_closed_pipe(error: Exception) -> bool:

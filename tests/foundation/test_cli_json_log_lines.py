@@ -127,6 +127,16 @@ def test_a_group_given_no_command_is_one_json_event() -> None:
     assert event["error"] == "missing command: `refsync state --help` lists them"
 
 
+def test_refsync_given_no_command_names_it_as_a_group_does() -> None:
+    """``refsync --log-format json`` alone: click says "Missing command."; the event says what
+    a group given no command says."""
+    given = refsync("--log-format", "json")
+    assert given.exit_code == 2 and given.stdout == ""
+    (event,) = json_lines(given.stderr)
+    assert event["event"] == "command failed" and event["command"] == "refsync"
+    assert event["error"] == "missing command: `refsync --help` lists them"
+
+
 @pytest.mark.parametrize(("args", "error", "exit_code"), [
     (["retry"], "name quarantine ids (see `refsync errors`) or pass --all", 2),
     (["mapping", "preview", "--mapping", "builtin:partnerstack-leads", "--record", "notjson"],
