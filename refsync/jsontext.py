@@ -15,11 +15,12 @@ libraries agree; tests hold them to it.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-__all__ = ["dumps", "hash_text", "loads"]
+__all__ = ["dumps", "hash_text", "json_ready", "loads"]
 
 _HASH_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _stdlib_hash_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
@@ -57,3 +58,17 @@ def hash_text(items: Any) -> str:
         return orjson.dumps(items, default=str, option=_HASH_OPTIONS).decode()
     except TypeError:
         return _stdlib_hash_text(items)
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` made of what JSON holds, for the state store's JSON columns: maps (keys as
+    text) and lists kept, datetimes in ISO 8601, anything else JSON has no type for as text."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

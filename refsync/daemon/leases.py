@@ -19,7 +19,7 @@ from typing import Any
 from refsync.errors import LeaseLostError, StateError
 from refsync.logging import get_logger
 from refsync.state import LeaseToken, StateStore
-from refsync.state.outage import error_text, unreachable_reason
+from refsync.state.outage import driver_words
 from refsync.state.tables import utcnow
 
 __all__ = [
@@ -115,8 +115,7 @@ class Heartbeat:
             except Exception as exc:  # a heartbeat must never die silently
                 # e.g. the database is briefly unreachable: keep trying; if another daemon takes
                 # the lease over meanwhile, the epoch fence stops this run's writes
-                self._log().warning("could not renew the lease", error=unreachable_reason(exc)
-                                    or error_text(exc))
+                self._log().warning("could not renew the lease", error=driver_words(exc))
 
     def _log(self) -> Any:
         """The logger of a line about the lease: bound to the run the lease guards (its

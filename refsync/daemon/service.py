@@ -61,7 +61,7 @@ from refsync.daemon.schedule import CalendarDaysTrigger, ScheduledJob, scheduled
 from refsync.errors import TickAlreadyRunError
 from refsync.logging import get_logger, redact_text
 from refsync.state import LeaseToken, StateStore
-from refsync.state.outage import error_text, unreachable_reason
+from refsync.state.outage import driver_words, error_text, unreachable_reason
 from refsync.state.store import StartedRun
 from refsync.sync.engine import RunReport
 from refsync.sync.wiring import build_engine
@@ -478,7 +478,7 @@ class Daemon:
             checks["state_store"] = "ok"
         except Exception as exc:  # report, don't crash the probe
             # the driver's words (never a statement), as the daemon's log line gives them
-            said = unreachable_reason(exc) or error_text(exc)
+            said = driver_words(exc)
             checks["state_store"] = f"unreachable: {redact_text(said)}"
         checks["scheduler"] = "running" if self.scheduler.running and \
             not self.stopping.is_set() else "stopped"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-__all__ = ["error_text", "unreachable_reason"]
+__all__ = ["driver_words", "error_text", "unreachable_reason"]
 
 
 _CONNECTION_SQLSTATES = ("08", "57P")
@@ -60,3 +60,9 @@ def error_text(exc: BaseException) -> str:
     database error (never the statement or its parameters)."""
     error = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     return f"{type(error).__name__}: {_first_line(error)}"
+
+
+def driver_words(exc: BaseException) -> str:
+    """What a log line or a probe says of a state store error: why the store could not be
+    reached, when it could not (:func:`unreachable_reason`), else :func:`error_text`."""
+    return unreachable_reason(exc) or error_text(exc)

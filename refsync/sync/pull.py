@@ -22,6 +22,7 @@ from refsync.connectors.base import Page, ReadRecord
 from refsync.domain import Lifecycle, ReferralStatus
 from refsync.domain.ids import new_referral_id, short_referral_id
 from refsync.errors import RecordError
+from refsync.jsontext import json_ready
 from refsync.logging import get_logger, redact_text
 from refsync.mapping.compiled import MappedRecord
 from refsync.mapping.hashing import hash_normaliser
@@ -165,13 +166,6 @@ def _edited_since_written(compiled: Any, row: Mapping[str, Any], record: ReadRec
     same = hash_normaliser(compiled.kind)
     return bool(same(written) != same(_raw(compiled, record)))
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
 
 
 @dataclass
@@ -596,7 +590,7 @@ class PageProcessor:
                 kind = "status_changed" if change.field == "status" else "field_changed"
                 self._event(kind, row["id"], {
                     "system": binding.system, "field": change.field,
-                    "old": _jsonable(change.old), "new": _jsonable(change.new),
+                    "old": json_ready(change.old), "new": json_ready(change.new),
                     "reason": change.reason,
                 })
                 if self.on_change is not None:
@@ -654,7 +648,7 @@ class PageProcessor:
             row["last_written_hash"] = None
         fill_only = self.binding.fill_only
         if fill_only is not None:
-            row["remote_values"] = _json_safe(fill_only.read(record.data))
+            row["remote_values"] = json_ready(fill_only.read(record.data))
         _queue(self._page.link_rows, (self.binding.system, self.binding.object, record.id), row)
 
     def _quarantine(
@@ -671,7 +665,7 @@ class PageProcessor:
             "run_id": self.run_id, "system": binding.system, "stream": binding.stream,
             "direction": "in", "referral_id": link["canonical_id"] if link else None,
             "external_id": record.id,
-            "payload": {"id": record.id, "data": _json_safe(record.data),
+            "payload": {"id": record.id, "data": json_ready(record.data),
                         "modstamp": record.modstamp.isoformat() if record.modstamp else None},
             "error_code": first.code,
             "message": redact_text("; ".join(f"{e.field}: {e.message}" for e in errors)),
@@ -694,11 +688,3 @@ class PageProcessor:
             "system": self.binding.system, "stream": self.binding.stream,
             "payload": payload, "at": self._time(),
         })
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return _jsonable(value)

@@ -16,6 +16,7 @@ from typing import Any
 from refsync.connectors.base import REMOTE_ID_FIELD, WriteResult
 from refsync.connectors.errors import Action
 from refsync.errors import ConnectorError, QuotaExhaustedError, RetryableError
+from refsync.jsontext import json_ready
 from refsync.logging import get_logger, redact_text
 from refsync.state import LeaseToken, StateStore, StateTransaction
 from refsync.sync.bindings import RunCounts, StreamBinding, run_transaction
@@ -221,7 +222,7 @@ class OutboxDrainer:
                     "updated_at": now,
                 }
                 if remote_values is not None:
-                    link["remote_values"] = _safe(remote_values)
+                    link["remote_values"] = json_ready(remote_values)
                 new_links.append(link)
                 sent.append(row["id"])
                 written_events.append({
@@ -282,16 +283,6 @@ class OutboxDrainer:
         return {
             "run_id": self.run_id, "system": self.binding.system, "stream": self.binding.stream,
             "direction": "out", "referral_id": row["referral_id"],
-            "payload": {"outbox_id": row["id"], "data": _safe(payload)},
+            "payload": {"outbox_id": row["id"], "data": json_ready(payload)},
             "error_code": code, "message": redact_text(message),
         }
-
-
-def _safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_safe(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)

@@ -73,3 +73,15 @@ def test_loads_reads_what_json_reads() -> None:
     assert math.isinf(jsontext.loads("[Infinity]")[0])
     with pytest.raises(ValueError):
         jsontext.loads("{not json")
+
+
+def test_json_ready_keeps_json_values_and_writes_the_rest_as_text() -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    value = {1: [at, Decimal("2.50"), ("a", None)], "ok": {"n": 3, "b": True, "f": 1.5}}
+    assert jsontext.json_ready(value) == {
+        "1": ["2026-03-01T09:30:00+00:00", "2.50", ["a", None]],
+        "ok": {"n": 3, "b": True, "f": 1.5},
+    }
