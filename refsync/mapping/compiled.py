@@ -183,6 +183,9 @@ class CompiledMapping:
         hashed += [(f.remote, _hash_reader(f.remote), hash_normaliser(f.kind))
                    for f in self.fields if f.writes]
         self._hashed = tuple(sorted(hashed, key=lambda item: item[0]))
+        read_only = [(f.remote, _hash_reader(f.remote), hash_normaliser(f.kind))
+                     for f in self.fields if f.reads and not f.writes]
+        self._read_only_hashed = tuple(sorted(read_only, key=lambda item: item[0]))
         top_level = {split_path(spec.key_field)[0]}
         top_level.update(split_path(f.remote)[0] for f in self.fields)
         top_level.update(split_path(path)[0] for path in extra_remote_reads)
@@ -303,6 +306,25 @@ class CompiledMapping:
         system echoes a value does not change the hash.
         """
         return hash_values(remote_record, self._hashed)
+
+    def read_only_hash(self, remote_record: Mapping[str, Any], salt: str = "") -> str:
+        """Hash of the remote fields this mapping only reads (``direction: in``), and ``salt``.
+
+        :meth:`content_hash` cannot see a change to these fields (refsync never writes them,
+        so a record read back holds whatever the remote put there); a record is unchanged only
+        when both hashes are.
+        """
+        fields = ((_SALT_PATH, lambda _record: salt, _as_is), *self._read_only_hashed)
+        return hash_values(remote_record, fields)
+
+
+_SALT_PATH = "\x00salt"
+"""Where :meth:`CompiledMapping.read_only_hash` puts its salt among the hashed paths (no remote
+field is named so)."""
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 def _hash_reader(path: str) -> Callable[[Mapping[str, Any]], Any] | None:

@@ -48,6 +48,7 @@ _REFERRAL_COLUMNS = {
     "source_system", "notes",
 }
 _NOT_PUSHED_TO_CRM = {ReferralStatus.DUPLICATE.value, ReferralStatus.REJECTED.value}
+_REJECTED = ReferralStatus.REJECTED.value
 _PERSON_KEYS = {"email", "phone"}
 """Match rules that name one person; the others (domains, company name) name a company."""
 _MATCH_COLUMN_NAMES = tuple(sorted(set(_MATCH_COLUMNS.values())))
@@ -63,6 +64,27 @@ class _Prepared:
     read_hash: str | None = None
     mapped: MappedRecord | None = None
     keys: dict[str, str | None] | None = None
+    as_written: bool = False
+    """The fields the mapping writes hold what refsync last wrote there."""
+    known: _Known = field(default_factory=lambda: _Known())
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What refsync already knows of a record it reads again that it cannot skip: which of its
+    values the remote has not changed since refsync last wrote or read the record. A two_way
+    field then cannot have been changed by the remote, whatever the record's modification
+    time says (refsync's own write moves it too), so the hub's value stands."""
+
+    everything: bool = False
+    """The record's modification time is the one refsync last read: nothing changed since
+    (the mapping did, or the hub)."""
+    written: bool = False
+    """The fields the mapping writes hold what refsync last wrote or last read there."""
+
+    def remote_unchanged(self, compiled: Any) -> bool:
+        """Whether the remote cannot have changed ``compiled``'s field since refsync synced it."""
+        return self.everything or (self.written and compiled.writes)
 
 
 @dataclass
@@ -239,13 +261,27 @@ class PageProcessor:
         binding = self.binding
         if record.deleted:
             return _Prepared(record, link, "deleted")
-        read_hash = binding.record_hash(record.data)
-        if link is not None and read_hash == link.get("last_written_hash"):
+        written = binding.written_hash(record.data)
+        read_hash = binding.read_hash(record.data, written)
+        if link is None:
+            return _Prepared(record, link, "mapped", read_hash,
+                             binding.mapping.to_canonical(record.data))
+        last_read = link.get("last_read_hash")
+        as_written = written == link.get("last_written_hash")
+        if as_written and binding.read_part(last_read) == binding.read_part(read_hash):
             return _Prepared(record, link, "echo", read_hash)
-        if link is not None and read_hash == link.get("last_read_hash"):
+        if read_hash == last_read:
             return _Prepared(record, link, "unchanged", read_hash)
+        seen = link.get("remote_modstamp")
+        known = _Known(
+            everything=record.modstamp is not None and seen is not None and
+            record.modstamp == seen,
+            written=as_written or binding.written_part(last_read) == binding.written_part(
+                read_hash),
+        )
         return _Prepared(record, link, "mapped", read_hash,
-                         binding.mapping.to_canonical(record.data))
+                         binding.mapping.to_canonical(record.data), as_written=as_written,
+                         known=known)
 
     def _prefetch(self, tx: StateTransaction, prepared: Sequence[_Prepared]) -> None:
         """Read the referrals and match candidates of a whole page in a few queries."""
@@ -367,7 +403,7 @@ class PageProcessor:
         if referral.get("_new"):
             self._create(tx, record, referral, values, read_hash)
         else:
-            self._reconcile(tx, record, referral, values, read_hash)
+            self._reconcile(tx, record, referral, values, read_hash, item)
 
     def _identify(
         self,
@@ -434,6 +470,15 @@ class PageProcessor:
                 })
                 self.counts.add(binding, "matched")
                 return first
+            # a rejected referral (an existing customer, an open deal, turned down by sales)
+            # gives its partner no claim on the prospect
+            claims = [c for c in candidates if c["status"] != _REJECTED]
+            if not claims:
+                continue
+            if claims[0] is not first:
+                first = claims[0]
+                original = short_referral_id(first["id"])
+                explanation = f"{rule.replace('_', ' ')} {key} equals referral {original}"
             window = timedelta(days=self.config.rules.protection_window_days)
             registered = first.get("submitted_at") or first.get("created_at")
             submitted = values.get("submitted_at") or record.modstamp or self._time()
@@ -520,6 +565,7 @@ class PageProcessor:
         referral: dict[str, Any],
         values: dict[str, Any],
         read_hash: str,
+        item: _Prepared,
     ) -> None:
         binding = self.binding
         row = dict(referral)
@@ -544,10 +590,11 @@ class PageProcessor:
                 continue
             set_by = provenance.get(name) or {}
             set_at = datetime.fromisoformat(set_by["at"]) if set_by.get("at") else None
+            remote_at = None if item.known.remote_unchanged(compiled) else record.modstamp
             decision = decide(
                 compiled.rule,
                 FieldState(hub_value, set_by.get("system"), set_at),
-                FieldState(remote_value, binding.system, record.modstamp),
+                FieldState(remote_value, binding.system, remote_at),
                 direction=compiled.direction,
             )
             reason = decision.reason
@@ -596,7 +643,8 @@ class PageProcessor:
                 if self.on_change is not None:
                     self.on_change(change)
         else:
-            self.counts.add(binding, "unchanged")
+            # refsync's own write read back, which nothing else changed since
+            self.counts.add(binding, "echoes" if item.as_written else "unchanged")
         # the record disagrees with the hub on a field refsync writes: it no longer holds what
         # refsync last wrote (someone edited it since), so that write's hash must not make the
         # push skip writing the same values again
@@ -660,6 +708,8 @@ class PageProcessor:
     ) -> None:
         binding = self.binding
         first = errors[0]
+        # every error, each naming its field: as `refsync errors` shows it and the log says it
+        message = redact_text("; ".join(f"{e.field}: {e.message}" for e in errors))
         self._page.quarantined_ids.add(record.id)
         tx.quarantine([{
             "run_id": self.run_id, "system": binding.system, "stream": binding.stream,
@@ -668,7 +718,7 @@ class PageProcessor:
             "payload": {"id": record.id, "data": json_ready(record.data),
                         "modstamp": record.modstamp.isoformat() if record.modstamp else None},
             "error_code": first.code,
-            "message": redact_text("; ".join(f"{e.field}: {e.message}" for e in errors)),
+            "message": message,
             "replay_of": self.replaying.get(record.id),
         }])
         self.counts.add(binding, "quarantined")
@@ -676,7 +726,7 @@ class PageProcessor:
                    stream=binding.stream).warning(
             "record quarantined", external_id=record.id,
             referral_id=link["canonical_id"] if link else None, code=first.code,
-            message=first.message)
+            message=message)
         if link is not None:
             self._event("quarantined", link["canonical_id"], {
                 "system": binding.system, "direction": "in", "code": first.code,

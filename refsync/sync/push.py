@@ -121,7 +121,7 @@ class OutboxDrainer:
                 continue
             outgoing = self._outgoing(result.values, link)
             if link is not None and link.get("last_written_hash") == \
-                    self.binding.record_hash(outgoing.expected):
+                    self.binding.written_hash(outgoing.expected):
                 continue
             planned.append(PlannedWrite(row["referral_id"], self.binding.system,
                                         self.binding.stream,
@@ -149,7 +149,7 @@ class OutboxDrainer:
                 continue
             link = links.get(row["referral_id"])
             outgoing = self._outgoing(result.values, link)
-            payload_hash = self.binding.record_hash(outgoing.expected)
+            payload_hash = self.binding.written_hash(outgoing.expected)
             if link is not None and link.get("last_written_hash") == payload_hash:
                 done.append(row["id"])
                 continue

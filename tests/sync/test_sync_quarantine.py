@@ -97,6 +97,8 @@ def test_a_record_that_cannot_be_read_keeps_one_row_until_it_reads(workspace: Pa
     assert (first["direction"], first["external_id"], first["attempts"]) == ("in", "L2", 1)
     (line,) = [entry for entry in logs if entry["event"] == "record quarantined"]
     assert line["external_id"] == "L2" and line["code"] == first["error_code"]
+    # the log says what `refsync errors` says: every error, each naming its field
+    assert line["message"] == first["message"] and line["message"].startswith("status: ")
     # `refsync errors` names the partner's record, so a person can find it and fix it
     listed = CliRunner().invoke(cli, ["errors", "-c", str(workspace / "refsync.yaml")],
                                 terminal_width=200)

@@ -1,0 +1,205 @@
+"""What refsync knows of a record it wrote or read, across mapping edits and remote changes.
+
+A link keeps two hashes: of what refsync last wrote to the record (the fields the mapping
+writes) and of what it last read there (those fields, plus the fields the mapping only reads,
+salted with the mapping). So a change to a field refsync only reads is seen; an edit of the
+mapping makes every record be looked at again, without taking refsync's own writes for changes
+made by the remote; and an edit that leaves what a system is written alone writes nothing more.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from refsync.config import load_config
+from refsync.mapping.loader import default_mapping_path
+from refsync.sandbox.config import sandbox_config
+from refsync.sandbox.runner import RunningSandbox, start_sandbox
+from refsync.sandbox.salesforce.soql import format_datetime
+from refsync.state import StateStore
+from refsync.sync.engine import SyncEngine
+from refsync.sync.wiring import build_engine
+
+AUTH = ("pk_sandbox_refsync", "sk_sandbox_refsync")
+PS_PATCH = "PATCH /api/v2/leads/{key}"
+
+
+@dataclass
+class Workspace:
+    """A sandbox with the demo data, a config whose mappings are files, and its state."""
+
+    sandbox: RunningSandbox
+    config: Path
+    store: StateStore
+
+    def mapping(self, name: str) -> Path:
+        return self.config.parent / f"{name}.yaml"
+
+    def engine(self) -> SyncEngine:
+        return build_engine(load_config(self.config), self.store)
+
+    def records(self, system: str, obj: str) -> list[dict[str, Any]]:
+        return self.sandbox.emulators[system].records(obj)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, state_url: str) -> Iterator[Workspace]:
+    """Two syncs done on the demo data: the referrals made, every write read back."""
+    with start_sandbox(seed="demo", ports=dict.fromkeys(
+            ("salesforce", "hubspot", "partnerstack"), 0), workdir=tmp_path / "tls") as sandbox:
+        text = sandbox_config(sandbox.urls, sandbox.ca_bundle, state_url,
+                              comment="mapping edits", instance="refsync-test")
+        for name in ("partnerstack-leads", "salesforce-lead", "hubspot-contacts"):
+            (tmp_path / f"{name}.yaml").write_text(default_mapping_path(name).read_text())
+            text = text.replace(f"builtin:{name}", str(tmp_path / f"{name}.yaml"))
+        # the referral's website, which partners give and the shipped mapping leaves out
+        _add_field(tmp_path / "partnerstack-leads.yaml", "  company:      {remote: company, "
+                   "rule: partner_owned, transform: [strip]}\n", "  domain: {remote: "
+                   "fields.website, direction: in, rule: partner_owned, transform: "
+                   "[domain_from_url]}")
+        config = tmp_path / "refsync.yaml"
+        config.write_text(text)
+        with StateStore(state_url) as store:
+            space = Workspace(sandbox, config, store)
+            engine = space.engine()
+            engine.run()
+            assert engine.run().counts["written"] == 0  # the writes read back as echoes
+            yield space
+
+
+def _add_field(path: Path, after: str, line: str) -> None:
+    text = path.read_text()
+    assert after in text
+    path.write_text(text.replace(after, f"{after}{line}\n", 1))
+
+
+def _touch_lead(space: Workspace, lead_id: str, **changes: Any) -> None:
+    """Sales edits a Salesforce Lead (the modification time moves on, as it does there)."""
+    emulator = space.sandbox.emulators["salesforce"]
+    time.sleep(0.01)
+    with emulator.lock:
+        record = emulator.store.records["Lead"][lead_id]
+        record.update(changes)
+        record["SystemModstamp"] = record["LastModifiedDate"] = format_datetime(
+            emulator.store.now())
+
+
+def _linked_lead(space: Workspace) -> dict[str, Any]:
+    return next(lead for lead in space.records("salesforce", "Lead") if lead["Refsync_Id__c"])
+
+
+def test_a_change_to_a_field_refsync_only_reads_reaches_the_hub(workspace: Workspace) -> None:
+    # the Lead's AnnualRevenue is read into the referral's amount (direction: in); refsync
+    # never writes it, so its last write's hash cannot tell that sales changed it
+    lead = _linked_lead(workspace)
+    _touch_lead(workspace, lead["Id"], AnnualRevenue=125000.0)
+
+    report = workspace.engine().run()
+
+    assert report.counts["streams"]["salesforce.leads"] == {"read": 1, "updated": 1}
+    referral = workspace.store.get_referral(lead["Refsync_Id__c"])
+    assert referral is not None
+    assert str(referral["amount"]) == "125000.00"
+    assert workspace.engine().run().counts["updated"] == 0
+
+
+def test_the_first_read_back_of_a_record_refsync_created_is_an_echo(
+    workspace: Workspace,
+) -> None:
+    # the fixture's second sync read back every record the first one wrote: echoes, although
+    # refsync had never read the fields those records' mappings only read
+    runs = workspace.store.list_runs(limit=2)
+    assert runs[0]["counts"]["echoes"] > 0
+    assert runs[0]["counts"]["updated"] == 0 and runs[0]["counts"]["written"] == 0
+
+
+def test_a_field_added_to_a_mapping_is_written_from_the_hub_not_emptied_from_the_remote(
+    workspace: Workspace,
+) -> None:
+    store = workspace.store
+    with_domain = {r["id"]: r["domain"] for r in store.list_referrals(limit=1000) if r["domain"]}
+    websites = {lead["Id"]: lead["Website"] for lead in workspace.records("salesforce", "Lead")}
+    assert with_domain and any(websites.values())
+    # an admin wants HubSpot to show the prospect's website: two_way, as fields are by default
+    _add_field(workspace.mapping("hubspot-contacts"), "  title:       {remote: jobtitle, "
+               "transform: [strip]}\n", "  domain:      {remote: website, transform: "
+               "[domain_from_url]}")
+
+    report = workspace.engine().run(full=True)
+
+    assert report.status in ("succeeded", "partial"), report
+    hubspot = report.counts["streams"]["hubspot.contacts"]
+    assert hubspot.get("updated", 0) == 0, hubspot  # HubSpot's blanks are not newer values
+    assert {r["id"]: r["domain"] for r in store.list_referrals(limit=1000)
+            if r["domain"]} == with_domain
+    assert {lead["Id"]: lead["Website"]
+            for lead in workspace.records("salesforce", "Lead")} == websites
+    written = {contact["properties"].get("refsync_id"): contact["properties"].get("website")
+               for contact in workspace.records("hubspot", "contacts")
+               if contact["properties"].get("website")}
+    assert written and set(written) <= set(with_domain)
+    assert all(with_domain[referral_id] in website for referral_id, website in written.items())
+    assert workspace.engine().run().counts["written"] == 0
+
+
+def test_a_mapping_edit_that_leaves_a_systems_writes_alone_writes_nothing_more_there(
+    workspace: Workspace,
+) -> None:
+    # a field read in from PartnerStack: what refsync writes to the leads is unchanged
+    text = workspace.mapping("partnerstack-leads").read_text()
+    anchor = next(line for line in text.splitlines() if line.startswith("  submitted_at: "))
+    workspace.mapping("partnerstack-leads").write_text(text.replace(
+        anchor, f"{anchor}\n  custom.ps_amount: {{remote: amount, direction: in, "
+                "rule: remote_wins}", 1))
+    emulator = workspace.sandbox.emulators["partnerstack"]
+    before = emulator.calls.snapshot()["by_route"]
+    # sales changes one Lead's title: the referral changes, and is queued for every system
+    lead = _linked_lead(workspace)
+    _touch_lead(workspace, lead["Id"], Title="VP Sales")
+
+    report = workspace.engine().run()
+
+    assert report.counts["updated"] == 1, report.counts
+    after = emulator.calls.snapshot()["by_route"]
+    writes = {route: after[route] - before.get(route, 0) for route in after
+              if not route.startswith("GET ") and after[route] != before.get(route, 0)}
+    assert writes == {}, writes  # the lead holds what would be written: skipped
+    contact = next(c for c in workspace.records("hubspot", "contacts")
+                   if c["properties"].get("refsync_id") == lead["Refsync_Id__c"])
+    assert contact["properties"]["jobtitle"] == "VP Sales"
+
+
+def test_a_prospect_rejected_as_a_customer_is_not_protected_for_its_partner(
+    workspace: Workspace,
+) -> None:
+    store = workspace.store
+    rejected = next(r for r in store.list_referrals(limit=1000)
+                    if r["status"] == "rejected" and "already a customer" in
+                    (r["status_reason"] or ""))
+    text = workspace.config.read_text()
+    assert "protection_window_days: 90" in text or '"protection_window_days": 90' in text
+    workspace.config.write_text(text.replace("protection_window_days: 90",
+                                             "protection_window_days: 1000").replace(
+        '"protection_window_days": 90', '"protection_window_days": 1000'))
+    other = "part_demo003" if rejected["partner_id"] != "part_demo003" else "part_demo002"
+    answer = requests.post(f"{workspace.sandbox.urls['partnerstack']}/api/v2/leads", auth=AUTH,
+                           json={"partner_key": other, "email": rejected["email"],
+                                 "name": "Liam Kowalski", "company": rejected["company"],
+                                 "status": "new"}, timeout=10)
+    assert answer.status_code < 300, answer.text
+
+    report = workspace.engine().run()
+
+    assert report.counts["duplicates"] == 0, report.counts
+    assert report.counts["rejected"] == 1, report.counts
+    newest = store.list_referrals(limit=1)[0]
+    assert newest["email"] == rejected["email"] and newest["partner_id"] == other
+    assert newest["status"] == "rejected"
+    assert "already a customer" in newest["status_reason"]
