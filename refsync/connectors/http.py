@@ -479,16 +479,26 @@ def call_with_retry(
     :class:`AuthExpiredError`, spent like any retryable error. Other errors propagate
     unchanged.
 
+    A call still rate-limited when its attempts run out raises a :class:`RateLimitedError`
+    whose message says so (how many attempts were refused, and that refsync stopped
+    retrying), not the message of a rate limit refsync waits out.
+
     Every retry is logged before its wait (see :func:`log_retry`), with ``system`` and
     ``operation``; ``logger`` defaults to the connectors' logger.
     """
     expiries = 0  # attempts refused as expired
+    attempts = 0
+    rate_limited = 0  # attempts refused by a rate limit
     log = logger if logger is not None else structlog.get_logger("refsync.connectors")
 
     def attempt() -> T:
-        nonlocal expiries
+        nonlocal expiries, attempts, rate_limited
+        attempts += 1
         try:
             return call()
+        except RateLimitedError:
+            rate_limited += 1
+            raise
         except AuthExpiredError as error:
             expiries += 1
             refused_every_time = 1 < policy.max_attempts <= expiries
@@ -516,7 +526,47 @@ def call_with_retry(
         before_sleep=before_sleep,
         reraise=True,
     )
-    return retrying(attempt)
+    try:
+        return retrying(attempt)
+    except _RateLimitOutlasted:
+        raise  # a nested call's attempts ran out: its message already says so
+    except RateLimitedError as error:
+        raise _rate_limit_outlasted(error, system=system, refused=rate_limited,
+                                    attempts=attempts) from error
+
+
+class _RateLimitOutlasted(RateLimitedError):
+    """A call still rate-limited when its attempts ran out (see :func:`call_with_retry`).
+
+    A type of its own so that an enclosing retry loop (a retried call that makes retried calls
+    of its own) neither words it again nor logs it as a rate limit it waits out.
+    """
+
+
+def _rate_limit_outlasted(
+    error: RateLimitedError, *, system: str, refused: int, attempts: int
+) -> RateLimitedError:
+    """The error of a call whose attempts ran out on a rate limit.
+
+    The table's message says what the system answered; this one adds how often and that
+    refsync stopped retrying, so the log line and the run's reason do not say it is waiting.
+    """
+    if attempts <= 1:
+        when = "on the only attempt allowed (max_attempts: 1); refsync did not retry"
+    elif refused >= attempts:
+        when = f"on every one of {attempts} attempts; refsync stopped retrying"
+    else:
+        when = (f"on {refused} of {attempts} attempts, the last one included; refsync stopped "
+                "retrying")
+    return _RateLimitOutlasted(
+        f"{error.message} {when}: check whether another integration uses the same "
+        f"{system or 'system'} rate limit",
+        retry_after=error.retry_after,
+        system=error.system or system,
+        status=error.status,
+        code=error.code,
+        detail=error.detail,
+    )
 
 
 def _credentials_refused(
@@ -549,10 +599,14 @@ def log_retry(
 
     A rate limit or an expired session (routine, the remote system asked for it) is logged at
     info, any other failure at warning; both carry the status, the vendor code and the
-    message, so a slow run can be explained from the log alone.
+    message (for a rate limit, followed by "; waiting"), so a slow run can be explained from
+    the log alone.
     """
     routine = isinstance(error, RateLimitedError | AuthExpiredError)
     emit = logger.info if routine else logger.warning
+    reason = getattr(error, "message", None) or (str(error) if error else None)
+    if isinstance(error, RateLimitedError) and not isinstance(error, _RateLimitOutlasted):
+        reason = f"{reason}; waiting"
     emit(
         "call retried",
         system=system,
@@ -560,7 +614,7 @@ def log_retry(
         status=getattr(error, "status", None),
         code=getattr(error, "code", None),
         action=getattr(error, "action", None),
-        reason=getattr(error, "message", None) or (str(error) if error else None),
+        reason=reason,
         attempt=attempt,
         max_attempts=max_attempts,
         wait_s=round(wait_s, 3),

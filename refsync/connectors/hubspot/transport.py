@@ -87,9 +87,11 @@ _HUBSPOT_RULES: tuple[ErrorRule, ...] = (
               "{system} daily API allowance is spent (HubSpot DAILY limit): the run stops as "
               "partial and resumes when the allowance recovers at midnight in the portal's "
               "time zone", status=429, code="DAILY"),
-    ErrorRule(Action.RATE_LIMITED, "{system} ten-second rate limit reached; waiting",
+    # what HubSpot answered, not what refsync does about it: the retry log line adds that
+    # refsync waits, and the error of a call whose attempts run out says it stopped retrying
+    ErrorRule(Action.RATE_LIMITED, "{system} ten-second rate limit reached",
               status=429, code="TEN_SECONDLY_ROLLING"),
-    ErrorRule(Action.RATE_LIMITED, "{system} search rate limit reached; waiting",
+    ErrorRule(Action.RATE_LIMITED, "{system} search rate limit reached",
               status=429, code="SECONDLY"),
     ErrorRule(Action.FATAL,
               "{system} refused the call for missing scopes ({message}): add the scopes refsync "

@@ -24,6 +24,9 @@ _REFERENCES = {
     "customer_key": "customers",
 }
 
+#: the last epoch millisecond of the year 9999, the latest instant a date-time can hold
+_LAST_EPOCH_MS = 253_402_300_799_999
+
 
 class PartnerProgram:
     """The program's data.
@@ -73,7 +76,8 @@ class PartnerProgram:
 
         Args:
             stamp: write time (a fresh tick when omitted).
-            trusted: seed data may set ``key``, ``created_at`` and ``updated_at``.
+            trusted: seed data may set ``key`` (text), ``created_at`` and ``updated_at``
+                (epoch milliseconds); other values of them are refused like invalid fields.
         """
         store = self.store(resource)
         spec = store.spec
@@ -170,6 +174,8 @@ class PartnerProgram:
                 raise PartnerStackError(
                     409, f"{spec.singular} with {spec.unique} {values[spec.unique]} already "
                     "exists")
+        if trusted:
+            errors.update(_system_field_problems(body))
         if errors:
             raise PartnerStackError.invalid(errors)
         return values
@@ -194,3 +200,24 @@ class PartnerProgram:
             "updated_at": stamp,
         })
 
+
+def _system_field_problems(body: dict[str, Any]) -> dict[str, list[str]]:
+    """Problems of the system fields seed data may set (``key``, ``created_at``, ``updated_at``).
+
+    They are stored as given and every listing sorts on them: one of another type would make
+    each listing of the resource fail, so it is refused with the rest of the item's problems.
+    """
+    problems: dict[str, list[str]] = {}
+    key = body.get("key")
+    if key is not None and (not isinstance(key, str) or not key):
+        problems["key"] = [f"Not a valid key: expected a non-empty string, got {key!r}."]
+    for name in ("created_at", "updated_at"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if (isinstance(value, bool) or not isinstance(value, int)
+                or not 0 <= value <= _LAST_EPOCH_MS):
+            problems[name] = [
+                "Not a valid timestamp: expected epoch milliseconds (an integer from 0 to "
+                f"{_LAST_EPOCH_MS}), got {value!r}."]
+    return problems
