@@ -18,13 +18,14 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any, NoReturn, TypeVar
 
 import click
 
 from refsync.config import LoadedConfig, config_path_from, load_config
-from refsync.errors import ConfigError, RefsyncError, StateError
+from refsync.errors import ConfigError, Problem, RefsyncError, StateError
 from refsync.logging import (
     configure_logging,
     get_logger,
@@ -86,13 +87,20 @@ class CliContext:
     _loaded: LoadedConfig | None = field(default=None, repr=False)
 
     def load(
-        self, config_option: str | None = None, *, with_named_files: bool = False
+        self,
+        config_option: str | None = None,
+        *,
+        with_named_files: bool = False,
+        command_problems: Callable[[Path], list[Problem]] | None = None,
     ) -> LoadedConfig:
         """Load and validate the configuration, or print every problem and exit 2.
 
         ``with_named_files`` (the commands that sync): a refused configuration is reported as
         ``refsync check`` reports it, with the problems of the mapping files and settings
-        blocks it names that could still be read.
+        blocks it names that could still be read. ``command_problems``: what the command alone
+        refuses in the config file at the path it is given (``run``: no schedules), reported
+        with the others when the configuration is refused; once it is loaded, the command
+        reports them itself.
         """
         if self._loaded is None:
             self.log_json_if_asked()
@@ -104,6 +112,8 @@ class CliContext:
                     from refsync.sync.wiring import every_problem
 
                     exc = ConfigError(every_problem(exc, path))
+                if command_problems is not None:
+                    exc = ConfigError([*exc.problems, *command_problems(path)])
                 report_config_error(exc)
             settings = self._loaded.config.logging
             configure_logging(

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from refsync.cli.common import (
-    EXIT_CONFIG,
     CliContext,
     config_option,
     fail,
     handle_refsync_errors,
     pass_cli,
 )
+from refsync.errors import ConfigError, Problem
 from refsync.sync.wiring import build_bindings
+from refsync.yamlsource import load_yaml
 
 __all__ = ["run"]
 
@@ -38,11 +40,16 @@ def run(cli_context: CliContext, config_path: str | None, http_host: str | None,
     from refsync.daemon import Daemon
     from refsync.daemon.http import bound_socket
 
-    loaded = cli_context.load(config_path, with_named_files=True)
-    if not loaded.config.schedules:
-        fail(f"{loaded.path}: no schedules to run; add a 'schedules:' list, e.g.\n"
-             "  schedules:\n    - name: every-five-minutes\n      every: 5m", EXIT_CONFIG)
-    build_bindings(loaded)  # everything the config names is checked before the database opens
+    loaded = cli_context.load(config_path, with_named_files=True,
+                              command_problems=_no_schedules)
+    # everything the config names is checked before the database opens, every problem at once
+    problems = _no_schedules(loaded.path)
+    try:
+        build_bindings(loaded)
+    except ConfigError as exc:
+        problems = [*exc.problems, *problems]
+    if problems:
+        raise ConfigError(problems)
     settings = loaded.config.daemon
     host = http_host or settings.http_host
     port = settings.http_port if http_port is None else http_port
@@ -58,3 +65,23 @@ def run(cli_context: CliContext, config_path: str | None, http_host: str | None,
         except OSError as exc:
             fail(f"{exc}; choose another with --http-port or daemon.http_port")
     sys.exit(code)
+
+
+def _no_schedules(path: Path) -> list[Problem]:
+    """The problem of a config file with no ``schedules:`` entry: the daemon would run nothing.
+
+    Read from the file as written, so that it is told with the config's other problems
+    whether or not the configuration could be loaded. A ``schedules:`` that is not a list
+    (empty ``schedules:`` included) is left to validation to report.
+    """
+    try:
+        document = load_yaml(path)
+    except ConfigError:  # unreadable or not YAML: loading the configuration says so
+        return []
+    data = document.data if isinstance(document.data, dict) else {}
+    if data.get("schedules", []) != []:
+        return []
+    return [document.source.problem(
+        ("schedules",), "no schedules to run",
+        "add a 'schedules:' list, e.g. schedules: [{name: every-five-minutes, every: 5m}]",
+        key=True)]

@@ -37,7 +37,12 @@ _URL_FORMS = "use sqlite:///PATH or postgresql://USER@HOST/DB"
 
 
 def normalise_url(url: str) -> URL:
-    """Parse a state-store URL; plain ``postgresql://`` URLs use the psycopg 3 driver.
+    """Parse a state-store URL; plain ``postgresql://`` URLs use the psycopg 3 driver, and a
+    SQLite path that starts with ``~`` starts in the home directory.
+
+    ``~`` is read here, where everything that opens the database parses its URL, so that the
+    file created, the connection, the daemon's lock and every message name the same file:
+    SQLite itself would look for a directory called ``~``.
 
     Raises:
         StateError: when the URL names no database refsync can use (see
@@ -50,6 +55,9 @@ def normalise_url(url: str) -> URL:
     parsed = make_url(url)
     if parsed.drivername in {"postgresql", "postgres"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
+    home_path = _home_path(parsed)
+    if home_path is not None:
+        parsed = parsed.set(database=str(home_path))
     return parsed
 
 
@@ -81,14 +89,34 @@ def state_url_mistake(url: str) -> tuple[str, str] | None:
             "name a file: sqlite:///refsync.db (relative to the config file) or "
             "sqlite:////absolute/path/refsync.db",
         )
+    database = parsed.database or ""
+    if backend == "sqlite" and database.startswith("~") and _home_path(parsed) is None:
+        home = database.split("/")[0]
+        return (
+            f"'{home}' names no home directory (a SQLite path starting with ~ starts in one)",
+            "write the database's absolute path: sqlite:////absolute/path/refsync.db",
+        )
     return None
 
 
+def _home_path(url: URL) -> Path | None:
+    """The path of a SQLite URL whose path starts with ``~``, with the home directory in
+    its place; None for other URLs, or when that home directory is unknown."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or not database.startswith("~"):
+        return None
+    try:
+        return Path(database).expanduser()
+    except RuntimeError:  # no such user (``~nobody-here``), or no HOME and no passwd entry
+        return None
+
+
 def sqlite_path(url: URL) -> Path | None:
-    """The database file of a SQLite URL, or None for in-memory databases and other backends."""
+    """The database file of a SQLite URL as :func:`normalise_url` returns it (``~`` read), or
+    None for in-memory databases and other backends."""
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
-    return Path(url.database).expanduser()
+    return Path(url.database)
 
 
 def sqlite_url_under(url: str, directory: Path) -> str:
@@ -100,7 +128,7 @@ def sqlite_url_under(url: str, directory: Path) -> str:
     if state_url_mistake(url) is not None:
         return url
     parsed = make_url(url)
-    path = sqlite_path(parsed)
+    path = sqlite_path(normalise_url(url))
     if path is None or path.is_absolute():
         return url
     beside = os.path.abspath(directory / path)
