@@ -307,24 +307,14 @@ class CompiledMapping:
         """
         return hash_values(remote_record, self._hashed)
 
-    def read_only_hash(self, remote_record: Mapping[str, Any], salt: str = "") -> str:
-        """Hash of the remote fields this mapping only reads (``direction: in``), and ``salt``.
+    def read_only_hash(self, remote_record: Mapping[str, Any]) -> str:
+        """Hash of the remote fields this mapping only reads (``direction: in``).
 
         :meth:`content_hash` cannot see a change to these fields (refsync never writes them,
         so a record read back holds whatever the remote put there); a record is unchanged only
         when both hashes are.
         """
-        fields = ((_SALT_PATH, lambda _record: salt, _as_is), *self._read_only_hashed)
-        return hash_values(remote_record, fields)
-
-
-_SALT_PATH = "\x00salt"
-"""Where :meth:`CompiledMapping.read_only_hash` puts its salt among the hashed paths (no remote
-field is named so)."""
-
-
-def _as_is(value: Any) -> Any:
-    return value
+        return hash_values(remote_record, self._read_only_hashed)
 
 
 def _hash_reader(path: str) -> Callable[[Mapping[str, Any]], Any] | None:

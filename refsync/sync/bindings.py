@@ -15,11 +15,9 @@ from refsync.connectors.base import Connector
 from refsync.mapping.compiled import CompiledMapping
 from refsync.state import LeaseToken, StateStore, StateTransaction
 from refsync.sync.fill_only import FillOnlyFields
+from refsync.sync.link_hashes import RecordHashes
 
 __all__ = ["COUNT_NAMES", "RunCounts", "StreamBinding", "run_transaction"]
-
-_PART = 31
-"""Length of the written fields' part of a read hash (the link's column holds 64 characters)."""
 
 COUNT_NAMES = (
     "read", "created", "updated", "unchanged", "echoes", "matched", "duplicates", "rejected",
@@ -38,43 +36,22 @@ class StreamBinding:
     config: StreamConfig
     mapping: CompiledMapping
     connector: Connector
-    _fingerprint: str | None = field(default=None, repr=False)
 
-    def written_hash(self, remote_record: Any) -> str:
-        """The hash of what a record holds in the fields the mapping writes (key included).
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """8 hex digits that change whenever the mapping does (kept in the link hashes)."""
+        spec = self.mapping.spec.model_dump_json()
+        return hashlib.sha256(spec.encode()).hexdigest()[:8]
 
-        Links keep it for the last write (``last_written_hash``): a write whose payload hashes
-        the same is skipped, and a record read back with it holds what refsync wrote there. It
-        depends on those fields' values alone, so a mapping edit that leaves what is written
-        alone (a field read in, a rule, a value map entry no record uses) changes nothing.
-        """
-        return self.mapping.content_hash(remote_record)
+    def hashes(self, remote_record: Any) -> RecordHashes:
+        """The hashes of a record read from the stream (see :mod:`refsync.sync.link_hashes`)."""
+        mapping = self.mapping
+        return RecordHashes(mapping.content_hash(remote_record),
+                            mapping.read_only_hash(remote_record), self.fingerprint)
 
-    def read_hash(self, remote_record: Any, written: str) -> str:
-        """The hash a link keeps for the last read (``last_read_hash``) of a record whose
-        :meth:`written_hash` is ``written``: a part for the fields the mapping writes and one for
-        the fields it only reads, salted with the mapping itself, so that after a mapping
-        change every record is looked at again once (:meth:`read_part`)."""
-        if self._fingerprint is None:
-            spec = self.mapping.spec.model_dump_json()
-            self._fingerprint = hashlib.sha256(spec.encode()).hexdigest()[:12]
-        read_only = self.mapping.read_only_hash(remote_record, salt=self._fingerprint)
-        return f"{written[:_PART]}:{read_only[:32]}"
-
-    @staticmethod
-    def read_part(read_hash: str | None) -> str | None:
-        """The part of a :meth:`read_hash` that covers the fields the mapping only reads and
-        the mapping (None for a hash of an older refsync, which had no parts)."""
-        if read_hash is None or read_hash[_PART:_PART + 1] != ":":
-            return None
-        return read_hash[_PART:]
-
-    @staticmethod
-    def written_part(read_hash: str | None) -> str | None:
-        """The part of a :meth:`read_hash` that covers the fields the mapping writes."""
-        if read_hash is None or read_hash[_PART:_PART + 1] != ":":
-            return None
-        return read_hash[:_PART]
+    def payload_hashes(self, payload: Any) -> RecordHashes:
+        """The hashes of a payload to write: its written fields' (the only ones it has)."""
+        return RecordHashes(self.mapping.content_hash(payload), "", self.fingerprint)
 
     @functools.cached_property
     def fill_only(self) -> FillOnlyFields | None:

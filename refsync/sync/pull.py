@@ -13,7 +13,7 @@ only; a CRM record refsync did not create and cannot identify is left alone and 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,11 +27,12 @@ from refsync.logging import get_logger, redact_text
 from refsync.mapping.compiled import MappedRecord
 from refsync.mapping.hashing import hash_normaliser
 from refsync.mapping.paths import path_getter
-from refsync.mapping.rules import FieldState, decide
+from refsync.mapping.rules import FieldState, Rule, decide
 from refsync.state import StateTransaction
 from refsync.sync.bindings import RunCounts, StreamBinding
 from refsync.sync.customers import CustomerIndex
 from refsync.sync.keys import company_key, domain_key, email_key, match_keys, phone_key
+from refsync.sync.link_hashes import StoredHashes
 
 __all__ = ["FieldChange", "PageProcessor", "normalised_columns"]
 
@@ -71,19 +72,33 @@ class _Prepared:
 
 @dataclass(frozen=True)
 class _Known:
-    """What refsync already knows of a record it reads again that it cannot skip: which of its
-    values the remote has not changed since refsync last wrote or read the record. A two_way
-    field then cannot have been changed by the remote, whatever the record's modification
-    time says (refsync's own write moves it too), so the hub's value stands."""
+    """What refsync knows of a record it reads again and cannot skip (a field it only reads
+    changed, or the mapping did): which values the remote cannot have changed since refsync
+    last wrote or read the record, whatever its modification time says (refsync's own writes
+    move it too)."""
 
     everything: bool = False
-    """The record's modification time is the one refsync last read: nothing changed since
-    (the mapping did, or the hub)."""
+    """The record's modification time is the one refsync last read: the remote changed
+    nothing since."""
     written: bool = False
     """The fields the mapping writes hold what refsync last wrote or last read there."""
+    same_mapping: bool = False
+    """... and refsync wrote or read them with the mapping in use now."""
+
+    def holds_what_refsync_synced(self, compiled: Any) -> bool:
+        """Whether ``compiled``'s field holds what refsync wrote or read there itself, mapped
+        as it is now: the hub's value then stands, whatever the field's rule (but
+        ``set_if_empty``, which leaves a written value alone by design). After a mapping edit
+        the rules decide again, with no remote change time (:meth:`remote_unchanged`), so that
+        a field that is new to the mapping, or now maps differently, is taken as the rule
+        says."""
+        return self.written and self.same_mapping and compiled.writes and \
+            compiled.rule is not Rule.SET_IF_EMPTY
 
     def remote_unchanged(self, compiled: Any) -> bool:
-        """Whether the remote cannot have changed ``compiled``'s field since refsync synced it."""
+        """Whether the remote cannot have changed ``compiled``'s field since refsync synced the
+        record: no rule that goes by time lets its value win (a ``two_way`` field keeps the
+        hub's value where the hub has one)."""
         return self.everything or (self.written and compiled.writes)
 
 
@@ -261,23 +276,25 @@ class PageProcessor:
         binding = self.binding
         if record.deleted:
             return _Prepared(record, link, "deleted")
-        written = binding.written_hash(record.data)
-        read_hash = binding.read_hash(record.data, written)
+        now = binding.hashes(record.data)
+        read_hash = now.read_text
         if link is None:
             return _Prepared(record, link, "mapped", read_hash,
                              binding.mapping.to_canonical(record.data))
-        last_read = link.get("last_read_hash")
-        as_written = written == link.get("last_written_hash")
-        if as_written and binding.read_part(last_read) == binding.read_part(read_hash):
+        stored = StoredHashes(link.get("last_written_hash"), link.get("last_read_hash"))
+        as_written = stored.holds_written(now)
+        if as_written and stored.read_only_as_read(now):
             return _Prepared(record, link, "echo", read_hash)
-        if read_hash == last_read:
+        if read_hash == stored.last_read:
             return _Prepared(record, link, "unchanged", read_hash)
+        as_read = stored.holds_read(now)
         seen = link.get("remote_modstamp")
         known = _Known(
             everything=record.modstamp is not None and seen is not None and
             record.modstamp == seen,
-            written=as_written or binding.written_part(last_read) == binding.written_part(
-                read_hash),
+            written=as_written or as_read,
+            same_mapping=(as_written and stored.written_under(now)) or (
+                as_read and stored.read_under(now)),
         )
         return _Prepared(record, link, "mapped", read_hash,
                          binding.mapping.to_canonical(record.data), as_written=as_written,
@@ -590,13 +607,19 @@ class PageProcessor:
                 continue
             set_by = provenance.get(name) or {}
             set_at = datetime.fromisoformat(set_by["at"]) if set_by.get("at") else None
-            remote_at = None if item.known.remote_unchanged(compiled) else record.modstamp
-            decision = decide(
-                compiled.rule,
-                FieldState(hub_value, set_by.get("system"), set_at),
-                FieldState(remote_value, binding.system, remote_at),
-                direction=compiled.direction,
-            )
+            hub_state = FieldState(hub_value, set_by.get("system"), set_at)
+            if item.known.holds_what_refsync_synced(compiled):
+                # the remote changed nothing here: the hub's value stands, and is written
+                # there when it differs (the hub changed since, or the mapping did)
+                decision = replace(
+                    decide(Rule.HUB_WINS, hub_state, FieldState(remote_value),
+                           direction=compiled.direction),
+                    reason="the remote still holds what refsync last wrote or read there")
+            else:
+                remote_at = None if item.known.remote_unchanged(compiled) else record.modstamp
+                decision = decide(compiled.rule, hub_state,
+                                  FieldState(remote_value, binding.system, remote_at),
+                                  direction=compiled.direction)
             reason = decision.reason
             if name == "status" and decision.update_hub:
                 current, target = ReferralStatus(hub_value), ReferralStatus(remote_value)

@@ -21,6 +21,7 @@ from refsync.logging import get_logger, redact_text
 from refsync.state import LeaseToken, StateStore, StateTransaction
 from refsync.sync.bindings import RunCounts, StreamBinding, run_transaction
 from refsync.sync.fill_only import Outgoing
+from refsync.sync.link_hashes import RecordHashes, StoredHashes
 
 __all__ = ["OutboxDrainer", "PlannedWrite", "retry_delay"]
 
@@ -120,8 +121,7 @@ class OutboxDrainer:
                                             {"error": result.errors[0].message}))
                 continue
             outgoing = self._outgoing(result.values, link)
-            if link is not None and link.get("last_written_hash") == \
-                    self.binding.written_hash(outgoing.expected):
+            if self._holds_already(link, self.binding.payload_hashes(outgoing.expected)):
                 continue
             planned.append(PlannedWrite(row["referral_id"], self.binding.system,
                                         self.binding.stream,
@@ -149,10 +149,11 @@ class OutboxDrainer:
                 continue
             link = links.get(row["referral_id"])
             outgoing = self._outgoing(result.values, link)
-            payload_hash = self.binding.written_hash(outgoing.expected)
-            if link is not None and link.get("last_written_hash") == payload_hash:
+            hashes = self.binding.payload_hashes(outgoing.expected)
+            if self._holds_already(link, hashes):
                 done.append(row["id"])
                 continue
+            payload_hash = hashes.written_text
             payload = outgoing.payload
             if link is not None:
                 payload = {**payload, REMOTE_ID_FIELD: link["external_id"]}
@@ -181,6 +182,13 @@ class OutboxDrainer:
             else:
                 self._record_results(tx, sendable, results, now)
         return not stop
+
+    @staticmethod
+    def _holds_already(link: dict[str, Any] | None, payload: RecordHashes) -> bool:
+        """Whether the linked record holds the payload: refsync wrote it there last, and
+        nobody has been seen changing the record since (whatever mapping wrote it)."""
+        return link is not None and StoredHashes(link.get("last_written_hash"),
+                                                 None).holds_written(payload)
 
     def _outgoing(self, values: dict[str, Any], link: dict[str, Any] | None) -> Outgoing:
         """The write of ``values``, leaving alone the ``set_if_empty`` fields the remote holds."""

@@ -274,8 +274,8 @@ class _Auditor:
         result = binding.mapping.to_remote_result(referral)
         if result.errors:
             return []  # a mapping refusal is quarantined, checked by the caller
-        if binding.written_hash(_projection(binding, record)) == \
-                binding.written_hash(result.values):
+        if binding.mapping.content_hash(_projection(binding, record)) == \
+                binding.mapping.content_hash(result.values):
             return []
         return [f"{record.id} ({_differences(result.values, record)})"]
 

@@ -203,3 +203,45 @@ def test_a_prospect_rejected_as_a_customer_is_not_protected_for_its_partner(
     assert newest["email"] == rejected["email"] and newest["partner_id"] == other
     assert newest["status"] == "rejected"
     assert "already a customer" in newest["status_reason"]
+
+
+def test_a_record_read_again_for_a_field_refsync_only_reads_does_not_revert_the_hub(
+    workspace: Workspace,
+) -> None:
+    # titles are the CRMs' to say (remote_wins both ways); the edit is settled by a full read
+    for name, remote in (("salesforce-lead", "Title"), ("hubspot-contacts", "jobtitle")):
+        path = workspace.mapping(name)
+        line = next(line for line in path.read_text().splitlines()
+                    if line.startswith("  title: "))
+        path.write_text(path.read_text().replace(
+            line, f"  title: {{remote: {remote}, rule: remote_wins}}"))
+    assert workspace.engine().run(full=True).counts["written"] == 0
+    lead = _linked_lead(workspace)
+    referral_id = lead["Refsync_Id__c"]
+    # marketing retitles the contact in HubSpot; the write to Salesforce is refused this time
+    contact = next(c for c in workspace.records("hubspot", "contacts")
+                   if c["properties"].get("refsync_id") == referral_id)
+    answer = requests.patch(
+        f"{workspace.sandbox.urls['hubspot']}/crm/v3/objects/contacts/{contact['id']}",
+        headers={"Authorization": "Bearer pat-sandbox-refsync"},
+        json={"properties": {"jobtitle": "Chief Marketing Officer"}}, timeout=10)
+    assert answer.status_code < 300, answer.text
+    salesforce = workspace.sandbox.emulators["salesforce"]
+    salesforce.faults.add([rule.model_copy(update={"match_record": referral_id, "times": 1})
+                           for rule in salesforce.all_fault_presets()["partial_batch_failure"]])
+    refused = workspace.engine().run()
+    assert refused.counts["quarantined"] == 1, refused.counts
+    assert workspace.store.get_referral(referral_id)["title"] == "Chief Marketing Officer"
+    # sales changes the Lead's AnnualRevenue, which refsync only reads: the Lead is read
+    # again, still holding the title refsync wrote there before; that is no change of title
+    _touch_lead(workspace, lead["Id"], AnnualRevenue=90000.0)
+
+    workspace.engine().run()
+
+    referral = workspace.store.get_referral(referral_id)
+    assert referral is not None
+    assert referral["title"] == "Chief Marketing Officer"
+    assert str(referral["amount"]) == "90000.00"
+    lead_now = next(row for row in workspace.records("salesforce", "Lead")
+                    if row["Id"] == lead["Id"])
+    assert lead_now["Title"] == "Chief Marketing Officer"

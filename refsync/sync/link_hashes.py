@@ -1,0 +1,89 @@
+"""The hashes a link keeps of its record: what refsync last wrote there and what it last read.
+
+Both fit the link's 64-character columns and carry the fingerprint of the mapping they were
+made with, so that a record read again can tell "the remote changed this" from "refsync wrote
+this" and "the mapping changed since":
+
+- ``last_written_hash``: 55 hex digits of the hash of the fields the mapping writes (key
+  included), ``:``, the mapping's 8-digit fingerprint. A payload whose first part is the same
+  is what the record already holds, whatever the mapping's other fields say, so its write is
+  skipped.
+- ``last_read_hash``: 26 digits of the same written fields' hash, ``:``, the mapping's
+  fingerprint, 29 digits of the hash of the fields the mapping only reads (``direction: in``).
+
+Links kept by an earlier refsync hold one hash of another form; no part of it matches, so each
+such record is looked at again once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["RecordHashes", "StoredHashes"]
+
+_WRITTEN = 55  # of last_written_hash: the written fields' hash, then ":" and the fingerprint
+_READ_WRITTEN = 26  # of last_read_hash: the written fields' hash, then ":" and the rest
+_FINGERPRINT = 8
+
+
+@dataclass(frozen=True, slots=True)
+class RecordHashes:
+    """The hashes of one record as read now (or of one payload about to be written).
+
+    Attributes:
+        written: hash of the fields the mapping writes, key included (64 hex digits).
+        read_only: hash of the fields the mapping only reads (64 hex digits).
+        mapping: the mapping's fingerprint (8 hex digits).
+    """
+
+    written: str
+    read_only: str
+    mapping: str
+
+    @property
+    def written_text(self) -> str:
+        """What ``last_written_hash`` keeps after writing this payload."""
+        return f"{self.written[:_WRITTEN]}:{self.mapping}"
+
+    @property
+    def read_text(self) -> str:
+        """What ``last_read_hash`` keeps after reading this record."""
+        return f"{self.written[:_READ_WRITTEN]}:{self.mapping}{self.read_only[:29]}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHashes:
+    """A link's two hashes, compared with a record read now."""
+
+    last_written: str | None
+    last_read: str | None
+
+    def holds_written(self, now: RecordHashes) -> bool:
+        """The record's written fields hold what refsync last wrote there."""
+        stored = self.last_written
+        return stored is not None and stored[_WRITTEN:_WRITTEN + 1] == ":" and \
+            stored[:_WRITTEN] == now.written[:_WRITTEN]
+
+    def written_under(self, now: RecordHashes) -> bool:
+        """The last write was made with the mapping in use now."""
+        stored = self.last_written
+        return stored is not None and stored[_WRITTEN + 1:] == now.mapping
+
+    def holds_read(self, now: RecordHashes) -> bool:
+        """The record's written fields hold what refsync last read there."""
+        stored = self.last_read
+        return stored is not None and stored[:_READ_WRITTEN + 1] == now.read_text[
+            :_READ_WRITTEN + 1]
+
+    def read_under(self, now: RecordHashes) -> bool:
+        """The last read was made with the mapping in use now."""
+        stored = self.last_read
+        start = _READ_WRITTEN + 1
+        return stored is not None and stored[_READ_WRITTEN:start] == ":" and \
+            stored[start:start + _FINGERPRINT] == now.mapping
+
+    def read_only_as_read(self, now: RecordHashes) -> bool:
+        """The fields the mapping only reads hold what refsync last read there, with the
+        mapping in use now."""
+        stored = self.last_read
+        return stored is not None and stored[_READ_WRITTEN:] == now.read_text[_READ_WRITTEN:]
