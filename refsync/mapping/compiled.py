@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -40,7 +40,7 @@ from refsync.mapping.valuemap import ValueMap
 from refsync.mapping.vocabulary import Step, build_step
 from refsync.yamlsource import SourceMap
 
-__all__ = ["CompiledField", "CompiledMapping", "MappedRecord", "compile_mapping"]
+__all__ = ["CompiledField", "CompiledMapping", "MappedRecord", "compile_mapping", "layout_hash"]
 
 _MISSING: Any = object()
 _CANONICAL_UUID = re.compile(
@@ -179,10 +179,12 @@ class CompiledMapping:
         """The hub fields :meth:`to_remote` reads (``custom`` for the ``custom.<name>`` ones),
         ``id`` included; None when a transform reads fields of its own (``join``, ``template``),
         so that any field may be read."""
-        hashed = [(spec.key_field, _hash_reader(spec.key_field), hash_normaliser("text"))]
-        hashed += [(f.remote, _hash_reader(f.remote), hash_normaliser(f.kind))
-                   for f in self.fields if f.writes]
-        self._hashed = tuple(sorted(hashed, key=lambda item: item[0]))
+        written = [(spec.key_field, "text")] + [(f.remote, f.kind or "") for f in self.fields
+                                                 if f.writes]
+        self.written_layout: tuple[tuple[str, str], ...] = tuple(
+            sorted(written, key=lambda item: item[0]))
+        """``(remote path, kind)`` of each field :meth:`content_hash` covers, in its order."""
+        self._hashed = _hashed_fields(self.written_layout)
         read_only = [(f.remote, _hash_reader(f.remote), hash_normaliser(f.kind))
                      for f in self.fields if f.reads and not f.writes]
         self._read_only_hashed = tuple(sorted(read_only, key=lambda item: item[0]))
@@ -315,6 +317,20 @@ class CompiledMapping:
         when both hashes are.
         """
         return hash_values(remote_record, self._read_only_hashed)
+
+
+def layout_hash(layout: Iterable[Sequence[str]]) -> Callable[[Mapping[str, Any]], str]:
+    """:meth:`CompiledMapping.content_hash` of a mapping whose ``written_layout`` was
+    ``layout``: what a record holds in the fields an earlier version of a mapping wrote."""
+    fields = _hashed_fields(layout)
+    return lambda record: hash_values(record, fields)
+
+
+def _hashed_fields(
+    layout: Iterable[Sequence[str]],
+) -> tuple[tuple[str, Callable[[Mapping[str, Any]], Any] | None, Callable[[Any], Any]], ...]:
+    return tuple((path, _hash_reader(path), hash_normaliser(kind or None))
+                 for path, kind in layout)
 
 
 def _hash_reader(path: str) -> Callable[[Mapping[str, Any]], Any] | None:

@@ -62,6 +62,7 @@ from refsync.state.tables import (
     EventRow,
     LeaseRow,
     LinkRow,
+    MappingLayoutRow,
     OutboxRow,
     PartnerRow,
     QuarantineRow,
@@ -86,6 +87,7 @@ outbox_table: Table = OutboxRow.__table__  # type: ignore[attr-defined]
 quarantine_table: Table = QuarantineRow.__table__  # type: ignore[attr-defined]
 run_table: Table = RunRow.__table__  # type: ignore[attr-defined]
 lease_table: Table = LeaseRow.__table__  # type: ignore[attr-defined]
+layout_table: Table = MappingLayoutRow.__table__  # type: ignore[attr-defined]
 
 _REFERRAL_COLUMNS = tuple(column.name for column in referral_table.columns)
 
@@ -1104,6 +1106,24 @@ class StateTransaction:
         ``tick`` and ``rerun_by`` these counts would overwrite.
         """
         self.connection.execute(_unfinished_run_counts, {"run": run_id, "counts": dict(counts)})
+
+    def remember_layout(
+        self, system: str, object_name: str, fingerprint: str, written: Sequence[Sequence[str]]
+    ) -> None:
+        """Keep the fields a version of a mapping writes (once per fingerprint)."""
+        _insert_ignore(self.connection, layout_table, [{
+            "system": system, "object": object_name, "fingerprint": fingerprint,
+            "written": [list(item) for item in written], "created_at": utcnow(),
+        }], ["system", "object", "fingerprint"])
+
+    def layout(self, system: str, object_name: str, fingerprint: str) -> list[list[str]] | None:
+        """The fields the version ``fingerprint`` of a mapping writes, if it was remembered."""
+        written = self.connection.execute(
+            select(layout_table.c.written).where(
+                layout_table.c.system == system, layout_table.c.object == object_name,
+                layout_table.c.fingerprint == fingerprint)
+        ).scalar_one_or_none()
+        return None if written is None else [list(item) for item in written]
 
     def set_cursor(
         self, system: str, stream: str, value: Mapping[str, Any], run_id: str | None = None

@@ -20,6 +20,7 @@ __all__ = [
     "EventRow",
     "LeaseRow",
     "LinkRow",
+    "MappingLayoutRow",
     "OutboxRow",
     "PartnerRow",
     "QuarantineRow",
@@ -293,3 +294,21 @@ class LeaseRow(SQLModel, table=True):
     epoch: int = 0
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     heartbeat_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class MappingLayoutRow(SQLModel, table=True):
+    """The fields a version of a mapping writes, by the fingerprint link hashes carry.
+
+    A link's ``last_written_hash`` names the mapping that wrote the record; with that
+    mapping's written fields, a record read back after the mapping was edited can still be
+    told to hold what refsync wrote (see ``refsync.sync.link_hashes``).
+    """
+
+    __tablename__ = "mapping_layout"
+
+    system: str = Field(primary_key=True, max_length=64)
+    object: str = Field(primary_key=True, max_length=128)
+    fingerprint: str = Field(primary_key=True, max_length=16)
+    written: list[list[str]] = Field(sa_column=Column(JSON, nullable=False))
+    """``[remote path, kind]`` of each field written (the key field's kind is ``text``)."""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

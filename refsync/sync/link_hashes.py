@@ -11,8 +11,10 @@ this" and "the mapping changed since":
 - ``last_read_hash``: 26 digits of the same written fields' hash, ``:``, the mapping's
   fingerprint, 29 digits of the hash of the fields the mapping only reads (``direction: in``).
 
-Links kept by an earlier refsync hold one hash of another form; no part of it matches, so each
-such record is looked at again once.
+Links kept by an earlier refsync hold one hash of another form (the written fields' hash salted
+with the whole mapping): while the mapping is unchanged, a written one still says the record
+holds what refsync wrote (``StreamBinding.earlier_hash``); otherwise the record is looked at
+again once.
 """
 
 from __future__ import annotations
@@ -68,6 +70,27 @@ class StoredHashes:
         """The last write was made with the mapping in use now."""
         stored = self.last_written
         return stored is not None and stored[_WRITTEN + 1:] == now.mapping
+
+    @property
+    def written_earlier(self) -> bool:
+        """``last_written_hash`` is of the form an earlier refsync kept (one hash, no parts)."""
+        stored = self.last_written
+        return stored is not None and len(stored) == 64 and ":" not in stored
+
+    def written_with(self) -> str | None:
+        """The fingerprint of the mapping that made the last write, if known."""
+        stored = self.last_written
+        if stored is None or stored[_WRITTEN:_WRITTEN + 1] != ":":
+            return None
+        return stored[_WRITTEN + 1:]
+
+    def holds_written_by(self, written_then: str) -> bool:
+        """The record's fields that an earlier mapping wrote, whose hash (that mapping's
+        :meth:`~refsync.mapping.compiled.CompiledMapping.content_hash`) is ``written_then``,
+        hold what refsync wrote there with it."""
+        stored = self.last_written
+        return stored is not None and stored[_WRITTEN:_WRITTEN + 1] == ":" and \
+            stored[:_WRITTEN] == written_then[:_WRITTEN]
 
     def holds_read(self, now: RecordHashes) -> bool:
         """The record's written fields hold what refsync last read there."""

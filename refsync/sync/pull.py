@@ -24,7 +24,7 @@ from refsync.domain.ids import new_referral_id, short_referral_id
 from refsync.errors import RecordError
 from refsync.jsontext import json_ready
 from refsync.logging import get_logger, redact_text
-from refsync.mapping.compiled import MappedRecord
+from refsync.mapping.compiled import MappedRecord, layout_hash
 from refsync.mapping.hashing import hash_normaliser
 from refsync.mapping.paths import path_getter
 from refsync.mapping.rules import FieldState, Rule, decide
@@ -81,7 +81,8 @@ class _Known:
     """The record's modification time is the one refsync last read: the remote changed
     nothing since."""
     written: bool = False
-    """The fields the mapping writes hold what refsync last wrote or last read there."""
+    """The fields the mapping writes hold what refsync last wrote or last read there (with
+    whichever version of the mapping it wrote them)."""
     same_mapping: bool = False
     """... and refsync wrote or read them with the mapping in use now."""
 
@@ -234,6 +235,9 @@ class PageProcessor:
     customers: CustomerIndex | None = None
     replaying: Mapping[str, int] = field(default_factory=dict)
     _events: list[dict[str, Any]] = field(default_factory=list)
+    _earlier_hashes: dict[str, Callable[[Mapping[str, Any]], str] | None] = field(
+        default_factory=dict)
+    """The content hash of each earlier version of the mapping met in links (None: unknown)."""
     _page: _PageState = field(default_factory=lambda: _PageState())
     _now: datetime | None = None
     """The page's moment: every row a page writes carries one timestamp (read once)."""
@@ -252,7 +256,7 @@ class PageProcessor:
         binding = self.binding
         self.counts.add(binding, "read", len(page.records))
         links = tx.links_by_external(binding.system, binding.object, [r.id for r in page.records])
-        prepared = [self._prepare(record, links.get(record.id)) for record in page.records]
+        prepared = [self._prepare(tx, record, links.get(record.id)) for record in page.records]
         self._page = _PageState()
         self._now = self.clock()
         try:
@@ -271,7 +275,9 @@ class PageProcessor:
 
     # -- one page -----------------------------------------------------------------------------
 
-    def _prepare(self, record: ReadRecord, link: dict[str, Any] | None) -> _Prepared:
+    def _prepare(
+        self, tx: StateTransaction, record: ReadRecord, link: dict[str, Any] | None
+    ) -> _Prepared:
         """What can be known about a record without the state store: its hash, its mapping."""
         binding = self.binding
         if record.deleted:
@@ -283,6 +289,9 @@ class PageProcessor:
                              binding.mapping.to_canonical(record.data))
         stored = StoredHashes(link.get("last_written_hash"), link.get("last_read_hash"))
         as_written = stored.holds_written(now)
+        kept_earlier = stored.written_earlier and \
+            stored.last_written == binding.earlier_hash(now.written)
+        as_written = as_written or kept_earlier
         if as_written and stored.read_only_as_read(now):
             return _Prepared(record, link, "echo", read_hash)
         if read_hash == stored.last_read:
@@ -292,13 +301,27 @@ class PageProcessor:
         known = _Known(
             everything=record.modstamp is not None and seen is not None and
             record.modstamp == seen,
-            written=as_written or as_read,
-            same_mapping=(as_written and stored.written_under(now)) or (
+            written=as_written or as_read or self._written_before_edit(tx, record, stored),
+            same_mapping=kept_earlier or (as_written and stored.written_under(now)) or (
                 as_read and stored.read_under(now)),
         )
         return _Prepared(record, link, "mapped", read_hash,
                          binding.mapping.to_canonical(record.data), as_written=as_written,
                          known=known)
+
+    def _written_before_edit(
+        self, tx: StateTransaction, record: ReadRecord, stored: StoredHashes
+    ) -> bool:
+        """Whether ``record`` holds what refsync last wrote there with an earlier version of
+        the mapping (the fields that version wrote, hashed as it hashed them)."""
+        fingerprint = stored.written_with()
+        if fingerprint is None or fingerprint == self.binding.fingerprint:
+            return False
+        if fingerprint not in self._earlier_hashes:
+            layout = tx.layout(self.binding.system, self.binding.object, fingerprint)
+            self._earlier_hashes[fingerprint] = None if layout is None else layout_hash(layout)
+        earlier = self._earlier_hashes[fingerprint]
+        return earlier is not None and stored.holds_written_by(earlier(record.data))
 
     def _prefetch(self, tx: StateTransaction, prepared: Sequence[_Prepared]) -> None:
         """Read the referrals and match candidates of a whole page in a few queries."""
@@ -468,7 +491,11 @@ class PageProcessor:
             if not key:
                 continue
             candidates = self._candidates(tx, _MATCH_COLUMNS[rule], key)
-            candidates = [c for c in candidates if c["status"] != ReferralStatus.DUPLICATE.value]
+            # another partner's referral that was rejected (an existing customer, an open
+            # deal, turned down by sales) gives that partner no claim on the prospect
+            candidates = [c for c in candidates if c["status"] != ReferralStatus.DUPLICATE.value
+                          and (c["status"] != _REJECTED or partner is None
+                               or c.get("partner_id") in (None, partner))]
             if not candidates:
                 continue
             first = candidates[0]
@@ -487,15 +514,6 @@ class PageProcessor:
                 })
                 self.counts.add(binding, "matched")
                 return first
-            # a rejected referral (an existing customer, an open deal, turned down by sales)
-            # gives its partner no claim on the prospect
-            claims = [c for c in candidates if c["status"] != _REJECTED]
-            if not claims:
-                continue
-            if claims[0] is not first:
-                first = claims[0]
-                original = short_referral_id(first["id"])
-                explanation = f"{rule.replace('_', ' ')} {key} equals referral {original}"
             window = timedelta(days=self.config.rules.protection_window_days)
             registered = first.get("submitted_at") or first.get("created_at")
             submitted = values.get("submitted_at") or record.modstamp or self._time()

@@ -71,6 +71,7 @@ class OutboxDrainer:
     """Set when :meth:`drain` returned early because ``should_stop`` asked it to."""
     held_by_quota: int = 0
     """Writes a spent daily allowance refused, kept in the outbox (counted ``deferred`` too)."""
+    _layout_kept: bool = False
 
     @property
     def _log(self) -> Any:
@@ -172,6 +173,10 @@ class OutboxDrainer:
             except RetryableError as exc:
                 failure = exc
         with run_transaction(self.store, self.run_id, self.counts, self.lease) as tx:
+            if sendable and not self._layout_kept:
+                # the links this run writes name the mapping: keep what it writes
+                tx.remember_layout(binding.system, binding.object, binding.fingerprint,
+                                   mapping.written_layout)
             tx.finish_outbox(done)
             if quarantined:
                 self._quarantine(tx, quarantined)
@@ -181,14 +186,18 @@ class OutboxDrainer:
                 self._defer(tx, sendable, failure, now)
             else:
                 self._record_results(tx, sendable, results, now)
+        self._layout_kept = self._layout_kept or bool(sendable)
         return not stop
 
-    @staticmethod
-    def _holds_already(link: dict[str, Any] | None, payload: RecordHashes) -> bool:
+    def _holds_already(self, link: dict[str, Any] | None, payload: RecordHashes) -> bool:
         """Whether the linked record holds the payload: refsync wrote it there last, and
         nobody has been seen changing the record since (whatever mapping wrote it)."""
-        return link is not None and StoredHashes(link.get("last_written_hash"),
-                                                 None).holds_written(payload)
+        if link is None:
+            return False
+        stored = StoredHashes(link.get("last_written_hash"), None)
+        if stored.written_earlier:
+            return stored.last_written == self.binding.earlier_hash(payload.written)
+        return stored.holds_written(payload)
 
     def _outgoing(self, values: dict[str, Any], link: dict[str, Any] | None) -> Outgoing:
         """The write of ``values``, leaving alone the ``set_if_empty`` fields the remote holds."""

@@ -18,7 +18,8 @@ from sqlalchemy import inspect
 from refsync.errors import LeaseLostError, StateError, StoreLockedError
 from refsync.state import StateStore
 
-TABLES = {"referral", "partner", "link", "cursor", "event", "outbox", "quarantine", "run", "lease"}
+TABLES = {"referral", "partner", "link", "cursor", "event", "outbox", "quarantine", "run", "lease",
+          "mapping_layout"}
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
 
@@ -26,8 +27,8 @@ def test_migrations_create_every_table_from_empty(state_url: str) -> None:
     store = StateStore(state_url, migrate=False)
     assert store.schema_revision() is None
     applied = store.migrate()
-    assert applied == ["0001", "0002", "0003"]
-    assert store.schema_revision() == "0003"
+    assert applied == ["0001", "0002", "0003", "0004"]
+    assert store.schema_revision() == "0004"
     assert set(inspect(store.engine).get_table_names()) >= TABLES
     assert store.migrate() == []  # idempotent
     store.close()
@@ -254,3 +255,15 @@ def test_partners_are_counted_from_the_referrals_they_submitted(state_url: str) 
         counts = store.counts()
     assert counts["referrals"] == 4
     assert counts["partners"] == 2
+
+
+def test_a_mapping_layout_is_kept_once_per_fingerprint(state_url: str) -> None:
+    with StateStore(state_url) as store:
+        written = [["Email", "text"], ["Refsync_Id__c", "text"], ["Status", "status"]]
+        with store.transaction() as tx:
+            tx.remember_layout("salesforce", "Lead", "0badcafe", written)
+            tx.remember_layout("salesforce", "Lead", "0badcafe", [["other", ""]])  # kept as was
+        with store.snapshot() as view:
+            assert view.layout("salesforce", "Lead", "0badcafe") == written
+            assert view.layout("salesforce", "Lead", "5eed1e55") is None
+            assert view.layout("hubspot", "contacts", "0badcafe") is None

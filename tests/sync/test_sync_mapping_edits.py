@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import requests
+from sqlalchemy import select, update
 
 from refsync.config import load_config
 from refsync.mapping.loader import default_mapping_path
@@ -24,6 +25,7 @@ from refsync.sandbox.config import sandbox_config
 from refsync.sandbox.runner import RunningSandbox, start_sandbox
 from refsync.sandbox.salesforce.soql import format_datetime
 from refsync.state import StateStore
+from refsync.state.store import link_table
 from refsync.sync.engine import SyncEngine
 from refsync.sync.wiring import build_engine
 
@@ -52,6 +54,16 @@ class Workspace:
 @pytest.fixture
 def workspace(tmp_path: Path, state_url: str) -> Iterator[Workspace]:
     """Two syncs done on the demo data: the referrals made, every write read back."""
+    yield from _workspace(tmp_path, state_url, settled=True)
+
+
+@pytest.fixture
+def backfilled(tmp_path: Path, state_url: str) -> Iterator[Workspace]:
+    """One sync done on the demo data: the referrals made, refsync's writes not read back."""
+    yield from _workspace(tmp_path, state_url, settled=False)
+
+
+def _workspace(tmp_path: Path, state_url: str, *, settled: bool) -> Iterator[Workspace]:
     with start_sandbox(seed="demo", ports=dict.fromkeys(
             ("salesforce", "hubspot", "partnerstack"), 0), workdir=tmp_path / "tls") as sandbox:
         text = sandbox_config(sandbox.urls, sandbox.ca_bundle, state_url,
@@ -70,7 +82,8 @@ def workspace(tmp_path: Path, state_url: str) -> Iterator[Workspace]:
             space = Workspace(sandbox, config, store)
             engine = space.engine()
             engine.run()
-            assert engine.run().counts["written"] == 0  # the writes read back as echoes
+            if settled:
+                assert engine.run().counts["written"] == 0  # the writes read back as echoes
             yield space
 
 
@@ -245,3 +258,93 @@ def test_a_record_read_again_for_a_field_refsync_only_reads_does_not_revert_the_
     lead_now = next(row for row in workspace.records("salesforce", "Lead")
                     if row["Id"] == lead["Id"])
     assert lead_now["Title"] == "Chief Marketing Officer"
+
+
+def test_a_field_added_before_refsyncs_writes_were_read_back_is_filled_from_the_hub(
+    backfilled: Workspace,
+) -> None:
+    # the link hashes name the mapping that wrote each record, and the state store keeps what
+    # each version of a mapping writes: a record refsync wrote with the mapping before the edit
+    # is still known to hold refsync's write, so its blank City is no change by sales
+    space, store = backfilled, backfilled.store
+    keys = {r["id"]: r["custom"]["partnerstack_key"] for r in store.list_referrals(limit=1000)}
+    _add_field(space.mapping("salesforce-lead"), "  country:     {remote: Country, transform: "
+               "[strip, {truncate: 80}]}\n", "  custom.partnerstack_key: {remote: City}")
+
+    report = space.engine().run(full=True)
+
+    assert report.counts["streams"]["salesforce.leads"].get("updated", 0) == 0, report.counts
+    assert {r["id"]: r["custom"]["partnerstack_key"]
+            for r in store.list_referrals(limit=1000)} == keys
+    cities = {lead["Refsync_Id__c"]: lead["City"] for lead in space.records("salesforce", "Lead")
+              if lead["Refsync_Id__c"]}
+    assert cities and all(cities[referral] == keys[referral] for referral in cities)
+    assert space.engine().run().counts["written"] == 0
+
+
+def test_another_partners_rejected_referral_leaves_a_partners_second_contact_a_new_referral(
+    workspace: Workspace,
+) -> None:
+    # matching by company name too; one partner's referral was rejected for an open deal
+    store = workspace.store
+    text = workspace.config.read_text()
+    workspace.config.write_text(text.replace("  keys:\n  - email\n",
+                                             "  keys:\n  - email\n  - company_name\n"))
+    rejected = next(r for r in store.list_referrals(limit=1000) if r["status"] == "rejected"
+                    and "open opportunity" in (r["status_reason"] or ""))
+    # the deal is lost since: the company is open to partners again
+    emulator = workspace.sandbox.emulators["salesforce"]
+    with emulator.lock:
+        for opportunity in list(emulator.store.records["Opportunity"].values()):
+            if opportunity["StageName"] not in ("Closed Won", "Closed Lost"):
+                emulator.store.update(emulator.store.objects["Opportunity"], opportunity,
+                                      {"StageName": "Closed Lost"},
+                                      format_datetime(emulator.store.now()))
+    other = "part_demo003" if rejected["partner_id"] != "part_demo003" else "part_demo002"
+    company = rejected["company"]
+    statuses = []
+    for contact in ("ada.first", "bo.second"):
+        answer = requests.post(
+            f"{workspace.sandbox.urls['partnerstack']}/api/v2/leads", auth=AUTH,
+            json={"partner_key": other, "email": f"{contact}@{contact}-mail.example",
+                  "name": contact.replace(".", " ").title(), "company": company,
+                  "status": "new"}, timeout=10)
+        assert answer.status_code < 300, answer.text
+        workspace.engine().run()
+        statuses.append(store.list_referrals(limit=1)[0]["status"])
+
+    # the first is a new referral; the second, another contact at a company the partner
+    # already referred, is one too (never a duplicate of the partner's own referral)
+    assert statuses == ["submitted", "submitted"], statuses
+
+
+def test_links_kept_by_an_earlier_refsync_still_say_what_refsync_wrote(
+    workspace: Workspace,
+) -> None:
+    # an earlier refsync kept one hash a link: the written fields' hash salted with the whole
+    # mapping; after an upgrade it still tells a record that holds refsync's write
+    engine = workspace.engine()
+    bindings = {(b.system, b.object): b for b in engine.bindings}
+    records = {key: _remote_records(binding) for key, binding in bindings.items()}
+    with workspace.store.transaction() as tx:
+        for row in tx.connection.execute(select(link_table)).mappings().all():
+            binding = bindings[(row["system"], row["object"])]
+            record = records[(row["system"], row["object"])][row["external_id"]]
+            earlier = binding.earlier_hash(binding.mapping.content_hash(record))
+            tx.connection.execute(update(link_table).where(link_table.c.id == row["id"]).values(
+                last_written_hash=earlier if row["last_written_hash"] else None,
+                last_read_hash=earlier if row["last_read_hash"] else None))
+    lead = _linked_lead(workspace)
+    _touch_lead(workspace, lead["Id"], AnnualRevenue=42000.0)
+
+    report = engine.run(full=True)
+
+    assert report.counts["written"] == 0, report.counts  # every record holds its payload
+    assert report.counts["updated"] == 1, report.counts  # the amount sales changed
+    assert engine.run().counts["written"] == 0
+
+
+def _remote_records(binding: Any) -> dict[str, dict[str, Any]]:
+    """Every record of a stream as its connector reads it, by remote id."""
+    pages = binding.connector.read(binding.object, list(binding.mapping.remote_fields), None)
+    return {record.id: dict(record.data) for page in pages for record in page.records}
