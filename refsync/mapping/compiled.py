@@ -185,9 +185,11 @@ class CompiledMapping:
             sorted(written, key=lambda item: item[0]))
         """``(remote path, kind)`` of each field :meth:`content_hash` covers, in its order."""
         self._hashed = _hashed_fields(self.written_layout)
-        read_only = [(f.remote, _hash_reader(f.remote), hash_normaliser(f.kind))
-                     for f in self.fields if f.reads and not f.writes]
-        self._read_only_hashed = tuple(sorted(read_only, key=lambda item: item[0]))
+        read_only = [(f.remote, f.kind or "") for f in self.fields if f.reads and not f.writes]
+        self.read_only_layout: tuple[tuple[str, str], ...] = tuple(
+            sorted(read_only, key=lambda item: item[0]))
+        """``(remote path, kind)`` of each field :meth:`read_only_hash` covers, in its order."""
+        self._read_only_hashed = _hashed_fields(self.read_only_layout)
         top_level = {split_path(spec.key_field)[0]}
         top_level.update(split_path(f.remote)[0] for f in self.fields)
         top_level.update(split_path(path)[0] for path in extra_remote_reads)
@@ -320,8 +322,9 @@ class CompiledMapping:
 
 
 def layout_hash(layout: Iterable[Sequence[str]]) -> Callable[[Mapping[str, Any]], str]:
-    """:meth:`CompiledMapping.content_hash` of a mapping whose ``written_layout`` was
-    ``layout``: what a record holds in the fields an earlier version of a mapping wrote."""
+    """The hash :meth:`CompiledMapping.content_hash` (or :meth:`~CompiledMapping.read_only_hash`)
+    makes for a mapping whose ``written_layout`` (``read_only_layout``) is ``layout``: what a
+    record holds in the fields an earlier version of a mapping wrote (or only read)."""
     fields = _hashed_fields(layout)
     return lambda record: hash_values(record, fields)
 

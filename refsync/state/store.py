@@ -1108,22 +1108,30 @@ class StateTransaction:
         self.connection.execute(_unfinished_run_counts, {"run": run_id, "counts": dict(counts)})
 
     def remember_layout(
-        self, system: str, object_name: str, fingerprint: str, written: Sequence[Sequence[str]]
+        self, system: str, object_name: str, fingerprint: str,
+        written: Sequence[Sequence[str]], read_only: Sequence[Sequence[str]],
     ) -> None:
-        """Keep the fields a version of a mapping writes (once per fingerprint)."""
+        """Keep the fields a version of a mapping writes and only reads (once per
+        fingerprint), as ``[remote path, kind]`` pairs."""
         _insert_ignore(self.connection, layout_table, [{
             "system": system, "object": object_name, "fingerprint": fingerprint,
-            "written": [list(item) for item in written], "created_at": utcnow(),
+            "written": [list(item) for item in written],
+            "read_only": [list(item) for item in read_only], "created_at": utcnow(),
         }], ["system", "object", "fingerprint"])
 
-    def layout(self, system: str, object_name: str, fingerprint: str) -> list[list[str]] | None:
-        """The fields the version ``fingerprint`` of a mapping writes, if it was remembered."""
-        written = self.connection.execute(
-            select(layout_table.c.written).where(
+    def layout(
+        self, system: str, object_name: str, fingerprint: str
+    ) -> tuple[list[list[str]], list[list[str]]] | None:
+        """The fields the version ``fingerprint`` of a mapping writes and only reads, if it
+        was remembered."""
+        row = self.connection.execute(
+            select(layout_table.c.written, layout_table.c.read_only).where(
                 layout_table.c.system == system, layout_table.c.object == object_name,
                 layout_table.c.fingerprint == fingerprint)
-        ).scalar_one_or_none()
-        return None if written is None else [list(item) for item in written]
+        ).first()
+        if row is None:
+            return None
+        return [list(item) for item in row[0]], [list(item) for item in row[1]]
 
     def set_cursor(
         self, system: str, stream: str, value: Mapping[str, Any], run_id: str | None = None

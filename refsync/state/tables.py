@@ -297,7 +297,8 @@ class LeaseRow(SQLModel, table=True):
 
 
 class MappingLayoutRow(SQLModel, table=True):
-    """The fields a version of a mapping writes, by the fingerprint link hashes carry.
+    """The fields a version of a mapping writes and only reads, by the fingerprint link hashes
+    carry.
 
     A link's ``last_written_hash`` names the mapping that wrote the record; with that
     mapping's written fields, a record read back after the mapping was edited can still be
@@ -311,4 +312,6 @@ class MappingLayoutRow(SQLModel, table=True):
     fingerprint: str = Field(primary_key=True, max_length=16)
     written: list[list[str]] = Field(sa_column=Column(JSON, nullable=False))
     """``[remote path, kind]`` of each field written (the key field's kind is ``text``)."""
+    read_only: list[list[str]] = Field(sa_column=Column(JSON, nullable=False))
+    """``[remote path, kind]`` of each field only read (``direction: in``)."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

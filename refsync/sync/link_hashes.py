@@ -92,6 +92,16 @@ class StoredHashes:
         return stored is not None and stored[_WRITTEN:_WRITTEN + 1] == ":" and \
             stored[:_WRITTEN] == written_then[:_WRITTEN]
 
+    def read_only_read_by(self, fingerprint: str, read_only_then: str) -> bool:
+        """The record's fields that the mapping version ``fingerprint`` only read, whose hash
+        (that version's :meth:`~refsync.mapping.compiled.CompiledMapping.read_only_hash`) is
+        ``read_only_then``, hold what refsync last read there, with that version."""
+        stored = self.last_read
+        start = _READ_WRITTEN + 1
+        return stored is not None and stored[_READ_WRITTEN:start] == ":" and \
+            stored[start:start + _FINGERPRINT] == fingerprint and \
+            stored[start + _FINGERPRINT:] == read_only_then[:29]
+
     def holds_read(self, now: RecordHashes) -> bool:
         """The record's written fields hold what refsync last read there."""
         stored = self.last_read

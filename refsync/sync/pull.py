@@ -85,6 +85,9 @@ class _Known:
     whichever version of the mapping it wrote them)."""
     same_mapping: bool = False
     """... and refsync wrote or read them with the mapping in use now."""
+    suspect: frozenset[str] = frozenset()
+    """Remote paths the mapping writes now that the version refsync last wrote with only read,
+    and that no longer hold what refsync last read: someone may have changed them."""
 
     def holds_what_refsync_synced(self, compiled: Any) -> bool:
         """Whether ``compiled``'s field holds what refsync wrote or read there itself, mapped
@@ -100,7 +103,18 @@ class _Known:
         """Whether the remote cannot have changed ``compiled``'s field since refsync synced the
         record: no rule that goes by time lets its value win (a ``two_way`` field keeps the
         hub's value where the hub has one)."""
-        return self.everything or (self.written and compiled.writes)
+        return self.everything or (
+            self.written and compiled.writes and compiled.remote not in self.suspect)
+
+
+@dataclass(frozen=True)
+class _EarlierMapping:
+    """What refsync needs of an earlier version of a mapping: how it hashed what it wrote
+    and what it only read, and the remote paths it only read."""
+
+    written_hash: Callable[[Mapping[str, Any]], str]
+    read_only_hash: Callable[[Mapping[str, Any]], str]
+    read_only_paths: frozenset[str]
 
 
 @dataclass
@@ -235,9 +249,8 @@ class PageProcessor:
     customers: CustomerIndex | None = None
     replaying: Mapping[str, int] = field(default_factory=dict)
     _events: list[dict[str, Any]] = field(default_factory=list)
-    _earlier_hashes: dict[str, Callable[[Mapping[str, Any]], str] | None] = field(
-        default_factory=dict)
-    """The content hash of each earlier version of the mapping met in links (None: unknown)."""
+    _earlier: dict[str, _EarlierMapping | None] = field(default_factory=dict)
+    """Each earlier version of the mapping met in links (None: not remembered)."""
     _page: _PageState = field(default_factory=lambda: _PageState())
     _now: datetime | None = None
     """The page's moment: every row a page writes carries one timestamp (read once)."""
@@ -298,10 +311,13 @@ class PageProcessor:
             return _Prepared(record, link, "unchanged", read_hash)
         as_read = stored.holds_read(now)
         seen = link.get("remote_modstamp")
+        before_edit = None if as_written or as_read else \
+            self._written_before_edit(tx, record, stored)
         known = _Known(
             everything=record.modstamp is not None and seen is not None and
             record.modstamp == seen,
-            written=as_written or as_read or self._written_before_edit(tx, record, stored),
+            written=as_written or as_read or before_edit is not None,
+            suspect=before_edit or frozenset(),
             same_mapping=kept_earlier or (as_written and stored.written_under(now)) or (
                 as_read and stored.read_under(now)),
         )
@@ -311,17 +327,25 @@ class PageProcessor:
 
     def _written_before_edit(
         self, tx: StateTransaction, record: ReadRecord, stored: StoredHashes
-    ) -> bool:
+    ) -> frozenset[str] | None:
         """Whether ``record`` holds what refsync last wrote there with an earlier version of
-        the mapping (the fields that version wrote, hashed as it hashed them)."""
+        the mapping (the fields that version wrote, hashed as it hashed them): None if not,
+        else the remote paths that version only read and that may have changed since refsync
+        last read them (a field the edit made written can hold a person's change)."""
         fingerprint = stored.written_with()
         if fingerprint is None or fingerprint == self.binding.fingerprint:
-            return False
-        if fingerprint not in self._earlier_hashes:
+            return None
+        if fingerprint not in self._earlier:
             layout = tx.layout(self.binding.system, self.binding.object, fingerprint)
-            self._earlier_hashes[fingerprint] = None if layout is None else layout_hash(layout)
-        earlier = self._earlier_hashes[fingerprint]
-        return earlier is not None and stored.holds_written_by(earlier(record.data))
+            self._earlier[fingerprint] = None if layout is None else _EarlierMapping(
+                layout_hash(layout[0]), layout_hash(layout[1]),
+                frozenset(path for path, _kind in layout[1]))
+        earlier = self._earlier[fingerprint]
+        if earlier is None or not stored.holds_written_by(earlier.written_hash(record.data)):
+            return None
+        if stored.read_only_read_by(fingerprint, earlier.read_only_hash(record.data)):
+            return frozenset()
+        return earlier.read_only_paths
 
     def _prefetch(self, tx: StateTransaction, prepared: Sequence[_Prepared]) -> None:
         """Read the referrals and match candidates of a whole page in a few queries."""

@@ -176,7 +176,7 @@ class OutboxDrainer:
             if sendable and not self._layout_kept:
                 # the links this run writes name the mapping: keep what it writes
                 tx.remember_layout(binding.system, binding.object, binding.fingerprint,
-                                   mapping.written_layout)
+                                   mapping.written_layout, mapping.read_only_layout)
             tx.finish_outbox(done)
             if quarantined:
                 self._quarantine(tx, quarantined)

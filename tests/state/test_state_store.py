@@ -260,10 +260,11 @@ def test_partners_are_counted_from_the_referrals_they_submitted(state_url: str) 
 def test_a_mapping_layout_is_kept_once_per_fingerprint(state_url: str) -> None:
     with StateStore(state_url) as store:
         written = [["Email", "text"], ["Refsync_Id__c", "text"], ["Status", "status"]]
+        read_only = [["AnnualRevenue", "decimal"]]
         with store.transaction() as tx:
-            tx.remember_layout("salesforce", "Lead", "0badcafe", written)
-            tx.remember_layout("salesforce", "Lead", "0badcafe", [["other", ""]])  # kept as was
+            tx.remember_layout("salesforce", "Lead", "0badcafe", written, read_only)
+            tx.remember_layout("salesforce", "Lead", "0badcafe", [["other", ""]], [])  # kept
         with store.snapshot() as view:
-            assert view.layout("salesforce", "Lead", "0badcafe") == written
+            assert view.layout("salesforce", "Lead", "0badcafe") == (written, read_only)
             assert view.layout("salesforce", "Lead", "5eed1e55") is None
             assert view.layout("hubspot", "contacts", "0badcafe") is None

@@ -10,7 +10,7 @@ made by the remote; and an edit that leaves what a system is written alone write
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,24 @@ def backfilled(tmp_path: Path, state_url: str) -> Iterator[Workspace]:
     yield from _workspace(tmp_path, state_url, settled=False)
 
 
-def _workspace(tmp_path: Path, state_url: str, *, settled: bool) -> Iterator[Workspace]:
+@pytest.fixture
+def titles_read_from_hubspot(tmp_path: Path, state_url: str) -> Iterator[Workspace]:
+    """Two syncs done with HubSpot's job title read in only (``direction: in``)."""
+    yield from _workspace(tmp_path, state_url, settled=True, edit=lambda folder: _set_line(
+        folder / "hubspot-contacts.yaml", "  title: ",
+        "  title: {remote: jobtitle, direction: in, transform: [strip]}"))
+
+
+def _set_line(path: Path, start: str, line: str) -> None:
+    """Put ``line`` in place of the line of ``path`` that starts with ``start``."""
+    old = next(text for text in path.read_text().splitlines() if text.startswith(start))
+    path.write_text(path.read_text().replace(old, line, 1))
+
+
+def _workspace(
+    tmp_path: Path, state_url: str, *, settled: bool,
+    edit: Callable[[Path], None] | None = None,
+) -> Iterator[Workspace]:
     with start_sandbox(seed="demo", ports=dict.fromkeys(
             ("salesforce", "hubspot", "partnerstack"), 0), workdir=tmp_path / "tls") as sandbox:
         text = sandbox_config(sandbox.urls, sandbox.ca_bundle, state_url,
@@ -76,6 +93,8 @@ def _workspace(tmp_path: Path, state_url: str, *, settled: bool) -> Iterator[Wor
                    "rule: partner_owned, transform: [strip]}\n", "  domain: {remote: "
                    "fields.website, direction: in, rule: partner_owned, transform: "
                    "[domain_from_url]}")
+        if edit is not None:
+            edit(tmp_path)
         config = tmp_path / "refsync.yaml"
         config.write_text(text)
         with StateStore(state_url) as store:
@@ -348,3 +367,36 @@ def _remote_records(binding: Any) -> dict[str, dict[str, Any]]:
     """Every record of a stream as its connector reads it, by remote id."""
     pages = binding.connector.read(binding.object, list(binding.mapping.remote_fields), None)
     return {record.id: dict(record.data) for page in pages for record in page.records}
+
+
+def test_a_change_to_a_field_refsync_only_read_survives_the_field_becoming_two_way(
+    titles_read_from_hubspot: Workspace,
+) -> None:
+    space = titles_read_from_hubspot
+    contact = next(c for c in space.records("hubspot", "contacts")
+                   if c["properties"].get("refsync_id"))
+    referral_id = contact["properties"]["refsync_id"]
+    _retitle(space, contact["id"], "Head of Growth")
+    space.engine().run()
+    assert space.store.get_referral(referral_id)["title"] == "Head of Growth"
+    # marketing retitles the contact again; before the next sync, the admin makes the title
+    # two_way: HubSpot's change is newer than the hub's title, so it wins
+    _retitle(space, contact["id"], "VP Growth")
+    _set_line(space.mapping("hubspot-contacts"), "  title: ",
+              "  title: {remote: jobtitle, transform: [strip]}")
+
+    space.engine().run(full=True)
+
+    assert space.store.get_referral(referral_id)["title"] == "VP Growth"
+    written = next(c for c in space.records("hubspot", "contacts") if c["id"] == contact["id"])
+    assert written["properties"]["jobtitle"] == "VP Growth"
+    assert space.engine().run().counts["written"] == 0
+
+
+def _retitle(space: Workspace, contact_id: str, title: str) -> None:
+    time.sleep(0.01)
+    answer = requests.patch(
+        f"{space.sandbox.urls['hubspot']}/crm/v3/objects/contacts/{contact_id}",
+        headers={"Authorization": "Bearer pat-sandbox-refsync"},
+        json={"properties": {"jobtitle": title}}, timeout=10)
+    assert answer.status_code < 300, answer.text

@@ -1,4 +1,4 @@
-"""mapping_layout: the fields each version of a mapping writes, by fingerprint
+"""mapping_layout: the fields each version of a mapping writes and only reads, by fingerprint
 
 Revision ID: 0004
 Revises: 0003
@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("object", sa.String(length=128), nullable=False),
         sa.Column("fingerprint", sa.String(length=16), nullable=False),
         sa.Column("written", sa.JSON(), nullable=False),
+        sa.Column("read_only", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("system", "object", "fingerprint"),
     )
