@@ -8,7 +8,8 @@ With ``--retry`` it kills ``refsync retry --all`` instead, while it replays writ
 refused (quarantined by syncs through refused-record faults before each attempt) and leads
 that could not be read (a status the syncs' mapping lacks, mapped by the retry's fixed one).
 
-Exit status 0 when no referral was lost or duplicated, 1 otherwise (the seed is printed).
+Exit status 0 when no referral was lost or duplicated and no refsync child crashed, 1
+otherwise; the report then gives every reason on a ``PROBLEM:`` line (and the seed).
 """
 
 from __future__ import annotations

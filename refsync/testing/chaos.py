@@ -11,6 +11,10 @@ only counts API calls. After the last kill it runs syncs until one exits 0 and a
 has nothing to do, then audits the PRM, the hub and the CRMs (:mod:`refsync.testing.audit`)
 and compares every referral's outcome with an uninterrupted reference sync of the same data.
 
+A child that crashes (a traceback, or an exit code no run outcome gives) is a bug of refsync,
+not the harness's kill: the report names it, and every other reason it fails, on a
+``PROBLEM:`` line.
+
 The kill schedule is a function of the seed; the exact instruction a kill interrupts also
 depends on timing, so a failing seed reproduces the schedule, not necessarily the interleaving.
 """
@@ -34,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from refsync.cli.common import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 from refsync.config import load_config
 from refsync.daemon.leases import SYNC_LEASE
 from refsync.domain.ids import SHORT_ID_LENGTH, short_referral_id
@@ -70,7 +75,12 @@ LEASE_TTL = 3
 #: run counters that mean a sync still had something to do
 WORK_COUNTS = ("created", "updated", "written", "quarantined", "deferred", "conflicts",
                "duplicates", "rejected")
+#: the exit codes of ``refsync sync`` and ``refsync retry`` that give a run's outcome:
+#: succeeded, partial or interrupted, failed (or refused the sync lease); any other is a crash
+RUN_EXIT_CODES = frozenset({EXIT_OK, EXIT_PARTIAL, EXIT_FAILED})
 _SHORT_ID = re.compile(rf"\b[0-9a-f]{{{SHORT_ID_LENGTH}}}\b")
+#: how much of a child's last line of standard error a report quotes
+_QUOTED = 300
 
 
 def sync_work(counts: Mapping[str, Any]) -> int:
@@ -113,7 +123,20 @@ class ChaosOptions:
 
 @dataclass
 class Attempt:
-    """One child sync: how it was meant to be killed and how it ended."""
+    """One child sync: how it was meant to be killed and how it ended.
+
+    Attributes:
+        number: the child's number (its logs are ``runs/<number>.out`` and ``.err``).
+        plan: when the kill was meant to land (``no kill`` after the last kill).
+        exit_code: the child's exit code; -9 when SIGKILL ended it.
+        killed_during: the last API call the sandbox served before the kill.
+        phase: when the kill landed with respect to the child's run.
+        counts: the run's counters, from the child's ``--json`` answer.
+        last_stderr_line: the last line the child wrote to standard error (of a JSON log
+            line, its message).
+        raised: the child's standard error shows an exception refsync did not expect (a
+            traceback, or a ``command crashed`` event).
+    """
 
     number: int
     plan: str
@@ -121,11 +144,32 @@ class Attempt:
     killed_during: str | None = None
     phase: str = ""
     counts: dict[str, Any] = field(default_factory=dict)
+    last_stderr_line: str = ""
+    raised: bool = False
 
     @property
     def killed(self) -> bool:
         """True when SIGKILL ended the child."""
         return self.exit_code == -9
+
+    @property
+    def crashed(self) -> bool:
+        """True when refsync itself, not the harness's kill, ended the child abnormally.
+
+        A child that raised still counts when the SIGKILL found it not yet gone.
+        """
+        return self.raised or (not self.killed and self.exit_code not in RUN_EXIT_CODES)
+
+    def ended(self) -> str:
+        """How the child ended, with the last thing it said when it did not succeed."""
+        said = f": {self.last_stderr_line}" if self.last_stderr_line else ""
+        if self.crashed and self.killed:
+            return f"crashed, then was killed by SIGKILL before it exited{said}"
+        if self.crashed:
+            return f"crashed with exit {self.exit_code}{said}"
+        if self.exit_code != EXIT_OK:
+            return f"exit {self.exit_code}{said}"
+        return f"exit {self.exit_code}, {sync_work(self.counts)} records of work done"
 
 
 @dataclass
@@ -160,16 +204,29 @@ class ChaosReport:
         return sum(1 for a in self.attempts if a.killed)
 
     @property
+    def crashed(self) -> int:
+        """Attempts that crashed (see :attr:`Attempt.crashed`), killed afterwards or not."""
+        return sum(1 for a in self.attempts if a.crashed)
+
+    @property
     def problems(self) -> list[str]:
-        """Everything that went wrong; empty when nothing was lost or duplicated."""
-        found = list(self.interim_problems)
-        if self.audit is not None:
-            found.extend(self.audit.problems)
-        found.extend(self.reference_differences)
-        if not self.settle or self.settle[-1].exit_code != 0 or sync_work(
+        """Everything that went wrong; empty when nothing was lost or duplicated and no
+        child crashed."""
+        found = [] if self.audit is None else list(self.audit.problems)
+        return [*found, *self._harness_problems()]
+
+    def _harness_problems(self) -> list[str]:
+        """What went wrong beyond the audit's findings (which the audit's lines print)."""
+        found = [*self.interim_problems, *self.reference_differences]
+        found.extend(f"attempt {a.number} {a.ended()}" for a in self.attempts if a.crashed)
+        found.extend(f"child {a.number} after the last kill {a.ended()}"
+                     for a in self.settle if a.crashed)
+        if not self.settle or self.settle[-1].exit_code != EXIT_OK or sync_work(
                 self.settle[-1].counts):
+            last = f"the last one {self.settle[-1].ended()}" if self.settle \
+                else "no run was made"
             found.append(f"the syncs did not settle in {self.options.max_settle_runs} runs "
-                         "after the last kill")
+                         f"after the last kill ({last})")
         return found
 
     @property
@@ -178,19 +235,35 @@ class ChaosReport:
         return not self.problems
 
     def lines(self) -> list[str]:
-        """A readable report."""
+        """A readable report: every problem is on a ``PROBLEM:`` line, the verdict last."""
+        out = self._summary_lines()
+        out.extend(f"PROBLEM: {problem}" for problem in self._harness_problems())
+        problems = len(self.problems)
+        out.append(f"{'OK' if self.ok else 'FAILED'} in {self.seconds:.1f} s "
+                   f"(seed {self.options.seed})"
+                   + (f": {problems} problem{'s' if problems > 1 else ''} above" if problems
+                      else ""))
+        return out
+
+    def _summary_lines(self) -> list[str]:
+        """What the harness did, and the audit with its own problems."""
         options = self.options
         killed = [a for a in self.attempts if a.killed]
         phases = Counter(a.phase for a in killed)
         last_calls = Counter(_route_kind(a.killed_during) for a in killed)
+        killed_crashed = sum(1 for a in killed if a.crashed)
+        finished = len(self.attempts) - self.kills - (self.crashed - killed_crashed)
         out = [f"seed {options.seed}: {options.referrals} referrals seeded, {self.new_leads} "
                f"submitted during the attempts; {len(self.attempts)} attempts, {self.kills} "
-               f"killed by SIGKILL, {len(self.attempts) - self.kills} finished before their kill"]
+               f"killed by SIGKILL, {finished} finished before their kill, {self.crashed} "
+               "crashed" + (f" ({killed_crashed} of them then killed by SIGKILL before they "
+                            "exited)" if killed_crashed else "")]
         out.append("killed: " + ", ".join(f"{phase} {n}" for phase, n in phases.most_common()))
         out.append("last API call before each kill: " + ", ".join(
             f"{kind} {n}" for kind, n in last_calls.most_common()))
         out.append("after the last kill: " + ", ".join(
-            f"exit {a.exit_code} ({sync_work(a.counts)} work)" for a in self.settle))
+            f"exit {a.exit_code} ({sync_work(a.counts)} work{', crashed' if a.crashed else ''})"
+            for a in self.settle))
         if self.lease_waits:
             out.append(f"waited {self.lease_waits:.1f} s in all for killed runs' sync leases "
                        "to expire")
@@ -199,10 +272,6 @@ class ChaosReport:
                        f"{self.reference.seconds:.1f} s")
         if self.audit is not None:
             out.extend(self.audit.lines())
-        out.extend(f"PROBLEM: {p}" for p in [*self.interim_problems,
-                                             *self.reference_differences])
-        out.append(f"{'OK' if self.ok else 'FAILED'} in {self.seconds:.1f} s "
-                   f"(seed {options.seed})")
         return out
 
 
@@ -437,6 +506,13 @@ class _Child:
                 open(self.logs / f"{number:03d}.err", "wb") as err:
             return subprocess.Popen(command, stdout=out, stderr=err, env=self.environment)
 
+    def result(self, number: int, plan: str, exit_code: int) -> Attempt:
+        """Child ``number``'s attempt, from its exit code and what it wrote."""
+        raised, last_line = _stderr_findings(
+            (self.logs / f"{number:03d}.err").read_text("utf-8", errors="replace"))
+        return Attempt(number, plan, exit_code, counts=self.counts(number),
+                       last_stderr_line=last_line, raised=raised)
+
     def counts(self, number: int) -> dict[str, Any]:
         text = (self.logs / f"{number:03d}.out").read_text("utf-8", errors="replace")
         start = text.find("{")
@@ -446,6 +522,33 @@ class _Child:
             return {}
         counts = answer.get("counts") if isinstance(answer, dict) else None
         return counts if isinstance(counts, dict) else {}
+
+
+def _stderr_findings(text: str) -> tuple[bool, str]:
+    """Whether a child's standard error shows an unexpected exception, and its last line.
+
+    Python's traceback (console log lines) or a ``command crashed`` event (JSON log lines)
+    tells of an exception refsync did not expect. A JSON log line is quoted by its message.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    raised = any(line.startswith("Traceback (most recent call last)")
+                 or _log_event(line).get("event") == "command crashed" for line in lines)
+    if not lines:
+        return raised, ""
+    event = _log_event(lines[-1])
+    last = str(event.get("error") or event.get("why") or event.get("event") or lines[-1])
+    return raised, last if len(last) <= _QUOTED else last[:_QUOTED - 3] + "..."
+
+
+def _log_event(line: str) -> dict[str, Any]:
+    """A JSON log line as a dict; empty for any other line."""
+    if not line.startswith("{"):
+        return {}
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return {}
+    return event if isinstance(event, dict) else {}
 
 
 class Campaign:
@@ -523,7 +626,7 @@ class Campaign:
         self.switch.arm(process, after, delay, only)
         exit_code = process.wait()
         self.switch.disarm()
-        attempt = Attempt(number, plan, exit_code, counts=self.child.counts(number))
+        attempt = self.child.result(number, plan, exit_code)
         if attempt.killed:
             attempt.killed_during = self.switch.fired_during
             runs_after, status = self._runs()
@@ -532,9 +635,12 @@ class Campaign:
         report.attempts.append(attempt)
         if attempt.killed:
             report.lease_waits += self._wait_for_dead_lease()
-        options.say(f"attempt {number}: kill {plan} -> " + (
-            f"killed {attempt.phase}, last call {attempt.killed_during}" if attempt.killed
-            else f"exit {exit_code}"))
+        if attempt.killed:
+            outcome = f"killed {attempt.phase}, last call {attempt.killed_during}" + (
+                f" ({attempt.ended()})" if attempt.crashed else "")
+        else:
+            outcome = attempt.ended() if attempt.crashed else f"exit {exit_code}"
+        options.say(f"attempt {number}: kill {plan} -> {outcome}")
         with StateStore(self.state_url, migrate=False) as store:
             for problem in self.check(store):
                 report.interim_problems.append(f"after attempt {number}: {problem}")
@@ -562,11 +668,11 @@ class Campaign:
         for _ in range(self.options.max_settle_runs):
             self.number += 1
             exit_code = self.child.start(self.number).wait()
-            attempt = Attempt(self.number, "no kill", exit_code,
-                              counts=self.child.counts(self.number))
+            attempt = self.child.result(self.number, "no kill", exit_code)
             self.report.settle.append(attempt)
             self.options.say(f"sync {self.number} without a kill: exit {exit_code}, "
-                             f"work {sync_work(attempt.counts)}")
+                             f"work {sync_work(attempt.counts)}"
+                             + (f" ({attempt.ended()})" if attempt.crashed else ""))
             settle = self.report.settle
             if len(settle) > 1 and settle[-2].exit_code == 0 and exit_code == 0 and \
                     not sync_work(attempt.counts):

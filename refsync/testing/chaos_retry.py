@@ -40,7 +40,6 @@ from refsync.sync.bindings import StreamBinding
 from refsync.sync.wiring import build_bindings, build_engine
 from refsync.testing.audit import remote_records
 from refsync.testing.chaos import (
-    Attempt,
     Campaign,
     ChaosOptions,
     ChaosReport,
@@ -112,10 +111,9 @@ class RetryChaosReport(ChaosReport):
     refused: Counter[str] = field(default_factory=Counter)
     stranded: list[str] = field(default_factory=list)
 
-    @property
-    def problems(self) -> list[str]:
-        """Everything that went wrong, including quarantine left open or stranded."""
-        return [*super().problems, *self._replay_problems()]
+    def _harness_problems(self) -> list[str]:
+        """Beyond the audit's findings, including quarantine left open or stranded."""
+        return [*super()._harness_problems(), *self._replay_problems()]
 
     def _replay_problems(self) -> list[str]:
         """After settling, every replay must have reached its CRM and nothing stay held."""
@@ -129,16 +127,13 @@ class RetryChaosReport(ChaosReport):
                          if system.synced != system.expected)
         return found
 
-    def lines(self) -> list[str]:
-        """A readable report."""
-        out = super().lines()
-        verdict = out.pop()
+    def _summary_lines(self) -> list[str]:
+        """What the harness did, the audit, and the quarantine the retries replayed."""
+        out = super()._summary_lines()
         refused = ", ".join(f"{system} {n}" for system, n in sorted(self.refused.items()))
         out.append(f"records refused while faulty: {refused or 'none'}; open outgoing "
                    f"quarantine before each retry: {self.quarantined}; leads that could "
                    f"not be read before each retry: {self.held}")
-        out.extend(f"PROBLEM: {problem}" for problem in self._replay_problems())
-        out.append(verdict)
         return out
 
 
@@ -330,11 +325,11 @@ class _RetryCampaign(Campaign):
         self._lease_free()
         self.number += 1
         exit_code = self.child.start(self.number, self.command).wait()
-        attempt = Attempt(self.number, "no kill", exit_code,
-                          counts=self.child.counts(self.number))
+        attempt = self.child.result(self.number, "no kill", exit_code)
         self.report.settle.append(attempt)
         self.options.say(f"retry {self.number} without a kill: exit {exit_code}, replayed "
-                         f"{attempt.counts.get('replayed', 0)}, work {sync_work(attempt.counts)}")
+                         f"{attempt.counts.get('replayed', 0)}, work {sync_work(attempt.counts)}"
+                         + (f" ({attempt.ended()})" if attempt.crashed else ""))
         super().settle()
 
     def audit(self) -> None:
