@@ -67,6 +67,7 @@ __all__ = [
     "run_chaos",
     "run_reference",
     "sync_work",
+    "verdict_line",
 ]
 
 #: seconds a killed child keeps the sync lease (PostgreSQL); the shortest refsync allows
@@ -238,11 +239,7 @@ class ChaosReport:
         """A readable report: every problem is on a ``PROBLEM:`` line, the verdict last."""
         out = self._summary_lines()
         out.extend(f"PROBLEM: {problem}" for problem in self._harness_problems())
-        problems = len(self.problems)
-        out.append(f"{'OK' if self.ok else 'FAILED'} in {self.seconds:.1f} s "
-                   f"(seed {self.options.seed})"
-                   + (f": {problems} problem{'s' if problems > 1 else ''} above" if problems
-                      else ""))
+        out.append(verdict_line(len(self.problems), self.seconds, self.options.seed))
         return out
 
     def _summary_lines(self) -> list[str]:
@@ -726,3 +723,11 @@ def run_campaign(options: ChaosOptions, report: _Report,
             campaign.audit()
     report.seconds = time.monotonic() - started
     return report
+
+
+def verdict_line(problems: int, seconds: float, seed: int) -> str:
+    """A harness report's last line: OK, or FAILED with how many problems it listed."""
+    said = f" in {seconds:.1f} s (seed {seed})"
+    if not problems:
+        return f"OK{said}"
+    return f"FAILED{said}: {problems} problem{'s' if problems > 1 else ''} above"

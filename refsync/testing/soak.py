@@ -41,7 +41,7 @@ from refsync.sync.engine import RunReport, SyncEngine
 from refsync.sync.push import MAX_BACKOFF
 from refsync.sync.wiring import build_bindings, build_engine
 from refsync.testing.audit import AuditReport, audit_sync, remote_records
-from refsync.testing.chaos import sync_work
+from refsync.testing.chaos import sync_work, verdict_line
 from refsync.testing.scenario import (
     SANDBOX_SECRETS,
     scenario_config,
@@ -171,11 +171,7 @@ class SoakReport:
             out.extend(_run_errors(self.recovery_runs))
             out.extend(self.recovered.lines())
         out.extend(f"PROBLEM: {problem}" for problem in self._recovery_problems())
-        problems = len(self.problems)
-        out.append(f"{'OK' if self.ok else 'FAILED'} in {self.seconds:.1f} s "
-                   f"(seed {options.seed})"
-                   + (f": {problems} problem{'s' if problems > 1 else ''} above" if problems
-                      else ""))
+        out.append(verdict_line(len(self.problems), self.seconds, options.seed))
         return out
 
 
