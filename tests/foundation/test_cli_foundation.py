@@ -184,3 +184,22 @@ def test_the_state_database_is_found_beside_the_config_from_any_directory(
     assert migrated.exit_code == 0, migrated.output
     assert (config_dir / "state" / "refsync.db").exists()
     assert list(elsewhere.iterdir()) == []
+
+
+def test_state_show_tells_the_ids_read_at_a_cursors_boundary_by_their_number(
+    tmp_path: Path, state_url: str,
+) -> None:
+    # a batch write gives hundreds of records one modification time: the cursor keeps the ids
+    # already read at it, which the table counts and --json gives whole
+    path = make_config(tmp_path, state_url)
+    seen = {f"00Q{n:012d}": "2026-01-01T00:00:00Z" for n in range(200)}
+    with StateStore(state_url) as store, store.transaction() as tx:
+        tx.set_cursor("salesforce", "leads", {"modstamp": "2026-01-01T00:00:00Z", "seen": seen})
+        tx.set_cursor("hubspot", "contacts", {"modstamp": "2026-01-01T00:00:00Z",
+                                              "seen": {"101": "2026-01-01T00:00:00Z"}})
+    runner = CliRunner()
+    table = runner.invoke(cli, ["state", "show", "-c", str(path)], terminal_width=200).output
+    assert "seen=200 ids" in table and "seen=1 id " in table and "00Q" not in table
+    state = json.loads(runner.invoke(cli, ["state", "show", "-c", str(path), "--json"]).output)
+    assert {c["system"]: len(c["value"]["seen"]) for c in state["cursors"]} == {
+        "salesforce": 200, "hubspot": 1}
