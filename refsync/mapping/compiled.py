@@ -179,15 +179,12 @@ class CompiledMapping:
         """The hub fields :meth:`to_remote` reads (``custom`` for the ``custom.<name>`` ones),
         ``id`` included; None when a transform reads fields of its own (``join``, ``template``),
         so that any field may be read."""
-        written = [(spec.key_field, "text")] + [(f.remote, f.kind or "") for f in self.fields
-                                                 if f.writes]
-        self.written_layout: tuple[tuple[str, str], ...] = tuple(
-            sorted(written, key=lambda item: item[0]))
+        self.written_layout = _layout([(spec.key_field, "text")] + [
+            (f.remote, f.kind or "") for f in self.fields if f.writes])
         """``(remote path, kind)`` of each field :meth:`content_hash` covers, in its order."""
         self._hashed = _hashed_fields(self.written_layout)
-        read_only = [(f.remote, f.kind or "") for f in self.fields if f.reads and not f.writes]
-        self.read_only_layout: tuple[tuple[str, str], ...] = tuple(
-            sorted(read_only, key=lambda item: item[0]))
+        self.read_only_layout = _layout([(f.remote, f.kind or "") for f in self.fields
+                                         if f.reads and not f.writes])
         """``(remote path, kind)`` of each field :meth:`read_only_hash` covers, in its order."""
         self._read_only_hashed = _hashed_fields(self.read_only_layout)
         top_level = {split_path(spec.key_field)[0]}
@@ -327,6 +324,11 @@ def layout_hash(layout: Iterable[Sequence[str]]) -> Callable[[Mapping[str, Any]]
     record holds in the fields an earlier version of a mapping wrote (or only read)."""
     fields = _hashed_fields(layout)
     return lambda record: hash_values(record, fields)
+
+
+def _layout(fields: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """``(remote path, kind)`` pairs in the order the hashes take them: by path."""
+    return tuple(sorted(fields, key=lambda item: item[0]))
 
 
 def _hashed_fields(

@@ -38,20 +38,19 @@ class StreamBinding:
     connector: Connector
 
     @functools.cached_property
+    def _spec_digest(self) -> str:
+        return hashlib.sha256(self.mapping.spec.model_dump_json().encode()).hexdigest()
+
+    @property
     def fingerprint(self) -> str:
         """8 hex digits that change whenever the mapping does (kept in the link hashes)."""
-        spec = self.mapping.spec.model_dump_json()
-        return hashlib.sha256(spec.encode()).hexdigest()[:8]
+        return self._spec_digest[:8]
 
     def earlier_hash(self, written: str) -> str:
         """The one hash links kept before their hashes had parts: the written fields' hash
         ``written`` salted with the whole mapping. A link still holding one is recognised by
         it while the mapping is unchanged, so an upgrade writes nothing again."""
-        return hashlib.sha256(f"{self._earlier_salt}:{written}".encode()).hexdigest()
-
-    @functools.cached_property
-    def _earlier_salt(self) -> str:
-        return hashlib.sha256(self.mapping.spec.model_dump_json().encode()).hexdigest()[:12]
+        return hashlib.sha256(f"{self._spec_digest[:12]}:{written}".encode()).hexdigest()
 
     def hashes(self, remote_record: Any) -> RecordHashes:
         """The hashes of a record read from the stream (see :mod:`refsync.sync.link_hashes`)."""

@@ -19,6 +19,7 @@ again once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["RecordHashes", "StoredHashes"]
@@ -26,6 +27,7 @@ __all__ = ["RecordHashes", "StoredHashes"]
 _WRITTEN = 55  # of last_written_hash: the written fields' hash, then ":" and the fingerprint
 _READ_WRITTEN = 26  # of last_read_hash: the written fields' hash, then ":" and the rest
 _FINGERPRINT = 8
+_READ_ONLY = 29  # of last_read_hash, after the fingerprint: the read-only fields' hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,7 @@ class RecordHashes:
     @property
     def read_text(self) -> str:
         """What ``last_read_hash`` keeps after reading this record."""
-        return f"{self.written[:_READ_WRITTEN]}:{self.mapping}{self.read_only[:29]}"
+        return f"{self.written[:_READ_WRITTEN]}:{self.mapping}{self.read_only[:_READ_ONLY]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,63 +62,71 @@ class StoredHashes:
     last_written: str | None
     last_read: str | None
 
-    def holds_written(self, now: RecordHashes) -> bool:
-        """The record's written fields hold what refsync last wrote there."""
-        stored = self.last_written
-        return stored is not None and stored[_WRITTEN:_WRITTEN + 1] == ":" and \
-            stored[:_WRITTEN] == now.written[:_WRITTEN]
-
-    def written_under(self, now: RecordHashes) -> bool:
-        """The last write was made with the mapping in use now."""
-        stored = self.last_written
-        return stored is not None and stored[_WRITTEN + 1:] == now.mapping
-
-    @property
-    def written_earlier(self) -> bool:
-        """``last_written_hash`` is of the form an earlier refsync kept (one hash, no parts)."""
-        stored = self.last_written
-        return stored is not None and len(stored) == 64 and ":" not in stored
-
-    def written_with(self) -> str | None:
-        """The fingerprint of the mapping that made the last write, if known."""
+    def _written_parts(self) -> tuple[str, str] | None:
+        """(written fields' hash, fingerprint) of ``last_written``; None for none or the
+        earlier form."""
         stored = self.last_written
         if stored is None or stored[_WRITTEN:_WRITTEN + 1] != ":":
             return None
-        return stored[_WRITTEN + 1:]
+        return stored[:_WRITTEN], stored[_WRITTEN + 1:]
+
+    def _read_parts(self) -> tuple[str, str, str] | None:
+        """(written fields' hash, fingerprint, read-only fields' hash) of ``last_read``; None
+        for none or the earlier form."""
+        stored = self.last_read
+        start = _READ_WRITTEN + 1
+        if stored is None or stored[_READ_WRITTEN:start] != ":":
+            return None
+        return (stored[:_READ_WRITTEN], stored[start:start + _FINGERPRINT],
+                stored[start + _FINGERPRINT:])
+
+    def holds_written(self, now: RecordHashes) -> bool:
+        """The record's written fields hold what refsync last wrote there."""
+        return self.holds_written_by(now.written)
 
     def holds_written_by(self, written_then: str) -> bool:
-        """The record's fields that an earlier mapping wrote, whose hash (that mapping's
+        """The record's fields that a mapping wrote, whose hash (that mapping's
         :meth:`~refsync.mapping.compiled.CompiledMapping.content_hash`) is ``written_then``,
-        hold what refsync wrote there with it."""
+        hold what refsync last wrote there."""
+        parts = self._written_parts()
+        return parts is not None and parts[0] == written_then[:_WRITTEN]
+
+    def holds_earlier(self, now: RecordHashes, salted: Callable[[str], str]) -> bool:
+        """``last_written`` is of the form an earlier refsync kept (one hash, no parts), and
+        the record's written fields hold what it wrote there: ``salted(now.written)`` (the
+        written fields' hash salted with the mapping, which must be unchanged) is that hash."""
         stored = self.last_written
-        return stored is not None and stored[_WRITTEN:_WRITTEN + 1] == ":" and \
-            stored[:_WRITTEN] == written_then[:_WRITTEN]
+        return stored is not None and len(stored) == 64 and ":" not in stored and \
+            stored == salted(now.written)
+
+    def written_with(self) -> str | None:
+        """The fingerprint of the mapping that made the last write, if known."""
+        parts = self._written_parts()
+        return None if parts is None else parts[1]
+
+    def written_under(self, now: RecordHashes) -> bool:
+        """The last write was made with the mapping in use now."""
+        return self.written_with() == now.mapping
+
+    def holds_read(self, now: RecordHashes) -> bool:
+        """The record's written fields hold what refsync last read there."""
+        parts = self._read_parts()
+        return parts is not None and parts[0] == now.written[:_READ_WRITTEN]
+
+    def read_under(self, now: RecordHashes) -> bool:
+        """The last read was made with the mapping in use now."""
+        parts = self._read_parts()
+        return parts is not None and parts[1] == now.mapping
 
     def read_only_read_by(self, fingerprint: str, read_only_then: str) -> bool:
         """The record's fields that the mapping version ``fingerprint`` only read, whose hash
         (that version's :meth:`~refsync.mapping.compiled.CompiledMapping.read_only_hash`) is
         ``read_only_then``, hold what refsync last read there, with that version."""
-        stored = self.last_read
-        start = _READ_WRITTEN + 1
-        return stored is not None and stored[_READ_WRITTEN:start] == ":" and \
-            stored[start:start + _FINGERPRINT] == fingerprint and \
-            stored[start + _FINGERPRINT:] == read_only_then[:29]
-
-    def holds_read(self, now: RecordHashes) -> bool:
-        """The record's written fields hold what refsync last read there."""
-        stored = self.last_read
-        return stored is not None and stored[:_READ_WRITTEN + 1] == now.read_text[
-            :_READ_WRITTEN + 1]
-
-    def read_under(self, now: RecordHashes) -> bool:
-        """The last read was made with the mapping in use now."""
-        stored = self.last_read
-        start = _READ_WRITTEN + 1
-        return stored is not None and stored[_READ_WRITTEN:start] == ":" and \
-            stored[start:start + _FINGERPRINT] == now.mapping
+        parts = self._read_parts()
+        return parts is not None and parts[1] == fingerprint and \
+            parts[2] == read_only_then[:_READ_ONLY]
 
     def read_only_as_read(self, now: RecordHashes) -> bool:
         """The fields the mapping only reads hold what refsync last read there, with the
         mapping in use now."""
-        stored = self.last_read
-        return stored is not None and stored[_READ_WRITTEN:] == now.read_text[_READ_WRITTEN:]
+        return self.read_only_read_by(now.mapping, now.read_only)

@@ -301,10 +301,8 @@ class PageProcessor:
             return _Prepared(record, link, "mapped", read_hash,
                              binding.mapping.to_canonical(record.data))
         stored = StoredHashes(link.get("last_written_hash"), link.get("last_read_hash"))
-        as_written = stored.holds_written(now)
-        kept_earlier = stored.written_earlier and \
-            stored.last_written == binding.earlier_hash(now.written)
-        as_written = as_written or kept_earlier
+        kept_earlier = stored.holds_earlier(now, binding.earlier_hash)
+        as_written = kept_earlier or stored.holds_written(now)
         if as_written and stored.read_only_as_read(now):
             return _Prepared(record, link, "echo", read_hash)
         if read_hash == stored.last_read:

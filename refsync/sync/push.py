@@ -195,9 +195,8 @@ class OutboxDrainer:
         if link is None:
             return False
         stored = StoredHashes(link.get("last_written_hash"), None)
-        if stored.written_earlier:
-            return stored.last_written == self.binding.earlier_hash(payload.written)
-        return stored.holds_written(payload)
+        return stored.holds_written(payload) or \
+            stored.holds_earlier(payload, self.binding.earlier_hash)
 
     def _outgoing(self, values: dict[str, Any], link: dict[str, Any] | None) -> Outgoing:
         """The write of ``values``, leaving alone the ``set_if_empty`` fields the remote holds."""
