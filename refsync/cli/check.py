@@ -12,6 +12,7 @@ from refsync.cli.common import (
     EXIT_OK,
     CliContext,
     config_option,
+    counted,
     echo_json,
     json_option,
     pass_cli,
@@ -228,8 +229,8 @@ def check(cli_context: CliContext, config_path: str | None, as_json: bool, onlin
         echo_json({"ok": True, "config": str(path), "systems": systems, "problems": []})
     else:
         streams = sum(len(s) for s in systems.values())
-        click.echo(f"{path}: OK — {_counted(len(systems), 'system')}, "
-                   f"{_counted(streams, 'stream')}, mappings valid")
+        click.echo(f"{path}: OK — {counted(len(systems), 'system')}, "
+                   f"{counted(streams, 'stream')}, mappings valid")
     sys.exit(EXIT_OK)
 
 
@@ -257,8 +258,3 @@ def _log_failures(report: Report, failed: list[str]) -> None:
                 say_failed(finding["message"], EXIT_CHECK_FAILED, event="check failed",
                            system=name, fix=finding["fix"])
     say_failed(f"the online check failed for {', '.join(failed)}", EXIT_CHECK_FAILED)
-
-
-def _counted(count: int, noun: str) -> str:
-    """``1 system``, ``3 systems``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"

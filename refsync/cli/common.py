@@ -46,6 +46,7 @@ __all__ = [
     "ErrorEvent",
     "StopOnSignals",
     "config_option",
+    "counted",
     "echo_json",
     "fail",
     "json_option",
@@ -176,6 +177,11 @@ def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     return str(value)
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 system``, ``3 systems``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def echo_json(value: Any) -> None:

@@ -14,6 +14,7 @@ from refsync.cli.common import (
     EXIT_CONFIG,
     CliContext,
     config_option,
+    counted,
     echo_json,
     fail,
     json_option,
@@ -98,12 +99,9 @@ def state_show(cli_context: CliContext, config_path: str | None, as_json: bool) 
 def _cursor_text(value: dict[str, Any]) -> str:
     """A cursor in one line: a collection in it (the ids already read at the boundary's
     modification time, hundreds after a batch write) by its size; ``--json`` has it whole."""
-    return _compact({key: _how_many(len(item), "id") if isinstance(item, dict | list) else item
+    return _compact({key: counted(len(item), "id") if isinstance(item, dict | list) else item
                      for key, item in value.items()})
 
-
-def _how_many(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _compact(value: dict[str, Any]) -> str:
