@@ -43,7 +43,7 @@ def run(cli_context: CliContext, config_path: str | None, http_host: str | None,
     loaded = cli_context.load(config_path, with_named_files=True,
                               command_problems=_no_schedules)
     # everything the config names is checked before the database opens, every problem at once
-    problems = _no_schedules(loaded.path)
+    problems = [] if loaded.config.schedules else _no_schedules(loaded.path)
     try:
         build_bindings(loaded)
     except ConfigError as exc:

@@ -127,8 +127,8 @@ def sqlite_url_under(url: str, directory: Path) -> str:
     """
     if state_url_mistake(url) is not None:
         return url
-    parsed = make_url(url)
-    path = sqlite_path(normalise_url(url))
+    parsed = normalise_url(url)
+    path = sqlite_path(parsed)
     if path is None or path.is_absolute():
         return url
     beside = os.path.abspath(directory / path)
